@@ -1,0 +1,77 @@
+# ripple — one command runs the whole pipeline locally, one runs the tests.
+#   make up      install what is missing, start every server, wait until ready, show status
+#   make test    the test suite against the real servers (starts the stack if needed)
+# See README.md for the rest.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) -m ripple_stack
+# Debian packages of the servers that are not fetched from Maven Central or PyPI.
+APT_PACKAGES := postgresql nginx libnginx-mod-http-js prometheus prometheus-pushgateway \
+	prometheus-nginx-exporter wrk
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: up down clean distclean status test test-unit lint prereqs venv
+.DEFAULT_GOAL := help
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+## The project's Python environment; rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	@command -v python3 >/dev/null || { echo "ripple: python3 (3.11+) is missing: install it and rerun."; exit 2; }
+	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "ripple: Python 3.11+ is needed, found $$(python3 --version)."; exit 2; }
+	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+## Debian packages, installed only when one of their programs is missing.
+prereqs:
+	@missing=""; \
+	for bin in /usr/lib/postgresql/*/bin/postgres nginx prometheus prometheus-pushgateway prometheus-nginx-exporter wrk; do \
+		[ -x "$$bin" ] || command -v "$$bin" >/dev/null 2>&1 || missing="$$missing $$bin"; \
+	done; \
+	[ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || missing="$$missing njs"; \
+	if [ -n "$$missing" ]; then \
+		command -v apt-get >/dev/null || { echo "ripple: needs a Debian-like system with apt-get (missing:$$missing)."; exit 2; }; \
+		echo "installing Debian packages (missing:$$missing)…"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+
+up: prereqs venv
+	$(STACK) up
+
+down: venv
+	$(STACK) down
+
+## Stop and wipe data, logs and secrets; downloads are kept (distclean removes them too).
+clean: venv
+	$(STACK) clean
+
+distclean: clean
+	rm -rf .ripple $(VENV)
+
+status: venv
+	@$(STACK) status
+
+## make stop-flink, make start-postgres, ...: one component, for failure drills.
+stop-%: venv
+	$(STACK) stop $*
+
+start-%: venv
+	$(STACK) start $*
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test-unit: venv
+	$(PY) -m pytest -m "not integration"
+
+test: up lint
+	$(PY) -m pytest

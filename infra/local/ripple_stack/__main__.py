@@ -1,0 +1,78 @@
+"""ripple's local stack: `python -m ripple_stack up|down|clean|status|start|stop`.
+
+The Makefile's targets call these verbs; they are also usable on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from .component import PrerequisiteError
+from .settings import ConfigError, load_settings
+from .stack import ComponentStatus, Stack, status_rows_as_dicts
+
+_started = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - _started:5.0f}s] {message}", flush=True)
+
+
+def print_table(rows: list[ComponentStatus]) -> None:
+    table = [("COMPONENT", "STATE", "READY", "ADDRESS", "LOG")]
+    for row in rows:
+        ready = "yes" if row.ready else f"no: {row.detail}"
+        table.append((row.component, row.state, ready, row.address, ", ".join(row.logs)))
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1]
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ripple_stack", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("up", help="install what is missing, start everything, wait until ready")
+    verbs.add_parser("down", help="stop everything, keep data")
+    verbs.add_parser("clean", help="stop everything and wipe data, logs and secrets")
+    status = verbs.add_parser("status", help="one row per component")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    for verb in ("start", "stop"):
+        command = verbs.add_parser(verb, help=f"{verb} one component (e.g. flink, postgres, kafka)")
+        command.add_argument("component")
+    arguments = parser.parse_args(argv)
+
+    try:
+        stack = Stack(load_settings(), say)
+        if arguments.verb == "up":
+            stack.up()
+            print_table(stack.status())
+        elif arguments.verb == "down":
+            stack.down()
+        elif arguments.verb == "clean":
+            stack.clean()
+        elif arguments.verb == "status":
+            rows = stack.status()
+            if arguments.json:
+                print(json.dumps(status_rows_as_dicts(rows), indent=2))
+            else:
+                print_table(rows)
+            return 0 if all(row.ready for row in rows) else 3
+        elif arguments.verb == "start":
+            stack.start(arguments.component)
+        elif arguments.verb == "stop":
+            stack.stop(arguments.component)
+    except (PrerequisiteError, ConfigError) as error:
+        print(f"ripple: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""What a component of the local stack is: how it is installed, started and found ready."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .settings import Settings
+
+# Progress messages go through this, so the CLI decides where they are shown.
+Say = Callable[[str], None]
+
+
+class PrerequisiteError(Exception):
+    """Something the machine lacks; the message is one sentence saying what to do."""
+
+
+@dataclass(frozen=True)
+class Program:
+    """One long-running process, supervised by supervisord."""
+
+    name: str
+    command: list[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    # PostgreSQL refuses to run as root: when the stack runs as root it runs as this user.
+    run_as_when_root: str | None = None
+    stop_signal: str = "TERM"
+    stop_wait_s: int = 30
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    job: str
+    address: str  # host:port
+    path: str = "/metrics"
+    honor_labels: bool = False
+
+
+class Component:
+    """Base of every component. Subclasses set `name` and override what they need."""
+
+    name: str = ""
+    description: str = ""
+
+    def install(self, settings: Settings, say: Say) -> None:
+        """Fetch whatever is missing. Idempotent: a second call does nothing."""
+
+    def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
+        """Write configuration and do one-time initialisation before the programs start."""
+
+    def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
+        raise NotImplementedError
+
+    def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
+        """None when the component answers as it should; otherwise why it does not (yet)."""
+        raise NotImplementedError
+
+    def after_ready(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
+        """Idempotent provisioning that needs the running server (topics, databases, ...)."""
+
+    def address(self, settings: Settings) -> str:
+        return ""
+
+    def scrape_targets(self, settings: Settings) -> list[ScrapeTarget]:
+        """Where Prometheus finds this component's metrics."""
+        return []
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def run(command: list[str], *, say: Say | None = None, **kwargs: object) -> None:
+    """Run a setup command; on failure raise with the command's own last words."""
+    result = subprocess.run(command, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise PrerequisiteError(f"`{' '.join(command)}` failed (exit {result.returncode}):\n{tail}")
+    if say and result.stdout.strip():
+        say(result.stdout.strip().splitlines()[-1])
+
+
+def maven_fetch(pom: Path, output_dir: Path, say: Say, what: str) -> None:
+    """Resolve the artifacts a project pom declares into output_dir (once per pom content).
+
+    The pom is the pin: its content is stamped next to the output, so editing a version in the
+    pom re-resolves on the next `make up` and an unchanged pom costs nothing.
+    """
+    stamp = output_dir / ".pom-stamp"
+    wanted = pom.read_text()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    if shutil.which("mvn") is None:
+        raise PrerequisiteError("Maven is missing: install it (apt-get install maven) and rerun.")
+    say(f"downloading {what} from Maven Central (once)…")
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True)
+    run(
+        ["mvn", "-B", "-q", "-f", str(pom), "package", f"-Dripple.output={output_dir}"],
+    )
+    stamp.write_text(wanted)
+
+
+def require_binary(binary: str, package: str) -> str:
+    """The path of a program a Debian package provides, or a message saying how to get it."""
+    path = shutil.which(binary)
+    if path is None:
+        raise PrerequisiteError(
+            f"{binary} is missing: run `sudo apt-get install {package}` (or `make prereqs`) and rerun."
+        )
+    return path
+
+
+def http_status(url: str, timeout: float = 3.0) -> int | None:
+    """The status an HTTP GET gets, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except (urllib.error.URLError, OSError):
+        return None

@@ -1,0 +1,32 @@
+"""The components of the local stack, in the order they are installed and shown."""
+
+from __future__ import annotations
+
+from ..component import Component
+
+try:  # TEMP until helper lands flink.py
+    from .flink import Flink
+except ImportError:
+    Flink = None
+from .functions import knative_functions
+from .kafka import Kafka
+from .keycloak import Keycloak
+from .nginx import Nginx
+from .postgres import Postgres
+from .prometheus import Prometheus, Pushgateway
+
+
+def all_components() -> list[Component]:
+    components: list[Component] = [
+        Postgres(),
+        Kafka(),
+        Keycloak(),
+        *([Flink()] if Flink else []),
+        Pushgateway(),
+        *knative_functions(),
+        Nginx(),
+    ]
+    # Prometheus scrapes every other component, itself included.
+    prometheus = Prometheus(components)
+    components.append(prometheus)
+    return components

@@ -1,0 +1,172 @@
+"""Kafka as a single KRaft node (broker and controller in one JVM), from Maven Central jars."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from ..component import Component, Program, Say, maven_fetch, run
+from ..settings import REPO_ROOT, Settings
+
+POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
+# Strimzi KafkaTopic manifests: the topics a cluster gets, and the ones created locally.
+TOPICS_MANIFEST = REPO_ROOT / "infra" / "kafka" / "topics.yaml"
+
+LOG4J2_CONFIG = """\
+Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.request.logger
+        level: WARN
+      - name: org.apache.kafka.controller
+        level: WARN
+"""
+
+
+def declared_topics(manifest: Path = TOPICS_MANIFEST) -> list[dict]:
+    """The KafkaTopic resources of the manifest, as (name, partitions, config) dictionaries."""
+    if not manifest.exists():
+        return []
+    topics = []
+    for document in yaml.safe_load_all(manifest.read_text()):
+        if not document or document.get("kind") != "KafkaTopic":
+            continue
+        spec = document.get("spec", {})
+        topics.append(
+            {
+                "name": spec.get("topicName") or document["metadata"]["name"],
+                "partitions": int(spec.get("partitions", 1)),
+                "config": {k: str(v) for k, v in (spec.get("config") or {}).items()},
+            }
+        )
+    return topics
+
+
+class Kafka(Component):
+    name = "kafka"
+    description = "Kafka (KRaft, single node)"
+
+    def libs_dir(self, settings: Settings) -> Path:
+        return settings.dist_dir / "kafka-libs"
+
+    def config_file(self, settings: Settings) -> Path:
+        return settings.run_dir / "kafka" / "server.properties"
+
+    def install(self, settings: Settings, say: Say) -> None:
+        maven_fetch(POM, self.libs_dir(settings), say, "Kafka")
+
+    def _java(self, settings: Settings, main_class: str, *args: str) -> list[str]:
+        return [
+            "java",
+            "-Xms512m",
+            "-Xmx1g",
+            f"-Dlog4j2.configurationFile={settings.run_dir / 'kafka' / 'log4j2.yaml'}",
+            "-cp",
+            f"{self.libs_dir(settings)}/*",
+            main_class,
+            *args,
+        ]
+
+    def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
+        data = settings.data_dir / "kafka"
+        config_dir = settings.run_dir / "kafka"
+        config_dir.mkdir(parents=True, exist_ok=True)
+        (config_dir / "log4j2.yaml").write_text(LOG4J2_CONFIG)
+        host, port, controller = settings.host, settings.ports["kafka"], settings.ports["kafka_controller"]
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"{host}:{controller}",
+            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
+            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(data),
+            # Topics are declared (infra/kafka/topics.yaml), never created by a typo.
+            "auto.create.topics.enable": "false",
+            # One broker: internal topics cannot have more replicas than brokers.
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "num.partitions": "3",
+            "group.initial.rebalance.delay.ms": "0",
+            # Flink's exactly-once sinks hold transactions open across checkpoints.
+            "transaction.max.timeout.ms": "900000",
+        }
+        self.config_file(settings).write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+        if (data / "meta.properties").exists():
+            return
+        say("formatting Kafka storage (once)…")
+        run(
+            self._java(
+                settings,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
+                "-c",
+                str(self.config_file(settings)),
+            )
+        )
+
+    def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
+        return [
+            Program(
+                name="kafka", command=self._java(settings, "kafka.Kafka", str(self.config_file(settings)))
+            )
+        ]
+
+    def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
+        from kafka import KafkaAdminClient
+        from kafka.errors import KafkaError
+
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=settings.kafka_bootstrap,
+                request_timeout_ms=3000,
+                client_id="ripple-stack-probe",
+            )
+        except (KafkaError, OSError, ValueError) as error:
+            return f"broker not answering ({type(error).__name__})"
+        try:
+            admin.list_topics()
+            return None
+        except (KafkaError, OSError) as error:
+            return f"metadata unavailable ({type(error).__name__})"
+        finally:
+            admin.close()
+
+    def after_ready(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
+        from kafka import KafkaAdminClient
+        from kafka.admin import NewTopic
+
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="ripple-stack")
+        try:
+            existing = set(admin.list_topics())
+            wanted = [t for t in declared_topics() if t["name"] not in existing]
+            if wanted:
+                say("creating topics " + ", ".join(t["name"] for t in wanted))
+                admin.create_topics(
+                    [NewTopic(t["name"], t["partitions"], 1, topic_configs=t["config"]) for t in wanted]
+                )
+        finally:
+            admin.close()
+
+    def address(self, settings: Settings) -> str:
+        return settings.kafka_bootstrap

@@ -1,0 +1,94 @@
+"""Keycloak in development mode, from the Maven Central distribution, with ripple's realms."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..component import Component, Program, Say, ScrapeTarget, http_status, maven_fetch
+from ..settings import REPO_ROOT, Settings
+
+POM = REPO_ROOT / "infra" / "keycloak" / "pom.xml"
+# Realm exports imported at start. Secrets in them are ${ENV} placeholders that Keycloak
+# resolves from its environment, so the files hold none.
+REALMS_DIR = REPO_ROOT / "infra" / "keycloak" / "realms"
+
+
+class Keycloak(Component):
+    name = "keycloak"
+    description = "Keycloak (dev mode)"
+
+    def home(self, settings: Settings) -> Path:
+        unpacked = settings.dist_dir / "keycloak"
+        return next(unpacked.glob("keycloak-*"), unpacked / "keycloak-missing")
+
+    def install(self, settings: Settings, say: Say) -> None:
+        maven_fetch(POM, settings.dist_dir / "keycloak", say, "Keycloak")
+
+    def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
+        # Keycloak keeps its dev database under <home>/data; point that at the state directory
+        # so `make clean` wipes it and a new distribution keeps it.
+        state = settings.data_dir / "keycloak"
+        state.mkdir(parents=True, exist_ok=True)
+        link = self.home(settings) / "data"
+        if link.is_symlink() and link.resolve() != state.resolve():
+            link.unlink()
+        elif link.exists() and not link.is_symlink():
+            shutil.rmtree(link)
+        if not link.exists():
+            link.symlink_to(state, target_is_directory=True)
+        imports = state / "import"
+        if imports.exists():
+            shutil.rmtree(imports)
+        imports.mkdir()
+        for realm in REALMS_DIR.glob("*.json"):
+            shutil.copy(realm, imports / realm.name)
+
+    def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
+        host = settings.host
+        return [
+            Program(
+                name="keycloak",
+                command=[
+                    str(self.home(settings) / "bin" / "kc.sh"),
+                    "start-dev",
+                    f"--http-host={host}",
+                    f"--http-port={settings.ports['keycloak']}",
+                    f"--http-management-host={host}",
+                    f"--http-management-port={settings.ports['keycloak_management']}",
+                    # A fixed issuer: tokens name the same `iss` whichever address asked.
+                    f"--hostname={settings.keycloak_url}",
+                    "--health-enabled=true",
+                    "--metrics-enabled=true",
+                    "--import-realm",
+                ],
+                env={
+                    "KC_BOOTSTRAP_ADMIN_USERNAME": "admin",
+                    "KC_BOOTSTRAP_ADMIN_PASSWORD": secrets["RIPPLE_KEYCLOAK_ADMIN_PASSWORD"],
+                    **{
+                        name: secrets[name]
+                        for name in (
+                            "RIPPLE_PUBLISHER_CLIENT_SECRET",
+                            "RIPPLE_TEST_CLIENT_SECRET",
+                            "RIPPLE_TEST_USER_PASSWORD",
+                        )
+                    },
+                },
+            )
+        ]
+
+    def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
+        health = f"http://{settings.host}:{settings.ports['keycloak_management']}/health/ready"
+        if http_status(health) != 200:
+            return "health/ready not UP"
+        realm = f"{settings.keycloak_url}/realms/{settings.keycloak_realm}/.well-known/openid-configuration"
+        if http_status(realm) != 200:
+            return f"realm {settings.keycloak_realm} not served"
+        return None
+
+    def address(self, settings: Settings) -> str:
+        return settings.keycloak_url
+
+    def scrape_targets(self, settings: Settings) -> list[ScrapeTarget]:
+        return [ScrapeTarget("keycloak", f"{settings.host}:{settings.ports['keycloak_management']}")]

@@ -1,0 +1,118 @@
+"""Prometheus and the Pushgateway from the Debian packages."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from ..component import Component, Program, Say, ScrapeTarget, http_status, require_binary
+from ..settings import REPO_ROOT, Settings
+
+# Alert and recording rules shared with the cluster's PrometheusRule (infra/prometheus/).
+RULES_DIR = REPO_ROOT / "infra" / "prometheus" / "rules"
+
+
+class Pushgateway(Component):
+    name = "pushgateway"
+    description = "Prometheus Pushgateway"
+
+    def install(self, settings: Settings, say: Say) -> None:
+        require_binary("prometheus-pushgateway", "prometheus-pushgateway")
+
+    def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
+        return [
+            Program(
+                name="pushgateway",
+                command=[
+                    "prometheus-pushgateway",
+                    f"--web.listen-address={settings.host}:{settings.ports['pushgateway']}",
+                    f"--persistence.file={settings.data_dir / 'pushgateway' / 'metrics'}",
+                ],
+            )
+        ]
+
+    def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
+        (settings.data_dir / "pushgateway").mkdir(parents=True, exist_ok=True)
+
+    def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
+        return None if http_status(f"{settings.pushgateway_url}/-/ready") == 200 else "not ready"
+
+    def address(self, settings: Settings) -> str:
+        return settings.pushgateway_url
+
+    def scrape_targets(self, settings: Settings) -> list[ScrapeTarget]:
+        # honor_labels keeps the job/instance labels of what batch jobs pushed.
+        return [
+            ScrapeTarget("pushgateway", f"{settings.host}:{settings.ports['pushgateway']}", honor_labels=True)
+        ]
+
+
+class Prometheus(Component):
+    name = "prometheus"
+    description = "Prometheus"
+
+    def __init__(self, all_components: list[Component]) -> None:
+        self.all_components = all_components
+
+    def install(self, settings: Settings, say: Say) -> None:
+        require_binary("prometheus", "prometheus")
+
+    def config_file(self, settings: Settings) -> Path:
+        return settings.run_dir / "prometheus" / "prometheus.yml"
+
+    def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
+        """Scrape every component of the stack; regenerated at each `make up`."""
+        targets = [t for c in self.all_components for t in c.scrape_targets(settings)]
+        jobs: dict[str, dict] = {}
+        for target in targets:
+            job = jobs.setdefault(
+                target.job,
+                {
+                    "job_name": target.job,
+                    "metrics_path": target.path,
+                    "honor_labels": target.honor_labels,
+                    "static_configs": [{"targets": []}],
+                },
+            )
+            job["static_configs"][0]["targets"].append(target.address)
+        config = {
+            "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+            "rule_files": [str(RULES_DIR / "*.yaml")],
+            "scrape_configs": list(jobs.values()),
+        }
+        self.config_file(settings).parent.mkdir(parents=True, exist_ok=True)
+        self.config_file(settings).write_text(yaml.safe_dump(config, sort_keys=False))
+        (settings.data_dir / "prometheus").mkdir(parents=True, exist_ok=True)
+
+    def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
+        return [
+            Program(
+                name="prometheus",
+                command=[
+                    "prometheus",
+                    f"--config.file={self.config_file(settings)}",
+                    f"--storage.tsdb.path={settings.data_dir / 'prometheus'}",
+                    f"--web.listen-address={settings.host}:{settings.ports['prometheus']}",
+                    "--storage.tsdb.retention.time=7d",
+                    # Lets `make up` apply a regenerated scrape config without a restart.
+                    "--web.enable-lifecycle",
+                ],
+            )
+        ]
+
+    def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
+        return None if http_status(f"{settings.prometheus_url}/-/ready") == 200 else "not ready"
+
+    def after_ready(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
+        # The config was rewritten by prepare(); a running Prometheus picks it up on reload.
+        request = urllib.request.Request(f"{settings.prometheus_url}/-/reload", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def address(self, settings: Settings) -> str:
+        return settings.prometheus_url
+
+    def scrape_targets(self, settings: Settings) -> list[ScrapeTarget]:
+        return [ScrapeTarget("prometheus", f"{settings.host}:{settings.ports['prometheus']}")]

@@ -1,0 +1,153 @@
+"""Every setting of the local stack, read from the environment in this one place.
+
+Defaults are chosen so that nothing collides with a system service on its usual port: each
+server listens on loopback on a port in the 15000-19999 range. Override any of them with the
+variable named in the table (README.md lists the same table).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+# name -> (environment variable, default). Kept as data so README, status and tests share it.
+PORTS: dict[str, tuple[str, int]] = {
+    "kafka": ("RIPPLE_KAFKA_PORT", 19092),
+    "kafka_controller": ("RIPPLE_KAFKA_CONTROLLER_PORT", 19093),
+    "postgres": ("RIPPLE_POSTGRES_PORT", 15432),
+    "keycloak": ("RIPPLE_KEYCLOAK_PORT", 18180),
+    "keycloak_management": ("RIPPLE_KEYCLOAK_MANAGEMENT_PORT", 18190),
+    "flink_rest": ("RIPPLE_FLINK_REST_PORT", 18281),
+    "flink_rpc": ("RIPPLE_FLINK_RPC_PORT", 18282),
+    "flink_jobmanager_metrics": ("RIPPLE_FLINK_JOBMANAGER_METRICS_PORT", 18283),
+    "flink_taskmanager_metrics": ("RIPPLE_FLINK_TASKMANAGER_METRICS_PORT", 18284),
+    "nginx": ("RIPPLE_NGINX_PORT", 18080),
+    "gateway": ("RIPPLE_GATEWAY_PORT", 18081),
+    "prometheus": ("RIPPLE_PROMETHEUS_PORT", 19090),
+    "pushgateway": ("RIPPLE_PUSHGATEWAY_PORT", 19091),
+}
+
+# Secrets the stack needs. Taken from the environment when set; otherwise generated once
+# into $RIPPLE_HOME/secrets.env (mode 0600) so that nothing secret is ever committed.
+SECRET_NAMES: tuple[str, ...] = (
+    "RIPPLE_POSTGRES_PASSWORD",
+    "RIPPLE_KEYCLOAK_ADMIN_PASSWORD",
+    "RIPPLE_PUBLISHER_CLIENT_SECRET",
+    "RIPPLE_TEST_CLIENT_SECRET",
+    "RIPPLE_TEST_USER_PASSWORD",
+)
+
+
+class ConfigError(Exception):
+    """A setting has a value the stack cannot use; the message says which and what to do."""
+
+
+def _port(variable: str, default: int) -> int:
+    raw = os.environ.get(variable)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{variable}={raw!r} is not a port number: set it to 1024-65535.") from None
+    if not 1024 <= value <= 65535:
+        raise ConfigError(f"{variable}={value} is out of range: set it to 1024-65535.")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    ports: dict[str, int]
+    host: str = "127.0.0.1"
+    ready_timeout_s: float = 180.0
+    postgres_user: str = "ripple"
+    postgres_database: str = "ripple"
+    keycloak_realm: str = "ripple"
+
+    # Directories under RIPPLE_HOME. "dist" holds what was downloaded and survives `make clean`.
+    @property
+    def dist_dir(self) -> Path:
+        return self.home / "dist"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.home / "secrets.env"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.ports['kafka']}"
+
+    @property
+    def keycloak_url(self) -> str:
+        return f"http://{self.host}:{self.ports['keycloak']}"
+
+    @property
+    def flink_rest_url(self) -> str:
+        return f"http://{self.host}:{self.ports['flink_rest']}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.host}:{self.ports['gateway']}"
+
+    @property
+    def nginx_url(self) -> str:
+        return f"http://{self.host}:{self.ports['nginx']}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.host}:{self.ports['prometheus']}"
+
+    @property
+    def pushgateway_url(self) -> str:
+        return f"http://{self.host}:{self.ports['pushgateway']}"
+
+    def postgres_url(self, password: str, driver: str = "postgresql+psycopg2") -> str:
+        return (
+            f"{driver}://{self.postgres_user}:{password}@{self.host}:{self.ports['postgres']}"
+            f"/{self.postgres_database}"
+        )
+
+    def cluster_address_map(self) -> dict[str, str]:
+        """In-cluster service addresses used in knative/ and infra/ -> their local equivalents.
+
+        The manifests name the services a cluster has; locally the same strings are rewritten
+        to the loopback ports of this stack, so the manifests stay the single source of truth.
+        """
+        local = self.host
+        return {
+            "ripple-kafka-bootstrap.ripple.svc:9092": self.kafka_bootstrap,
+            "keycloak-service.ripple.svc:8080": f"{local}:{self.ports['keycloak']}",
+            "ripple-db-rw.ripple.svc:5432": f"{local}:{self.ports['postgres']}",
+            "pushgateway.ripple.svc:9091": f"{local}:{self.ports['pushgateway']}",
+            "ripple-flink-rest.ripple.svc:8081": f"{local}:{self.ports['flink_rest']}",
+            "gateway.ripple.svc:80": f"{local}:{self.ports['gateway']}",
+        }
+
+
+def load_settings() -> Settings:
+    home = Path(os.environ.get("RIPPLE_HOME") or REPO_ROOT / ".ripple").resolve()
+    ports = {name: _port(variable, default) for name, (variable, default) in PORTS.items()}
+    clashes = {p for p in ports.values() if list(ports.values()).count(p) > 1}
+    if clashes:
+        raise ConfigError(f"Ports {sorted(clashes)} are configured twice: give each a distinct value.")
+    try:
+        timeout = float(os.environ.get("RIPPLE_READY_TIMEOUT", "180"))
+    except ValueError:
+        raise ConfigError("RIPPLE_READY_TIMEOUT must be a number of seconds, e.g. 180.") from None
+    return Settings(home=home, ports=ports, ready_timeout_s=timeout)

@@ -1,0 +1,100 @@
+"""Pure logic of the local stack runner: settings, supervisor config, manifest wiring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ripple_stack.component import Program
+from ripple_stack.components.functions import KnativeFunction, ManifestError
+from ripple_stack.components.kafka import declared_topics
+from ripple_stack.secrets import load_secrets
+from ripple_stack.settings import SECRET_NAMES, ConfigError, load_settings
+from ripple_stack.supervisor import render_config
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("RIPPLE_HOME", str(tmp_path / "home"))
+    return load_settings()
+
+
+def test_ports_come_from_the_environment(monkeypatch, settings):
+    monkeypatch.setenv("RIPPLE_KAFKA_PORT", "29092")
+    assert load_settings().kafka_bootstrap == "127.0.0.1:29092"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("kafka", "is not a port number"), ("80", "out of range"), ("15432", "configured twice")],
+)
+def test_bad_port_is_a_clear_error(monkeypatch, settings, value, message):
+    monkeypatch.setenv("RIPPLE_KAFKA_PORT", value)
+    with pytest.raises(ConfigError, match=message):
+        load_settings()
+
+
+def test_secrets_are_generated_once_and_private(settings, monkeypatch):
+    for name in SECRET_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    first = load_secrets(settings)
+    assert set(first) == set(SECRET_NAMES) and all(len(v) >= 24 for v in first.values())
+    assert settings.secrets_file.stat().st_mode & 0o077 == 0
+    assert load_secrets(settings) == first
+    monkeypatch.setenv("RIPPLE_TEST_USER_PASSWORD", "from-env")
+    assert load_secrets(settings)["RIPPLE_TEST_USER_PASSWORD"] == "from-env"
+
+
+def test_supervisor_config_escapes_percent_and_groups_programs(settings):
+    program = Program(name="flink-taskmanager", command=["sh", "-c", "echo a b"], env={"X": "50%"})
+    config = render_config(settings, {"flink": [program]})
+    assert "[group:flink]\nprograms=flink-taskmanager" in config
+    assert 'environment=X="50%%"' in config
+    assert "command=sh -c 'echo a b'" in config
+
+
+def write_service(tmp_path: Path, env: list[dict]) -> Path:
+    manifest = {
+        "apiVersion": "serving.knative.dev/v1",
+        "kind": "Service",
+        "metadata": {"name": "demo"},
+        "spec": {"template": {"spec": {"containers": [{"image": "demo", "command": ["run"], "env": env}]}}},
+    }
+    path = tmp_path / "service.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    return path
+
+
+def test_service_env_gets_local_addresses_and_secrets(tmp_path, settings):
+    path = write_service(
+        tmp_path,
+        [
+            {"name": "KAFKA", "value": "ripple-kafka-bootstrap.ripple.svc:9092"},
+            {
+                "name": "PASSWORD",
+                "valueFrom": {"secretKeyRef": {"name": "ripple", "key": "RIPPLE_POSTGRES_PASSWORD"}},
+            },
+        ],
+    )
+    env = KnativeFunction(path, 0).environment(settings, {"RIPPLE_POSTGRES_PASSWORD": "pw"})
+    assert env == {"KAFKA": settings.kafka_bootstrap, "PASSWORD": "pw"}
+
+
+def test_service_env_with_unknown_secret_names_the_file(tmp_path, settings):
+    path = write_service(
+        tmp_path, [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "NOPE"}}}]
+    )
+    with pytest.raises(ManifestError, match=r"service.yaml.*env\[0\].*NOPE"):
+        KnativeFunction(path, 0).environment(settings, {})
+
+
+def test_declared_topics_read_strimzi_manifests(tmp_path):
+    path = tmp_path / "topics.yaml"
+    path.write_text(
+        "apiVersion: kafka.strimzi.io/v1beta2\nkind: KafkaTopic\nmetadata: {name: a-b}\n"
+        "spec: {topicName: a.b, partitions: 6, config: {retention.ms: 1000}}\n---\n"
+        "kind: ConfigMap\nmetadata: {name: ignored}\n"
+    )
+    assert declared_topics(path) == [{"name": "a.b", "partitions": 6, "config": {"retention.ms": "1000"}}]
