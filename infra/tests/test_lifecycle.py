@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -71,3 +72,17 @@ def test_down_then_up_keeps_data(stack):
     assert values == [marker.encode()]
     # Tokens still issue and verify after the restart (realm and keys kept).
     assert stack.client_token()
+
+
+def test_a_taken_port_stops_up_with_what_to_do(stack, tmp_path):
+    """A second stack (another RIPPLE_HOME) finds the first one's ports taken."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ripple_stack", "up"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "RIPPLE_HOME": str(tmp_path / "second")},
+    )
+    assert result.returncode == 2
+    assert "is already taken by another process" in result.stderr
+    assert "Traceback" not in result.stderr

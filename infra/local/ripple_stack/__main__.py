@@ -22,15 +22,18 @@ def say(message: str) -> None:
 
 
 def print_table(rows: list[ComponentStatus]) -> None:
-    table = [("COMPONENT", "STATE", "READY", "ADDRESS", "LOG")]
+    table = [("COMPONENT", "STATE", "READY", "MEMORY", "ADDRESS", "LOG")]
     for row in rows:
         ready = "yes" if row.ready else f"no: {row.detail}"
-        table.append((row.component, row.state, ready, row.address, ", ".join(row.logs)))
+        memory = f"{row.resident_mib:.0f} MiB" if row.resident_mib else "-"
+        table.append((row.component, row.state, ready, memory, row.address, ", ".join(row.logs)))
+    total = sum(row.resident_mib for row in rows)
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
     for line in table:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1]
         )
+    print(f"total resident memory of the stack: {total:.0f} MiB")
 
 
 def main(argv: list[str] | None = None) -> int:

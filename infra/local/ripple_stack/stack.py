@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from .component import Component, PrerequisiteError, Program, Say
 from .components import all_components
@@ -26,6 +27,24 @@ class ComponentStatus:
     detail: str  # why it is not ready, empty when it is
     address: str
     logs: list[str]
+    resident_mib: float  # memory of its processes and their children
+
+
+def resident_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants, from /proc (Linux)."""
+    total_kib, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total_kib += int(
+                next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
+            )
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(child) for child in (task / "children").read_text().split())
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total_kib / 1024
 
 
 def check_machine() -> None:
@@ -167,9 +186,11 @@ class Stack:
     def status(self) -> list[ComponentStatus]:
         secrets = self._secrets() if self.settings.secrets_file.exists() else {}
         states = self._process_states()
+        processes = self.supervisor.processes()
         rows = []
         for component in self.components:
             state = states.get(component.name, "DOWN")
+            programs = self._programs(component)
             reason = probe(component, self.settings, secrets) if state == "RUNNING" else state.lower()
             rows.append(
                 ComponentStatus(
@@ -178,7 +199,15 @@ class Stack:
                     ready=reason is None,
                     detail=reason or "",
                     address=component.address(self.settings),
-                    logs=[str(log_file(self.settings, p.name)) for p in self._programs(component)],
+                    logs=[str(log_file(self.settings, p.name)) for p in programs],
+                    resident_mib=round(
+                        sum(
+                            resident_mib(processes[p.name]["pid"])
+                            for p in programs
+                            if processes.get(p.name, {}).get("pid")
+                        ),
+                        1,
+                    ),
                 )
             )
         return rows
