@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from ..component import Component
-
-try:  # TEMP until helper lands flink.py
-    from .flink import Flink
-except ImportError:
-    Flink = None
+from .flink import Flink
 from .functions import knative_functions
 from .kafka import Kafka
 from .keycloak import Keycloak
@@ -21,7 +17,7 @@ def all_components() -> list[Component]:
         Postgres(),
         Kafka(),
         Keycloak(),
-        *([Flink()] if Flink else []),
+        Flink(),
         Pushgateway(),
         *knative_functions(),
         Nginx(),
