@@ -25,7 +25,10 @@ PORTS: dict[str, tuple[str, int]] = {
     "flink_jobmanager_metrics": ("RIPPLE_FLINK_JOBMANAGER_METRICS_PORT", 18283),
     "flink_taskmanager_metrics": ("RIPPLE_FLINK_TASKMANAGER_METRICS_PORT", 18284),
     "nginx": ("RIPPLE_NGINX_PORT", 18080),
+    "nginx_status": ("RIPPLE_NGINX_STATUS_PORT", 18083),
+    "nginx_exporter": ("RIPPLE_NGINX_EXPORTER_PORT", 19113),
     "gateway": ("RIPPLE_GATEWAY_PORT", 18081),
+    "query": ("RIPPLE_QUERY_PORT", 18082),
     "prometheus": ("RIPPLE_PROMETHEUS_PORT", 19090),
     "pushgateway": ("RIPPLE_PUSHGATEWAY_PORT", 19091),
 }
