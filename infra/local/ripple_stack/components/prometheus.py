@@ -11,8 +11,24 @@ import yaml
 from ..component import Component, Program, Say, ScrapeTarget, http_status, require_binary
 from ..settings import REPO_ROOT, Settings
 
-# Alert and recording rules shared with the cluster's PrometheusRule (infra/prometheus/).
+# Alert and recording rules: PrometheusRule resources that a cluster applies as they are.
 RULES_DIR = REPO_ROOT / "infra" / "prometheus" / "rules"
+
+
+def write_rule_files(out_dir: Path) -> list[Path]:
+    """Write the groups of every PrometheusRule in RULES_DIR as plain Prometheus rule files."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.yaml"):
+        stale.unlink()
+    written = []
+    for source in sorted(RULES_DIR.glob("*.yaml")):
+        for document in yaml.safe_load_all(source.read_text()):
+            if not document or document.get("kind") != "PrometheusRule":
+                continue
+            target = out_dir / f"{document['metadata']['name']}.yaml"
+            target.write_text(yaml.safe_dump({"groups": document["spec"]["groups"]}, sort_keys=False))
+            written.append(target)
+    return written
 
 
 class Pushgateway(Component):
@@ -63,6 +79,9 @@ class Prometheus(Component):
     def config_file(self, settings: Settings) -> Path:
         return settings.run_dir / "prometheus" / "prometheus.yml"
 
+    def rules_dir(self, settings: Settings) -> Path:
+        return settings.run_dir / "prometheus" / "rules"
+
     def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
         """Scrape every component of the stack; regenerated at each `make up`."""
         targets = [t for c in self.all_components for t in c.scrape_targets(settings)]
@@ -80,10 +99,11 @@ class Prometheus(Component):
             job["static_configs"][0]["targets"].append(target.address)
         config = {
             "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
-            "rule_files": [str(RULES_DIR / "*.yaml")],
+            "rule_files": [str(self.rules_dir(settings) / "*.yaml")],
             "scrape_configs": list(jobs.values()),
         }
         self.config_file(settings).parent.mkdir(parents=True, exist_ok=True)
+        write_rule_files(self.rules_dir(settings))
         self.config_file(settings).write_text(yaml.safe_dump(config, sort_keys=False))
         (settings.data_dir / "prometheus").mkdir(parents=True, exist_ok=True)
 
