@@ -1,6 +1,9 @@
 # ripple — one command runs the whole pipeline locally, one runs the tests.
 #   make up      install what is missing, start every server, wait until ready, show status
 #   make test    the test suite against the real servers (starts the stack if needed)
+#   make chart   the Helm chart, assembled from knative/ and infra/, linted and packaged
+#   make bench-edge      wrk: one client far above the edge's limits and one inside, per profile
+#   make edge-manifests  regenerate infra/edge/generated-config.yaml from nginx/ (RIPPLE_NGINX_PROFILE)
 # See README.md for the rest.
 
 SHELL := /bin/bash
@@ -12,7 +15,7 @@ APT_PACKAGES := postgresql nginx libnginx-mod-http-js prometheus prometheus-push
 	prometheus-nginx-exporter wrk
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up down clean distclean status test test-unit lint prereqs venv
+.PHONY: up down clean distclean status test test-unit lint prereqs venv helm chart
 .DEFAULT_GOAL := help
 
 help:
@@ -73,5 +76,26 @@ lint: venv
 test-unit: venv
 	$(PY) -m pytest -m "not integration"
 
-test: up lint
+## Helm, built from source with the Go toolchain (the only way this machine may get it).
+HELM_VERSION := v3.22.0
+HELM := .ripple/dist/bin/helm
+$(HELM):
+	@command -v go >/dev/null || { echo "ripple: Go is missing: install Go 1.24+ to build helm (make helm)."; exit 2; }
+	@echo "building helm $(HELM_VERSION) with go install (once, ~2 min)…"
+	GOBIN=$(abspath .ripple/dist/bin) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+helm: $(HELM)
+
+chart: venv helm
+	$(PY) infra/helm/build_chart.py --helm $(HELM)
+
+test: up lint helm
 	$(PY) -m pytest
+
+## The edge (nginx/): benchmark per limit profile (PROFILES="strict" to pick), cluster ConfigMaps.
+.PHONY: bench-edge edge-manifests
+bench-edge: venv
+	$(PY) loadtest/edge/bench.py $(PROFILES)
+
+edge-manifests: venv
+	$(PY) -c 'from ripple_stack.components.nginx import write_cluster_config; write_cluster_config()'

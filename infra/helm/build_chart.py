@@ -1,0 +1,67 @@
+"""Assemble the Helm chart from the repository's own manifests, then lint and package it.
+
+The chart in infra/helm/ripple holds templates and values only; its manifests are the files of
+knative/ and infra/, copied into the chart's files/ at build time so that there is no second
+copy to keep in step. Run it with `make chart`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART_SOURCE = REPO_ROOT / "infra" / "helm" / "ripple"
+# infra/ folders that are not cluster manifests.
+NOT_MANIFESTS = {"local", "tests", "helm"}
+REALM_FILE = REPO_ROOT / "infra" / "keycloak" / "realms" / "ripple-realm.json"
+HELM_HINT = "helm is missing: run `make helm` (go install helm.sh/helm/v3/cmd/helm) and rerun."
+
+
+def manifest_files() -> list[Path]:
+    found = sorted((REPO_ROOT / "knative").glob("*/*.yaml"))
+    for folder in sorted((REPO_ROOT / "infra").iterdir()):
+        if folder.is_dir() and folder.name not in NOT_MANIFESTS:
+            found.extend(sorted(folder.rglob("*.yaml")))
+    return found
+
+
+def assemble(out_dir: Path) -> Path:
+    """Copy the chart and the manifests into out_dir/ripple; return the chart directory."""
+    chart = out_dir / "ripple"
+    if chart.exists():
+        shutil.rmtree(chart)
+    shutil.copytree(CHART_SOURCE, chart)
+    for manifest in manifest_files():
+        target = chart / "files" / manifest.relative_to(REPO_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(manifest, target)
+    (chart / "files" / "realms").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REALM_FILE, chart / "files" / "realms" / REALM_FILE.name)
+    return chart
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / ".ripple" / "chart")
+    parser.add_argument("--helm", default=shutil.which("helm") or str(REPO_ROOT / ".ripple/dist/bin/helm"))
+    arguments = parser.parse_args()
+    chart = assemble(arguments.out)
+    print(f"assembled {chart} from {len(manifest_files())} manifest files")
+    if not Path(arguments.helm).exists():
+        print(HELM_HINT, file=sys.stderr)
+        return 2
+    for command in (["lint", str(chart)], ["package", str(chart), "--destination", str(arguments.out)]):
+        result = subprocess.run([arguments.helm, *command], text=True, capture_output=True)
+        print(result.stdout.strip())
+        if result.returncode != 0:
+            print(result.stderr.strip(), file=sys.stderr)
+            return result.returncode
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
