@@ -5,7 +5,7 @@ that one way. It knows nothing of events or tables.
 """
 
 from .problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, Problem
-from .tokens import Authenticator, Principal, TokenSettings, forbidden, require_roles
+from .tokens import Authenticator, Principal, TokenSettings, TokenSettingsError, forbidden, require_roles
 
 __all__ = [
     "PROBLEM_BASE",
@@ -14,6 +14,7 @@ __all__ = [
     "Principal",
     "Problem",
     "TokenSettings",
+    "TokenSettingsError",
     "forbidden",
     "require_roles",
 ]

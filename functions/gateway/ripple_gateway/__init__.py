@@ -1,0 +1,1 @@
+"""The gateway function: authenticated CloudEvents over HTTP in, Kafka records (acks=all) out."""

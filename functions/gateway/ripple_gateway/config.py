@@ -1,0 +1,85 @@
+"""Every setting of the gateway, read from the environment here and nowhere else.
+
+| variable | default | what |
+|---|---|---|
+| KAFKA_BOOTSTRAP_SERVERS | 127.0.0.1:19092 | Kafka bootstrap servers, comma separated |
+| MAX_BODY_BYTES | 1048576 | largest request body (413 above) |
+| MAX_BATCH_EVENTS | 500 | most events in one batch (413 above) |
+| KAFKA_LINGER_MS | 5 | producer linger: batches records of concurrent requests |
+| KAFKA_BATCH_BYTES | 131072 | producer batch size per partition |
+| KAFKA_REQUEST_TIMEOUT_MS | 3000 | produce request timeout |
+| KAFKA_DELIVERY_TIMEOUT_MS | 5000 | a record not acknowledged by then fails (-> 503) |
+| KAFKA_MAX_BLOCK_MS | 3000 | longest wait for metadata / buffer space in send() |
+| RETRY_AFTER_SECONDS | 5 | Retry-After of a 503 |
+
+Token settings (KEYCLOAK_URL, KEYCLOAK_REALM, TOKEN_ISSUER, TOKEN_AUDIENCE, TOKEN_ALGORITHMS,
+TOKEN_LEEWAY_SECONDS, TENANT_CLAIM, TOKEN_CACHE_SIZE, JWKS_REFRESH_MIN_SECONDS,
+KEYCLOAK_TIMEOUT_SECONDS) are read by ripple_auth.TokenSettings, shared with the query function.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ripple_auth import TokenSettings, TokenSettingsError
+
+
+class ConfigError(Exception):
+    """A setting has a value the gateway cannot use; the message says which and what to do."""
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer: set it to a whole number.") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is too small: set it to {minimum} or more.")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka_bootstrap_servers: list[str]
+    tokens: TokenSettings
+    max_body_bytes: int
+    max_batch_events: int
+    kafka_linger_ms: int
+    kafka_batch_bytes: int
+    kafka_request_timeout_ms: int
+    kafka_delivery_timeout_ms: int
+    kafka_max_block_ms: int
+    retry_after_s: int
+
+
+def load_config() -> Config:
+    try:
+        tokens = TokenSettings.from_environment()
+    except TokenSettingsError as error:
+        raise ConfigError(str(error)) from None
+    request_timeout = _int("KAFKA_REQUEST_TIMEOUT_MS", 3000, 100)
+    linger = _int("KAFKA_LINGER_MS", 5)
+    delivery_timeout = _int("KAFKA_DELIVERY_TIMEOUT_MS", 5000, 100)
+    if delivery_timeout < request_timeout + linger:
+        # Kafka's own rule: a record must be allowed at least one full request after lingering.
+        raise ConfigError(
+            "KAFKA_DELIVERY_TIMEOUT_MS must be >= KAFKA_REQUEST_TIMEOUT_MS + KAFKA_LINGER_MS "
+            f"({request_timeout + linger}): raise it or lower the others."
+        )
+    servers = [s.strip() for s in os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092").split(",")]
+    return Config(
+        kafka_bootstrap_servers=[s for s in servers if s],
+        tokens=tokens,
+        max_body_bytes=_int("MAX_BODY_BYTES", 1048576, 1024),
+        max_batch_events=_int("MAX_BATCH_EVENTS", 500, 1),
+        kafka_linger_ms=linger,
+        kafka_batch_bytes=_int("KAFKA_BATCH_BYTES", 131072, 1024),
+        kafka_request_timeout_ms=request_timeout,
+        kafka_delivery_timeout_ms=delivery_timeout,
+        kafka_max_block_ms=_int("KAFKA_MAX_BLOCK_MS", 3000, 100),
+        retry_after_s=_int("RETRY_AFTER_SECONDS", 5, 1),
+    )

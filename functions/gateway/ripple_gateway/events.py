@@ -1,0 +1,281 @@
+"""CloudEvents in (HTTP binding: binary, structured, batch) -> validated events ready for Kafka.
+
+Parsing is the cloudevents SDK's (`from_http` for binary and structured mode; the 1.x SDK has
+no batch reader, so each batch element goes through `from_dict` after the same attribute
+checks). On top of the SDK this module enforces what the SDK lets through: specversion exactly
+1.0 (the SDK also takes 0.3), attribute names per the spec, RFC 3339 `time`, JSON data only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cloudevents import exceptions as ce_errors
+from cloudevents.http import CloudEvent, from_dict, from_http
+from cloudevents.kafka import to_binary
+
+from ripple_auth import Problem
+from ripple_events import Catalog, EventType
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+JSON = "application/json"
+REQUIRED = ("specversion", "id", "source", "type")
+# CloudEvents 1.0: names are lower-case ASCII letters and digits; 20 characters at most (SHOULD).
+ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+# Set by the gateway whatever the client sent: a client never chooses its tenant or key.
+STAMPED = ("tenant", "partitionkey")
+
+
+@dataclass
+class Incoming:
+    index: int
+    event: CloudEvent
+    data_bytes: bytes  # the Kafka record value: as sent (binary mode) or compact JSON
+    data: Any  # the parsed data, for schema validation and the partition key
+    # The SDK's CloudEvent invents a `time` when absent; the gateway stamps its own receive time.
+    has_time: bool
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    event_type: str
+    event_id: str
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _is_json(content_type: str) -> bool:
+    kind = media_type(content_type)
+    return kind == JSON or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def attribute_errors(attributes: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
+    """What is wrong with one event's context attributes (empty when nothing is)."""
+    errors: list[dict[str, Any]] = []
+
+    def error(name: str, message: str) -> None:
+        errors.append({"index": index, "path": f"/{name}", "message": message})
+
+    for name in REQUIRED:
+        value = attributes.get(name)
+        if value is None:
+            error(name, f"required attribute '{name}' is missing")
+        elif not isinstance(value, str) or not value:
+            error(name, f"'{name}' must be a non-empty string")
+    if isinstance(attributes.get("specversion"), str) and attributes["specversion"] not in ("", "1.0"):
+        error("specversion", f"specversion {attributes['specversion']!r} is not supported: send '1.0'")
+    for name, value in attributes.items():
+        if name in ("data", "data_base64"):
+            continue
+        if not ATTRIBUTE_NAME.match(name):
+            error(name, f"attribute name {name!r} is invalid: use 1-20 lower-case letters and digits")
+        elif value is None or isinstance(value, float | dict | list):
+            error(name, f"attribute '{name}' must be a string, integer or boolean")
+    time = attributes.get("time")
+    if time is not None and not (isinstance(time, str) and _valid_time(time)):
+        error("time", "'time' must be an RFC 3339 timestamp, e.g. 2026-01-31T12:00:00Z")
+    if "data_base64" in attributes:
+        error("data_base64", "data must be JSON: binary data (data_base64) is not accepted")
+    return errors
+
+
+def _valid_time(value: str) -> bool:
+    if not RFC3339.match(value):
+        return False
+    try:
+        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _attribute_string(value: Any) -> str:
+    # The JSON format allows boolean and integer extensions; the Kafka binding carries strings.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _malformed(detail: str, errors: list[dict[str, Any]] | None = None) -> Problem:
+    return Problem(400, "malformed-event", detail, extra={"errors": errors} if errors else None)
+
+
+def _unsupported(detail: str) -> Problem:
+    return Problem(415, "unsupported-media-type", detail)
+
+
+def _load_json(body: bytes, what: str) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise _malformed(f"{what} is not valid JSON: {error}") from None
+
+
+def _check_datacontenttype(attributes: Mapping[str, Any], index: int) -> None:
+    value = attributes.get("datacontenttype")
+    if value is not None and not (isinstance(value, str) and _is_json(value)):
+        raise _unsupported(f"event {index}: datacontenttype must be {JSON}, got {value!r}")
+
+
+def _from_structured(document: Any, index: int, body: bytes | None) -> Incoming | list[dict[str, Any]]:
+    if not isinstance(document, dict):
+        return [{"index": index, "path": "", "message": "an event must be a JSON object"}]
+    errors = attribute_errors(document, index)
+    if errors:
+        return errors
+    _check_datacontenttype(document, index)
+    attributes = {k: _attribute_string(v) for k, v in document.items() if k != "data"}
+    try:
+        if body is not None:
+            # Structured mode: the SDK reads the envelope; data stays the raw JSON text it saw.
+            event = from_http({"content-type": STRUCTURED}, body, data_unmarshaller=lambda raw: raw)
+            for name, value in attributes.items():
+                event[name] = value
+        else:
+            event = from_dict({**attributes, "data": None})
+    except ce_errors.GenericException as error:
+        return [{"index": index, "path": "", "message": str(error)}]
+    data = document.get("data")
+    event.data = _compact(data)
+    return Incoming(index=index, event=event, data_bytes=event.data, data=data, has_time="time" in document)
+
+
+def parse_request(headers: Mapping[str, str], body: bytes, max_batch: int) -> list[Incoming]:
+    """All events of one request, or a Problem (400/413/415) naming every malformed one."""
+    content_type = headers.get("Content-Type", "")
+    kind = media_type(content_type)
+    binary_headers = {k.lower(): v for k, v in headers.items() if k.lower().startswith("ce-")}
+    if kind == BATCH:
+        documents = _load_json(body, "the batch")
+        if not isinstance(documents, list):
+            raise _malformed("a batch must be a JSON array of structured events")
+        if not documents:
+            raise _malformed("the batch is empty: send at least one event")
+        if len(documents) > max_batch:
+            raise Problem(
+                413,
+                "payload-too-large",
+                f"the batch has {len(documents)} events; at most {max_batch} are accepted",
+            )
+        results = [_from_structured(document, index, None) for index, document in enumerate(documents)]
+    elif kind == STRUCTURED:
+        results = [_from_structured(_load_json(body, "the structured event"), 0, body)]
+    elif binary_headers:
+        results = [_from_binary(headers, binary_headers, body, content_type)]
+    elif _is_json(content_type):
+        raise _malformed(
+            "binary mode needs the ce-specversion, ce-id, ce-source and ce-type headers "
+            f"(or send {STRUCTURED} / {BATCH})"
+        )
+    else:
+        raise _unsupported(
+            f"send CloudEvents as {STRUCTURED}, {BATCH}, or in binary mode with ce-* headers and {JSON}"
+        )
+    errors = [error for result in results if isinstance(result, list) for error in result]
+    if errors:
+        raise _malformed("fix the attributes listed in errors (JSON pointers per event index)", errors)
+    return [result for result in results if isinstance(result, Incoming)]
+
+
+def _from_binary(
+    headers: Mapping[str, str], binary_headers: Mapping[str, str], body: bytes, content_type: str
+) -> Incoming | list[dict[str, Any]]:
+    attributes = {name[3:]: value for name, value in binary_headers.items()}
+    errors = attribute_errors(attributes, 0)
+    if errors:
+        return errors
+    if not _is_json(content_type):
+        raise _unsupported(f"binary-mode data must be {JSON} (Content-Type), got {content_type!r}")
+    data = _load_json(body, "the event data (request body)")
+    try:
+        # Keep the body's bytes: the Kafka record value is exactly what the client sent.
+        event = from_http(
+            {"content-type": content_type, **binary_headers}, body, data_unmarshaller=lambda raw: raw
+        )
+    except ce_errors.GenericException as error:
+        return [{"index": 0, "path": "", "message": str(error)}]
+    event.data = body
+    return Incoming(index=0, event=event, data_bytes=body, data=data, has_time="time" in attributes)
+
+
+def resolve_types(events: Sequence[Incoming], catalog: Catalog) -> list[EventType]:
+    """The catalog entry of every event; 422 unknown-event-type naming the ones without."""
+    entries: list[EventType] = []
+    errors = []
+    for incoming in events:
+        entry = catalog.get(incoming.event["type"])
+        if entry is None:
+            errors.append(
+                {
+                    "index": incoming.index,
+                    "path": "/type",
+                    "message": f"unknown type {incoming.event['type']!r}",
+                }
+            )
+        else:
+            entries.append(entry)
+    if errors:
+        known = ", ".join(entry.type for entry in catalog if entry.publishable)
+        raise Problem(422, "unknown-event-type", f"publishable types are: {known}", extra={"errors": errors})
+    return entries
+
+
+def validate_data(events: Sequence[Incoming], entries: Sequence[EventType]) -> None:
+    errors = [
+        {"index": incoming.index, **error}
+        for incoming, entry in zip(events, entries, strict=True)
+        for error in entry.schema_errors(incoming.data)
+    ]
+    if errors:
+        raise Problem(
+            422,
+            "schema-violation",
+            "the data of the events listed in errors does not match the schema of their type",
+            extra={"errors": errors},
+        )
+
+
+def receive_time() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def to_record(incoming: Incoming, entry: EventType, tenant: str, now: str) -> KafkaRecord:
+    """Stamp tenant, key and defaults on the event and encode it in the Kafka binary binding."""
+    event = incoming.event
+    key = entry.partition_key_of(incoming.data, tenant)
+    event["tenant"] = tenant
+    event["partitionkey"] = key
+    if not incoming.has_time:
+        event["time"] = now
+    if not event.get("datacontenttype"):
+        event["datacontenttype"] = JSON
+    message = to_binary(event, data_marshaller=lambda data: data)
+    headers = [(name, value) for name, value in message.headers.items()]
+    # The SDK moves partitionkey into the record key only; the contract also keeps it as a header
+    # so that a KafkaSource, which forwards ce_* headers, delivers it to consumers.
+    headers.append(("ce_partitionkey", key.encode()))
+    return KafkaRecord(
+        topic=entry.topic,
+        key=key.encode(),
+        value=incoming.data_bytes,
+        headers=headers,
+        event_type=entry.type,
+        event_id=event["id"],
+    )

@@ -1,0 +1,41 @@
+"""Prometheus metrics of the gateway (all named ripple_gateway_*), served at GET /metrics.
+
+Token checks count their failures in ripple_auth_failures_total{reason} and key fetches in
+ripple_auth_jwks_refreshes_total{outcome} (package ripple_auth, shared with the query function);
+they are served at the same /metrics.
+
+Label values are bounded: event types come from the catalog ("unknown" otherwise, so a client
+cannot blow up cardinality), statuses are HTTP codes, auth reasons a fixed set.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+REQUESTS = Counter(
+    "ripple_gateway_requests_total",
+    "POST requests by HTTP status and event type (mixed for batches of several types)",
+    ["status", "event_type"],
+)
+REQUEST_SECONDS = Histogram(
+    "ripple_gateway_request_duration_seconds",
+    "Time from request start to response, POST requests",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+KAFKA_ACK_SECONDS = Histogram(
+    "ripple_gateway_kafka_ack_duration_seconds",
+    "Time from handing a request's records to the producer until Kafka acknowledged all of them",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENTS_ACCEPTED = Counter(
+    "ripple_gateway_events_accepted_total", "Events acknowledged by Kafka and answered 202", ["event_type"]
+)
+BATCH_SIZE = Histogram(
+    "ripple_gateway_batch_size_events",
+    "Events per accepted request (1 for binary and structured mode)",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,20 @@
+"""The gateway's configuration: wrong settings stop it with a message naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from ripple_gateway.config import ConfigError, load_config
+
+
+@pytest.mark.parametrize("value", ["HS256", "RS256,none"])
+def test_symmetric_or_no_algorithm_is_a_config_error(monkeypatch, value):
+    monkeypatch.setenv("TOKEN_ALGORITHMS", value)
+    with pytest.raises(ConfigError, match="TOKEN_ALGORITHMS"):
+        load_config()
+
+
+def test_config_names_the_bad_variable(monkeypatch):
+    monkeypatch.setenv("MAX_BODY_BYTES", "lots")
+    with pytest.raises(ConfigError, match="MAX_BODY_BYTES"):
+        load_config()

@@ -1,0 +1,142 @@
+"""Pure logic: the catalog, CloudEvents parsing and the Kafka record encoding."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from ripple_auth import Problem
+from ripple_events import load_catalog
+from ripple_events.catalog import CatalogError, parse_catalog
+from ripple_gateway import events
+
+REPO = Path(__file__).resolve().parents[3]
+ORDER = {
+    "orderId": "o-1",
+    "customerId": "c-1",
+    "items": [{"sku": "s", "quantity": 1, "unitPrice": 2}],
+    "amount": 2,
+    "currency": "EUR",
+}
+
+
+def binary(**extra: str) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-id": "e-1",
+        "ce-source": "/s",
+        "ce-type": "dev.ripple.shop.order.placed",
+    } | extra
+
+
+def problem_of(headers: dict[str, str], body: bytes) -> Problem:
+    with pytest.raises(Problem) as caught:
+        events.parse_request(headers, body, max_batch=500)
+    return caught.value
+
+
+def test_catalog_declares_the_shop_domain_and_its_topics():
+    catalog = load_catalog()
+    assert catalog.topics() == [
+        "ripple.shop.alerts",
+        "ripple.shop.orders",
+        "ripple.shop.pageviews",
+        "ripple.shop.payments",
+    ]
+    assert catalog.get("dev.ripple.shop.order.placed").publish_role == "orders.publish"
+    assert not catalog.get("dev.ripple.shop.order.flagged").publishable
+    declared = (REPO / "infra/kafka/topics.yaml").read_text()
+    for topic in catalog.topics():
+        assert f"name: {topic}\n" in declared, f"{topic} is not declared in infra/kafka/topics.yaml"
+
+
+def test_catalog_rejects_a_partition_key_that_is_not_required():
+    document = {
+        "events": [
+            {
+                "type": "t",
+                "topic": "x",
+                "partition_key": "k",
+                "publish_role": None,
+                "data_schema": {"type": "object"},
+            }
+        ]
+    }
+    with pytest.raises(CatalogError, match="partition_key"):
+        parse_catalog(document)
+
+
+def test_schema_errors_carry_json_pointers():
+    entry = load_catalog().get("dev.ripple.shop.order.placed")
+    errors = entry.schema_errors(ORDER | {"currency": "eur", "items": [{"sku": "s", "quantity": 1}]})
+    assert [e["path"] for e in errors] == ["/data/currency", "/data/items/0"]
+    assert entry.schema_errors(ORDER) == []
+    assert entry.partition_key_of(ORDER, "acme") == "acme/o-1"
+
+
+def test_binary_event_keeps_body_bytes_and_stamps_tenant_and_key():
+    body = (
+        b'{ "orderId": "o-1", "customerId": "c-1", "items": [{"sku": "s", "quantity": 1, "unitPrice": 2}],\n'
+    )
+    body += b' "amount": 2, "currency": "EUR"}'
+    [incoming] = events.parse_request(binary(**{"ce-tenant": "evil", "ce-subject": "o"}), body, 500)
+    entry = load_catalog().get("dev.ripple.shop.order.placed")
+    record = events.to_record(incoming, entry, "acme", "2026-01-01T00:00:00.000000Z")
+    assert record.topic == "ripple.shop.orders"
+    assert record.key == b"acme/o-1"
+    assert record.value == body
+    headers = dict(record.headers)
+    assert headers["ce_tenant"] == b"acme"
+    assert headers["ce_partitionkey"] == b"acme/o-1"
+    assert headers["ce_time"] == b"2026-01-01T00:00:00.000000Z"
+    assert headers["ce_subject"] == b"o"
+    assert headers["content-type"] == b"application/json"
+
+
+def test_structured_event_data_is_compact_json_and_time_is_kept():
+    event = {
+        "specversion": "1.0",
+        "id": "e",
+        "source": "/s",
+        "type": "t",
+        "time": "2026-01-31T12:00:00+01:00",
+    }
+    event |= {"data": {"a": [1, 2], "b": "é"}, "flag": False}
+    [incoming] = events.parse_request(
+        {"Content-Type": "application/cloudevents+json"}, json.dumps(event).encode(), 9
+    )
+    assert incoming.data_bytes == '{"a":[1,2],"b":"é"}'.encode()
+    assert incoming.has_time
+    assert incoming.event["flag"] == "false"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "path"),
+    [
+        (binary(**{"ce-specversion": "0.3"}), b"{}", 400, "/specversion"),
+        (binary(**{"ce-id": ""}), b"{}", 400, "/id"),
+        (binary(**{"ce-time": "2026-13-01T00:00:00Z"}), b"{}", 400, "/time"),
+        (binary(**{"ce-x.y": "1"}), b"{}", 400, "/x.y"),
+        (binary(**{"ce-abcdefghijklmnopqrstu": "1"}), b"{}", 400, "/abcdefghijklmnopqrstu"),
+    ],
+)
+def test_attribute_errors_name_the_attribute(headers, body, status, path):
+    problem = problem_of(headers, body)
+    assert problem.status == status
+    assert [e["path"] for e in problem.body()["errors"]] == [path]
+
+
+def test_batch_reports_every_bad_event():
+    good = {"specversion": "1.0", "id": "a", "source": "/s", "type": "t", "data": {}}
+    batch = [good, {"id": "b"}, "nonsense", good | {"specversion": "0.3"}]
+    problem = problem_of({"Content-Type": "application/cloudevents-batch+json"}, json.dumps(batch).encode())
+    assert problem.status == 400
+    assert sorted({e["index"] for e in problem.body()["errors"]}) == [1, 2, 3]
+
+
+def test_receive_time_is_rfc3339_utc():
+    assert re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$", events.receive_time())

@@ -1,0 +1,174 @@
+"""Token checks with a trusted test key (pure logic: the JWKS fetch is a function returning it)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from jwcrypto import jwk, jwt
+
+from ripple_auth import Authenticator, Problem, TokenSettings, require_roles
+
+ISSUER = "http://127.0.0.1:18180/realms/ripple"
+
+
+class Realm:
+    """A signing key, the JWKS that publishes it, and a count of fetches."""
+
+    def __init__(self) -> None:
+        self.keys = [jwk.JWK.generate(kty="RSA", size=2048, kid="k1", use="sig")]
+        self.fetches = 0
+        self.down = False
+
+    def jwks(self) -> dict:
+        self.fetches += 1
+        if self.down:
+            raise ConnectionError("keycloak is down")
+        return {"keys": [k.export_public(as_dict=True) for k in self.keys]}
+
+    def token(self, key: jwk.JWK | None = None, alg: str = "RS256", **overrides) -> str:
+        key = key or self.keys[0]
+        now = int(time.time())
+        claims = {
+            "iss": ISSUER,
+            "aud": "ripple-gateway",
+            "exp": now + 300,
+            "iat": now,
+            "typ": "Bearer",
+            "sub": "u-1",
+            "azp": "ripple-publisher",
+            "tenant": "acme",
+            "realm_access": {"roles": ["orders.publish"]},
+        } | overrides
+        claims = {k: v for k, v in claims.items() if v is not None}
+        token = jwt.JWT(header={"alg": alg, "kid": key.get("kid")}, claims=claims)
+        token.make_signed_token(key)
+        return token.serialize()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def realm() -> Realm:
+    return Realm()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def auth(monkeypatch, realm, clock) -> Authenticator:
+    monkeypatch.setenv("KEYCLOAK_URL", "http://127.0.0.1:18180")
+    monkeypatch.setenv("JWKS_REFRESH_MIN_SECONDS", "30")
+    return Authenticator(TokenSettings.from_environment(), fetch_jwks=realm.jwks, clock=clock)
+
+
+def reason_of(auth: Authenticator, token: str) -> tuple[int, str]:
+    with pytest.raises(Problem) as caught:
+        auth.authenticate(f"Bearer {token}")
+    return caught.value.status, caught.value.reason
+
+
+def test_valid_token_gives_tenant_and_roles(auth, realm):
+    principal = auth.authenticate(f"Bearer {realm.token()}")
+    assert principal.tenant == "acme"
+    assert principal.roles == {"orders.publish"}
+    require_roles(principal, ["orders.publish"])
+    with pytest.raises(Problem) as caught:
+        require_roles(principal, ["payments.publish"])
+    assert caught.value.status == 403
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"exp": int(time.time()) - 3600}, "expired"),
+        ({"nbf": int(time.time()) + 3600}, "not_yet_valid"),
+        ({"iss": "http://127.0.0.1:18180/realms/intruder"}, "issuer"),
+        ({"aud": "account"}, "audience"),
+        ({"typ": "ID"}, "token_type"),
+        ({"exp": None}, "claims"),
+    ],
+)
+def test_signed_token_with_a_bad_claim_is_401(auth, realm, overrides, reason):
+    assert reason_of(auth, realm.token(**overrides)) == (401, reason)
+
+
+def test_expiry_within_leeway_is_accepted(auth, realm):
+    auth.authenticate(f"Bearer {realm.token(exp=int(time.time()) - 5)}")
+
+
+def test_token_without_tenant_is_403(auth, realm):
+    assert reason_of(auth, realm.token(tenant=None)) == (403, "no_tenant")
+
+
+def test_algorithm_outside_the_allow_list_is_401(auth, realm):
+    hmac = jwk.JWK.generate(kty="oct", size=256, kid="k1")
+    assert reason_of(auth, realm.token(key=hmac, alg="HS256")) == (401, "algorithm")
+
+
+def test_wrong_signature_is_401(auth, realm):
+    other = jwk.JWK.generate(kty="RSA", size=2048, kid="k1")
+    assert reason_of(auth, realm.token(key=other)) == (401, "signature")
+
+
+def test_unknown_kid_refreshes_once_per_interval(auth, realm, clock):
+    auth.authenticate(f"Bearer {realm.token()}")
+    assert realm.fetches == 1
+    stranger = jwk.JWK.generate(kty="RSA", size=2048, kid="stranger")
+    for _ in range(5):
+        assert reason_of(auth, realm.token(key=stranger)) == (401, "unknown_kid")
+    assert realm.fetches == 1, "refreshes are rate-limited: the first fetch was just now"
+    clock.now += 31
+    assert reason_of(auth, realm.token(key=stranger)) == (401, "unknown_kid")
+    assert realm.fetches == 2
+
+
+def test_rotated_key_is_picked_up(auth, realm, clock):
+    auth.authenticate(f"Bearer {realm.token()}")
+    realm.keys.append(jwk.JWK.generate(kty="RSA", size=2048, kid="k2", use="sig"))
+    clock.now += 31
+    assert auth.authenticate(f"Bearer {realm.token(key=realm.keys[1])}").tenant == "acme"
+
+
+def test_known_keys_survive_keycloak_outage(auth, realm, clock):
+    auth.authenticate(f"Bearer {realm.token()}")
+    realm.down = True
+    clock.now += 31
+    stranger = jwk.JWK.generate(kty="RSA", size=2048, kid="stranger")
+    assert reason_of(auth, realm.token(key=stranger)) == (401, "unknown_kid")
+    assert auth.authenticate(f"Bearer {realm.token()}").tenant == "acme"
+    assert auth.keys_loaded
+
+
+def test_encryption_keys_are_not_used_for_signatures(realm, clock):
+    # Keycloak also publishes an RSA-OAEP key (use "enc"); a token naming it is not trusted.
+    enc = jwk.JWK.generate(kty="RSA", size=2048, kid="enc")
+
+    def jwks() -> dict:
+        return {"keys": [*realm.jwks()["keys"], enc.export_public(as_dict=True) | {"use": "enc"}]}
+
+    auth = Authenticator(TokenSettings.from_environment(), fetch_jwks=jwks, clock=clock)
+    assert reason_of(auth, realm.token(key=enc)) == (401, "unknown_kid")
+
+
+def test_verified_tokens_are_cached_until_they_expire(monkeypatch, realm, clock):
+    monkeypatch.setenv("TOKEN_LEEWAY_SECONDS", "0")
+    auth = Authenticator(TokenSettings.from_environment(), fetch_jwks=realm.jwks, clock=clock)
+    token = realm.token(exp=int(time.time()) + 60)
+    first = auth.authenticate(f"Bearer {token}")
+    verify = auth._verify
+    monkeypatch.setattr(auth, "_verify", lambda t: pytest.fail("a cached token was verified again"))
+    assert auth.authenticate(f"Bearer {token}") is first
+    monkeypatch.setattr(auth, "_verify", verify)
+    later = time.time() + 120
+    monkeypatch.setattr("ripple_auth.tokens.time.time", lambda: later)
+    assert reason_of(auth, token) == (401, "expired")
