@@ -3,7 +3,14 @@
 #   make test    the test suite against the real servers (starts the stack if needed)
 #   make chart   the Helm chart, assembled from knative/ and infra/, linted and packaged
 #   make bench-edge      wrk: one client far above the edge's limits and one inside, per profile
+#   make bench-gateway   wrk: gateway direct and through nginx, single events and batches of 100 (BENCH_SECONDS=15)
 #   make edge-manifests  regenerate infra/edge/generated-config.yaml from nginx/ (RIPPLE_NGINX_PROFILE)
+#   make bench-dispatcher  events/s Kafka -> KafkaSource dispatcher -> event-store -> PostgreSQL (EVENTS=20000)
+#   make load    Locust shop traffic through nginx, headless (LOAD_SECONDS=60 LOAD_USERS=20 LOAD_SHAPE=spike)
+#   make scenario-<name>  failure drill under load + report: flink-down postgres-down postgres-slow kafka-down overload baseline
+#   make flink-status    the aggregation job: state, last checkpoint, Kafka lag (flink-submit starts it if not running)
+#   make flink-savepoint stop the aggregation job with a savepoint; make flink-upgrade: savepoint + resubmit from it
+#   make bench-flink     events/s the Flink job sustains into PostgreSQL, event-to-row delay p50/p99 (FLINK_EVENTS=50000)
 # See README.md for the rest.
 
 SHELL := /bin/bash
@@ -12,7 +19,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m ripple_stack
 # Debian packages of the servers that are not fetched from Maven Central or PyPI.
 APT_PACKAGES := postgresql nginx libnginx-mod-http-js prometheus prometheus-pushgateway \
-	prometheus-nginx-exporter wrk
+	prometheus-nginx-exporter wrk mtail
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: up down clean distclean status test test-unit lint prereqs venv helm chart
@@ -35,7 +42,7 @@ venv: $(VENV)/.installed
 ## Debian packages, installed only when one of their programs is missing.
 prereqs:
 	@missing=""; \
-	for bin in /usr/lib/postgresql/*/bin/postgres nginx prometheus prometheus-pushgateway prometheus-nginx-exporter wrk; do \
+	for bin in /usr/lib/postgresql/*/bin/postgres nginx prometheus prometheus-pushgateway prometheus-nginx-exporter wrk mtail; do \
 		[ -x "$$bin" ] || command -v "$$bin" >/dev/null 2>&1 || missing="$$missing $$bin"; \
 	done; \
 	[ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || missing="$$missing njs"; \
@@ -99,3 +106,58 @@ bench-edge: venv
 
 edge-manifests: venv
 	$(PY) -c 'from ripple_stack.components.nginx import write_cluster_config; write_cluster_config()'
+
+## Throughput of the local KafkaSource dispatcher into the event-store, ordered and unordered.
+EVENTS ?= 20000
+.PHONY: bench-dispatcher
+bench-dispatcher: venv
+	$(PY) loadtest/dispatcher/bench.py --events $(EVENTS)
+
+## Locust and the failure scenarios (loadtest/README.md); they need the `load` extra.
+LOAD_SECONDS ?= 60
+LOAD_USERS ?= 20
+LOAD_SPAWN_RATE ?= 5
+LOAD_SHAPE ?=
+SCENARIO_ARGS ?=
+.PHONY: venv-load load
+$(VENV)/.installed-load: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev,load]'
+	@touch $@
+
+venv-load: $(VENV)/.installed-load
+
+load: venv-load
+	@dir=loadtest/reports/locust-$$(date -u +%Y%m%dT%H%M%SZ); run=locust-$$(date -u +%Y%m%dt%H%M%S)-$$RANDOM; \
+	mkdir -p $$dir; \
+	RIPPLE_LOADTEST_SHAPE=$(LOAD_SHAPE) RIPPLE_LOADTEST_RUN_ID=$$run $(PY) -m locust \
+		-f loadtest/locust/locustfile.py --headless -u $(LOAD_USERS) -r $(LOAD_SPAWN_RATE) -t $(LOAD_SECONDS)s \
+		--csv $$dir/locust --csv-full-history --only-summary --loglevel WARNING; rc=$$?; \
+	$(PY) -m loadtest.locust.report $$dir $$run; exit $$rc
+
+scenario-%: venv-load
+	$(PY) -m loadtest.scenarios $* $(SCENARIO_ARGS)
+
+## wrk against the gateway (direct and through nginx), single events and batches of 100.
+BENCH_SECONDS ?= 15
+BENCH_CONNECTIONS ?= 32
+.PHONY: bench-gateway
+bench-gateway: venv
+	$(PY) loadtest/gateway/run.py --duration $(BENCH_SECONDS) --connections $(BENCH_CONNECTIONS)
+
+## The Flink aggregation job (flink/README.md): status, submission, savepoint-based upgrade, benchmark.
+FLINK_EVENTS ?= 50000
+.PHONY: flink-status flink-submit flink-savepoint flink-upgrade bench-flink
+flink-status: venv
+	@$(STACK) flink status
+
+flink-submit: venv
+	$(STACK) flink submit
+
+flink-savepoint: venv
+	$(STACK) flink savepoint
+
+flink-upgrade: venv
+	$(STACK) flink upgrade
+
+bench-flink: venv
+	$(PY) loadtest/flink/bench_flink.py --events $(FLINK_EVENTS)

@@ -27,6 +27,7 @@ PORTS: dict[str, tuple[str, int]] = {
     "nginx": ("RIPPLE_NGINX_PORT", 18080),
     "nginx_status": ("RIPPLE_NGINX_STATUS_PORT", 18083),
     "nginx_exporter": ("RIPPLE_NGINX_EXPORTER_PORT", 19113),
+    "nginx_log_exporter": ("RIPPLE_NGINX_LOG_EXPORTER_PORT", 19114),
     "gateway": ("RIPPLE_GATEWAY_PORT", 18081),
     "query": ("RIPPLE_QUERY_PORT", 18082),
     "prometheus": ("RIPPLE_PROMETHEUS_PORT", 19090),
