@@ -6,6 +6,7 @@ from ..component import Component
 from .flink import Flink
 from .functions import knative_functions
 from .kafka import Kafka
+from .kafkasources import kafkasource_dispatchers
 from .keycloak import Keycloak
 from .nginx import Nginx
 from .postgres import Postgres
@@ -20,6 +21,7 @@ def all_components() -> list[Component]:
         Flink(),
         Pushgateway(),
         *knative_functions(),
+        *kafkasource_dispatchers(),
         Nginx(),
     ]
     # Prometheus scrapes every other component, itself included.

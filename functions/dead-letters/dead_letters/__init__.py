@@ -1,0 +1,1 @@
+"""dead-letters: the dead-letter sink of every KafkaSource; stores, shows and replays failures."""

@@ -1,0 +1,67 @@
+"""dead-letters: the dead-letter sink of the KafkaSources.
+
+Stores each dead-lettered event with Knative's error extensions (knativeerrordest,
+knativeerrorcode, knativeerrordata) in the dead_letters table, once per (source, id, failed
+sink). 503 while PostgreSQL is unreachable: the dispatcher then waits and retries, it never
+drops a dead letter. `python replay.py` re-sends them to the sink that failed (see README).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import flask
+import functions_framework
+from cloudevents.http import CloudEvent
+from dead_letters.config import Config, ConfigError
+from dead_letters.http import abort_with_problem, add_routes
+from dead_letters.store import make_engine, store, to_row
+from prometheus_client import Counter
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+log = logging.getLogger("dead-letters")
+try:
+    CONFIG = Config.from_env()
+except ConfigError as error:
+    raise SystemExit(f"dead-letters: {error}") from None
+STORED = Counter("ripple_dead_letters_events", "Dead letters handled", ["outcome"])
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def engine() -> Engine:
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            _engine = make_engine(CONFIG)
+        return _engine
+
+
+if flask.has_app_context():
+    add_routes(flask.current_app)
+
+
+@functions_framework.cloud_event
+def handle(event: CloudEvent) -> None:
+    try:
+        inserted = store(engine(), to_row(event))
+    except SQLAlchemyError as error:
+        # Whatever the database says, a dead letter must not be lost: always retryable.
+        STORED.labels("database_unavailable").inc()
+        log.warning(
+            "storing dead letter %s/%s failed: %s", event["source"], event["id"], str(error).splitlines()[0]
+        )
+        abort_with_problem(
+            503, "database-unavailable", "Database unavailable", "the dead letter was not stored"
+        )
+    log.warning(
+        "dead letter %s/%s from %s (code %s)",
+        event["source"],
+        event["id"],
+        event.get("knativeerrordest"),
+        event.get("knativeerrorcode"),
+    )
+    STORED.labels("stored" if inserted else "duplicate").inc()

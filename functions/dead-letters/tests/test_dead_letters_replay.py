@@ -1,0 +1,115 @@
+"""dead-letters against the real PostgreSQL: a dead letter is stored once with its Knative error
+extensions, and replay re-sends it, without them, to the sink that failed."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import functions_framework
+import pytest
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent
+from sqlalchemy import create_engine, text
+
+pytestmark = pytest.mark.integration
+
+FUNCTION_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def environment(stack):
+    patch = pytest.MonkeyPatch()
+    patch.setenv("POSTGRES_ADDRESS", f"{stack.settings.host}:{stack.settings.ports['postgres']}")
+    patch.setenv("POSTGRES_PASSWORD", stack.secrets["RIPPLE_POSTGRES_PASSWORD"])
+    patch.chdir(FUNCTION_DIR)
+    yield
+    patch.undo()
+
+
+@pytest.fixture(scope="module")
+def client(environment):
+    app = functions_framework.create_app("handle", str(FUNCTION_DIR / "main.py"), "cloudevent")
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def database(stack):
+    engine = create_engine(stack.postgres_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sink():
+    received: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", received
+    server.shutdown()
+    server.server_close()
+
+
+def dead_letter(source: str) -> CloudEvent:
+    return CloudEvent(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": source,
+            "type": "dev.ripple.shop.order.placed",
+            "datacontenttype": "application/json",
+            "tenant": "acme",
+            "knativeerrordest": "http://127.0.0.1:9/",
+            "knativeerrorcode": "500",
+            "knativeerrordata": base64.b64encode(b"database exploded").decode(),
+        },
+        {"orderId": "o-1"},
+    )
+
+
+def post(client, event: CloudEvent):
+    headers, body = to_binary(event)
+    return client.post("/", headers=headers, data=body)
+
+
+def test_dead_letter_is_stored_once_and_replayed_without_error_extensions(
+    client, database, sink, environment
+):
+    url, received = sink
+    source = f"/test/dead-letters/{uuid.uuid4()}"
+    event = dead_letter(source)
+    assert post(client, event).status_code == 200
+    assert post(client, event).status_code == 200  # a redelivered dead letter is a no-op
+    with database.connect() as connection:
+        rows = connection.execute(
+            text("SELECT error_dest, error_code, error_data, tenant FROM dead_letters WHERE source = :s"),
+            {"s": source},
+        ).all()
+    assert [tuple(r) for r in rows] == [("http://127.0.0.1:9/", "500", "database exploded", "acme")]
+
+    spec = importlib.util.spec_from_file_location("dead_letters_replay", FUNCTION_DIR / "replay.py")
+    replay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(replay)
+    assert replay.main(["--source", source, "--to", url]) == 0
+    assert len(received) == 1
+    assert received[0]["ce-id"] == event["id"]
+    assert received[0]["ce-tenant"] == "acme"
+    assert not any(h.startswith("ce-knativeerror") for h in received[0])
+    assert replay.main(["--source", source, "--to", url]) == 0  # already replayed: nothing sent
+    assert len(received) == 1

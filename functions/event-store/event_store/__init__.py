@@ -1,0 +1,1 @@
+"""event-store: every CloudEvent into PostgreSQL, once per (source, id)."""

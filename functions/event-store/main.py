@@ -1,0 +1,69 @@
+"""event-store: a CloudEvent function storing every event in PostgreSQL exactly once.
+
+Answers 2xx once the event is stored (or was already: redelivery is a no-op on (source, id)),
+503 when PostgreSQL cannot be reached (the dispatcher retries), 422 only for events that can
+never be stored (data that is not JSON, a malformed time).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import flask
+import functions_framework
+from cloudevents.http import CloudEvent
+from event_store.config import Config, ConfigError
+from event_store.http import abort_with_problem, add_routes
+from event_store.store import PermanentError, make_engine, store, to_row
+from prometheus_client import Counter
+from sqlalchemy import Engine
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+log = logging.getLogger("event-store")
+try:
+    CONFIG = Config.from_env()
+except ConfigError as error:
+    raise SystemExit(f"event-store: {error}") from None
+STORED = Counter("ripple_event_store_events", "Events handled by event-store", ["outcome"])
+
+_engine: Engine | None = None
+_engine_lock = threading.Lock()
+
+
+def engine() -> Engine:
+    # Created on first use, in the serving worker: gunicorn forks after this module is imported.
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            _engine = make_engine(CONFIG)
+        return _engine
+
+
+if flask.has_app_context():  # functions-framework imports this module inside its app
+    add_routes(flask.current_app)
+
+
+@functions_framework.cloud_event
+def handle(event: CloudEvent) -> None:
+    try:
+        row = to_row(event)
+        inserted = store(engine(), row)
+    except PermanentError as error:
+        STORED.labels("rejected").inc()
+        abort_with_problem(422, "unstorable-event", "Event cannot be stored", str(error))
+    except DataError as error:
+        STORED.labels("rejected").inc()
+        abort_with_problem(422, "unstorable-event", "Event cannot be stored", str(error.orig).strip())
+    except (OperationalError, PoolTimeoutError) as error:
+        STORED.labels("database_unavailable").inc()
+        log.warning("PostgreSQL unavailable: %s", str(error).splitlines()[0])
+        abort_with_problem(
+            503, "database-unavailable", "Database unavailable", "PostgreSQL cannot be reached"
+        )
+    except (DBAPIError, SQLAlchemyError) as error:
+        STORED.labels("database_error").inc()
+        log.error("storing %s/%s failed: %s", event["source"], event["id"], str(error).splitlines()[0])
+        abort_with_problem(503, "database-error", "Database error", "the event could not be stored")
+    STORED.labels("stored" if inserted else "duplicate").inc()

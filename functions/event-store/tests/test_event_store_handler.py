@@ -1,0 +1,115 @@
+"""event-store's HTTP contract against the real PostgreSQL: stored once, 4xx only for events
+that can never be stored, 503 while the database cannot be reached."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import functions_framework
+import pytest
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent
+from sqlalchemy import create_engine, text
+
+pytestmark = pytest.mark.integration
+
+FUNCTION_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    patch = pytest.MonkeyPatch()
+    patch.setenv("POSTGRES_ADDRESS", f"{stack.settings.host}:{stack.settings.ports['postgres']}")
+    patch.setenv("POSTGRES_PASSWORD", stack.secrets["RIPPLE_POSTGRES_PASSWORD"])
+    patch.chdir(FUNCTION_DIR)
+    app = functions_framework.create_app("handle", str(FUNCTION_DIR / "main.py"), "cloudevent")
+    client = app.test_client()
+    # functions-framework registers the source as module "main"; keep ours (other functions' too).
+    client.function_module = sys.modules["main"]
+    yield client
+    patch.undo()
+
+
+@pytest.fixture(scope="module")
+def database(stack):
+    engine = create_engine(stack.postgres_url)
+    yield engine
+    engine.dispose()
+
+
+def event(data: object = None, **attributes: str) -> CloudEvent:
+    base = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/test/event-store",
+        "type": "dev.ripple.shop.order.placed",
+        "subject": "o-1",
+        "tenant": "acme",
+        "time": "2026-11-25T10:00:00Z",
+        "datacontenttype": "application/json",
+    }
+    return CloudEvent({**base, **attributes}, {"orderId": "o-1", "amount": 12.5} if data is None else data)
+
+
+def post(client, ce: CloudEvent, body: bytes | None = None):
+    headers, payload = to_binary(ce)
+    return client.post("/", headers=headers, data=payload if body is None else body)
+
+
+def rows(database, ce: CloudEvent) -> list:
+    with database.connect() as connection:
+        return connection.execute(
+            text(
+                "SELECT type, subject, tenant, time, data, extensions FROM events"
+                " WHERE source = :s AND id = :i"
+            ),
+            {"s": ce["source"], "i": ce["id"]},
+        ).all()
+
+
+def test_event_is_stored_once_even_when_redelivered(client, database):
+    ce = event()
+    assert post(client, ce).status_code == 200
+    assert post(client, ce).status_code == 200  # redelivery: a no-op
+    (row,) = rows(database, ce)
+    assert row.type == "dev.ripple.shop.order.placed"
+    assert (row.subject, row.tenant) == ("o-1", "acme")
+    assert row.time.isoformat() == "2026-11-25T10:00:00+00:00"
+    assert row.data == {"orderId": "o-1", "amount": 12.5}
+    assert row.extensions == {"tenant": "acme"}
+
+
+def test_data_that_is_not_json_is_refused_for_good(client, database):
+    ce = event(datacontenttype="text/plain")
+    response = post(client, ce, body=b"not json at all")
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert response.json["type"] == "https://ripple.dev/problems/unstorable-event"
+    assert rows(database, ce) == []
+
+
+def test_malformed_time_is_refused_for_good(client, database):
+    ce = event(time="yesterday")
+    response = post(client, ce)
+    assert response.status_code == 422
+    assert "time" in response.json["detail"]
+
+
+def test_unreachable_database_answers_503_so_the_dispatcher_retries(client, stack, monkeypatch):
+    module = client.function_module
+    config = module.CONFIG
+    dead = config.database_url.set(port=1)  # nothing listens there
+    monkeypatch.setattr(module, "_engine", module.make_engine(type(config)(dead, 1, 2)))
+    response = post(client, event())
+    assert response.status_code == 503
+    assert response.json["type"] == "https://ripple.dev/problems/database-unavailable"
+
+
+def test_probes_and_metrics(client):
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert b"ripple_event_store_events_total" in metrics.data

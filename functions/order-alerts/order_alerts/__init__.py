@@ -1,0 +1,1 @@
+"""order-alerts: orders above a threshold raise a dev.ripple.shop.order.flagged event."""

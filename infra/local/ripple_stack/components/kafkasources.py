@@ -1,0 +1,73 @@
+"""KafkaSources of knative/ run as local dispatchers, the way Knative's data plane would.
+
+Each `knative/<name>/kafkasource.yaml` becomes one supervised `python -m ripple_stack.kafkasource
+<manifest>` process (named kafkasource-<name>), which resolves its sink refs to the local URLs of
+the functions and rewrites in-cluster bootstrap servers to the local broker. Its metrics port
+(18500 + index, name order) is its readiness probe and a Prometheus target.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..component import Component, PrerequisiteError, Program, ScrapeTarget, http_status
+from ..kafkasource.manifest import ManifestError, load
+from ..settings import REPO_ROOT, Settings
+from .functions import KNATIVE_DIR
+
+FIRST_DISPATCHER_PORT = 18500
+
+
+def kafkasource_manifests() -> list[Path]:
+    return sorted(KNATIVE_DIR.glob("*/kafkasource.yaml"))
+
+
+class KafkaSourceDispatcher(Component):
+    def __init__(self, manifest: Path, port_index: int) -> None:
+        try:
+            self.source = load(manifest)
+        except ManifestError as error:
+            raise PrerequisiteError(str(error)) from None
+        self.manifest_path = manifest
+        self.name = f"kafkasource-{self.source.name}"
+        self.description = f"KafkaSource {self.source.name} -> dispatcher"
+        self.port_index = port_index
+
+    def port(self, settings: Settings) -> int:
+        return settings.ports.get(self.name) or FIRST_DISPATCHER_PORT + self.port_index
+
+    def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
+        return [
+            Program(
+                name=self.name,
+                command=[
+                    sys.executable,
+                    "-m",
+                    "ripple_stack.kafkasource",
+                    str(self.manifest_path),
+                    "--metrics-port",
+                    str(self.port(settings)),
+                ],
+                cwd=REPO_ROOT,
+                env={"PYTHONUNBUFFERED": "1", "RIPPLE_HOME": str(settings.home)},
+                # In-flight deliveries finish or give up within this; anything unfinished stays
+                # uncommitted and is redelivered after the restart.
+                stop_wait_s=20,
+            )
+        ]
+
+    def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
+        status = http_status(f"http://{settings.host}:{self.port(settings)}/metrics")
+        return None if status == 200 else f"metrics port answered {status}"
+
+    def address(self, settings: Settings) -> str:
+        return f"http://{settings.host}:{self.port(settings)}/metrics"
+
+    def scrape_targets(self, settings: Settings) -> list[ScrapeTarget]:
+        return [ScrapeTarget("kafkasources", f"{settings.host}:{self.port(settings)}")]
+
+
+def kafkasource_dispatchers() -> list[KafkaSourceDispatcher]:
+    return [KafkaSourceDispatcher(path, index) for index, path in enumerate(kafkasource_manifests())]

@@ -1,0 +1,271 @@
+"""Parse and strictly validate a KafkaSource (sources.knative.dev/v1beta1) manifest.
+
+The published CRD carries no schema (Knative's webhook validates in Go), so this module is the
+project's model of the fields ripple uses. Anything it does not know is an error naming the file
+and the path, so a typo never turns into a silently ignored setting. Defaults mirror Knative's
+(control-plane/pkg/apis/sources/v1beta1/kafka_defaults.go and reconciler/source/source.go).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+API_VERSION = "sources.knative.dev/v1beta1"
+KIND = "KafkaSource"
+ORDERED, UNORDERED = "ordered", "unordered"
+LINEAR, EXPONENTIAL = "linear", "exponential"
+KEY_TYPE_LABEL = "kafkasources.sources.knative.dev/key-type"
+# Annotations that only mean something to a cluster (KEDA scaling of the source's consumers).
+CLUSTER_ANNOTATION_PREFIXES = ("autoscaling.knative.dev/", "keda.autoscaling.knative.dev/")
+
+
+class ManifestError(Exception):
+    """A manifest the dispatcher cannot run; the message names the file and the field path."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A Knative Destination (duck/v1): a reference to an addressable, a URI, or both."""
+
+    ref_api_version: str | None = None
+    ref_kind: str | None = None
+    ref_name: str | None = None
+    ref_namespace: str | None = None
+    uri: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """eventing duck/v1 DeliverySpec, with Knative's KafkaSource defaults applied."""
+
+    retry: int = 0
+    backoff_policy: str = EXPONENTIAL
+    backoff_delay_s: float = 0.2
+    timeout_s: float = 600.0
+    dead_letter_sink: Destination | None = None
+
+
+# Knative's source reconciler uses this delivery when a KafkaSource has no `delivery` at all.
+DEFAULT_DELIVERY = Delivery(retry=10, backoff_policy=EXPONENTIAL, backoff_delay_s=0.3, timeout_s=600.0)
+
+
+@dataclass(frozen=True)
+class KafkaSource:
+    path: Path
+    name: str
+    namespace: str
+    bootstrap_servers: tuple[str, ...]
+    topics: tuple[str, ...]
+    consumer_group: str
+    initial_offset: str
+    ordering: str
+    sink: Destination
+    delivery: Delivery
+    consumers: int = 1
+    ce_overrides: dict[str, str] = field(default_factory=dict)
+
+
+_DURATION = re.compile(
+    r"^P(?:(?P<weeks>\d+(?:\.\d+)?)W)?(?:(?P<days>\d+(?:\.\d+)?)D)?"
+    r"(?:T(?:(?P<hours>\d+(?:\.\d+)?)H)?(?:(?P<minutes>\d+(?:\.\d+)?)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
+_SECONDS = {"weeks": 604800, "days": 86400, "hours": 3600, "minutes": 60, "seconds": 1}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of an ISO 8601 duration such as PT0.2S, PT1M30S or P1D.
+
+    Years and months are refused: their length in seconds is ambiguous, and a delivery delay
+    measured in months is a typo.
+    """
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if match is None or text in ("P", "PT") or text.endswith("T"):
+        raise ValueError(f"{text!r} is not an ISO 8601 duration like PT0.5S, PT2M or P1D")
+    return sum(float(v) * _SECONDS[k] for k, v in match.groupdict().items() if v is not None)
+
+
+class _Reader:
+    """Walks a YAML mapping and names the exact path of whatever is wrong."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, message: str) -> ManifestError:
+        return ManifestError(f"{self.path}: {where}: {message}")
+
+    def mapping(self, value: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(where, "must be a mapping")
+        for key in value:
+            if key not in allowed:
+                raise self.fail(
+                    f"{where}.{key}" if where else key,
+                    f"unknown or unsupported field (supported: {', '.join(sorted(allowed))})",
+                )
+        for key in sorted(required - value.keys()):
+            raise self.fail(f"{where}.{key}" if where else key, "is required")
+        return value
+
+    def string(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(where, "must be a non-empty string")
+        return value
+
+    def strings(self, value: Any, where: str) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(where, "must be a non-empty list of strings")
+        return tuple(self.string(item, f"{where}[{i}]") for i, item in enumerate(value))
+
+    def choice(self, value: Any, where: str, choices: tuple[str, ...]) -> str:
+        if value not in choices:
+            raise self.fail(where, f"must be one of {', '.join(choices)} (got {value!r})")
+        return value
+
+    def duration(self, value: Any, where: str) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as error:
+            raise self.fail(where, str(error)) from None
+
+    def destination(self, value: Any, where: str) -> Destination:
+        spec = self.mapping(value, where, {"ref", "uri"})
+        if not spec:
+            raise self.fail(where, "needs a ref or a uri")
+        uri = self.string(spec["uri"], f"{where}.uri") if "uri" in spec else None
+        if "ref" not in spec:
+            if not re.match(r"^https?://", uri or ""):
+                raise self.fail(f"{where}.uri", "must be an absolute http(s) URL when there is no ref")
+            return Destination(uri=uri)
+        ref = self.mapping(
+            spec["ref"],
+            f"{where}.ref",
+            {"apiVersion", "kind", "name", "namespace"},
+            {"apiVersion", "kind", "name"},
+        )
+        return Destination(
+            ref_api_version=self.string(ref["apiVersion"], f"{where}.ref.apiVersion"),
+            ref_kind=self.string(ref["kind"], f"{where}.ref.kind"),
+            ref_name=self.string(ref["name"], f"{where}.ref.name"),
+            ref_namespace=self.string(ref["namespace"], f"{where}.ref.namespace")
+            if "namespace" in ref
+            else None,
+            uri=uri,
+        )
+
+    def delivery(self, value: Any, where: str) -> Delivery:
+        spec = self.mapping(
+            value, where, {"retry", "backoffPolicy", "backoffDelay", "timeout", "deadLetterSink"}
+        )
+        retry = spec.get("retry", 0)
+        if not isinstance(retry, int) or isinstance(retry, bool) or retry < 0:
+            raise self.fail(f"{where}.retry", "must be a whole number >= 0")
+        return Delivery(
+            retry=retry,
+            backoff_policy=self.choice(
+                spec.get("backoffPolicy", EXPONENTIAL), f"{where}.backoffPolicy", (LINEAR, EXPONENTIAL)
+            ),
+            # Knative's consumer reconciler defaults the delay to 200 ms when only `retry` is set.
+            backoff_delay_s=self.duration(spec["backoffDelay"], f"{where}.backoffDelay")
+            if "backoffDelay" in spec
+            else 0.2,
+            # Knative's data plane defaults a missing per-attempt timeout to 600 s.
+            timeout_s=self.duration(spec["timeout"], f"{where}.timeout") if "timeout" in spec else 600.0,
+            dead_letter_sink=(
+                self.destination(spec["deadLetterSink"], f"{where}.deadLetterSink")
+                if "deadLetterSink" in spec
+                else None
+            ),
+        )
+
+
+def parse(document: Any, path: Path) -> KafkaSource:
+    """The KafkaSource a manifest declares, or ManifestError naming the field that is wrong."""
+    reader = _Reader(path)
+    top = reader.mapping(
+        document, "", {"apiVersion", "kind", "metadata", "spec"}, {"apiVersion", "kind", "metadata", "spec"}
+    )
+    if top["apiVersion"] != API_VERSION or top["kind"] != KIND:
+        raise reader.fail(
+            "apiVersion/kind", f"expected {API_VERSION} {KIND}, got {top['apiVersion']} {top['kind']}"
+        )
+    metadata = reader.mapping(
+        top["metadata"], "metadata", {"name", "namespace", "labels", "annotations"}, {"name"}
+    )
+    for key, value in (metadata.get("labels") or {}).items():
+        if key == KEY_TYPE_LABEL and value != "string":
+            raise reader.fail(
+                f"metadata.labels.{key}", "only the default key type 'string' is supported locally"
+            )
+    for key in metadata.get("annotations") or {}:
+        if not key.startswith(CLUSTER_ANNOTATION_PREFIXES):
+            raise reader.fail(
+                f"metadata.annotations.{key}",
+                "unknown annotation (ordering is spec.ordering; scaling annotations are "
+                "autoscaling.knative.dev/* and keda.autoscaling.knative.dev/*)",
+            )
+    spec = reader.mapping(
+        top["spec"],
+        "spec",
+        {
+            "bootstrapServers",
+            "topics",
+            "consumerGroup",
+            "initialOffset",
+            "ordering",
+            "sink",
+            "delivery",
+            "consumers",
+            "ceOverrides",
+        },
+        {"bootstrapServers", "topics", "consumerGroup", "sink"},
+    )
+    consumers = spec.get("consumers", 1)
+    if not isinstance(consumers, int) or isinstance(consumers, bool) or consumers < 1:
+        raise reader.fail("spec.consumers", "must be a whole number >= 1")
+    overrides: dict[str, str] = {}
+    if "ceOverrides" in spec:
+        block = reader.mapping(spec["ceOverrides"], "spec.ceOverrides", {"extensions"})
+        extensions = reader.mapping(
+            block.get("extensions") or {}, "spec.ceOverrides.extensions", set(block.get("extensions") or {})
+        )
+        for key, value in extensions.items():
+            if not re.fullmatch(r"[a-z0-9]{1,20}", str(key)):
+                raise reader.fail(
+                    f"spec.ceOverrides.extensions.{key}",
+                    "extension names are 1-20 lowercase letters or digits",
+                )
+            overrides[str(key)] = reader.string(value, f"spec.ceOverrides.extensions.{key}")
+    return KafkaSource(
+        path=path,
+        name=reader.string(metadata["name"], "metadata.name"),
+        namespace=reader.string(metadata.get("namespace", "default"), "metadata.namespace"),
+        bootstrap_servers=reader.strings(spec["bootstrapServers"], "spec.bootstrapServers"),
+        topics=reader.strings(spec["topics"], "spec.topics"),
+        consumer_group=reader.string(spec["consumerGroup"], "spec.consumerGroup"),
+        # Knative defaults: initialOffset latest, ordering ordered.
+        initial_offset=reader.choice(
+            spec.get("initialOffset", "latest"), "spec.initialOffset", ("earliest", "latest")
+        ),
+        ordering=reader.choice(spec.get("ordering", ORDERED), "spec.ordering", (ORDERED, UNORDERED)),
+        sink=reader.destination(spec["sink"], "spec.sink"),
+        delivery=reader.delivery(spec["delivery"], "spec.delivery")
+        if "delivery" in spec
+        else DEFAULT_DELIVERY,
+        consumers=consumers,
+        ce_overrides=overrides,
+    )
+
+
+def load(path: Path) -> KafkaSource:
+    try:
+        documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    except (OSError, yaml.YAMLError) as error:
+        raise ManifestError(f"{path}: cannot be read as YAML: {error}") from None
+    if len(documents) != 1:
+        raise ManifestError(f"{path}: expected exactly one KafkaSource document, found {len(documents)}")
+    return parse(documents[0], path)
