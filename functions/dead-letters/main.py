@@ -15,11 +15,13 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 from dead_letters.config import Config, ConfigError
-from dead_letters.http import abort_with_problem, add_routes
-from dead_letters.store import make_engine, store, to_row
+from dead_letters.store import store, to_row
 from prometheus_client import Counter
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+
+from ripple_consumer.database import make_engine
+from ripple_consumer.http import abort_with_problem, add_routes
 
 log = logging.getLogger("dead-letters")
 try:

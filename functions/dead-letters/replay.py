@@ -17,8 +17,10 @@ import requests
 from cloudevents.conversion import to_binary
 from dead_letters.config import Config, ConfigError
 from dead_letters.schema import dead_letters
-from dead_letters.store import make_engine, original_event
+from dead_letters.store import original_event
 from sqlalchemy import func, select, update
+
+from ripple_consumer.database import make_engine
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,12 +14,14 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 from event_store.config import Config, ConfigError
-from event_store.http import abort_with_problem, add_routes
-from event_store.store import PermanentError, make_engine, store, to_row
+from event_store.store import PermanentError, store, to_row
 from prometheus_client import Counter
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from ripple_consumer.database import make_engine
+from ripple_consumer.http import abort_with_problem, add_routes
 
 log = logging.getLogger("event-store")
 try:

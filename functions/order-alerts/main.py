@@ -21,16 +21,17 @@ from order_alerts.alerts import (
     ORDER_PLACED,
     PermanentError,
     alert_event,
-    make_engine,
     mark_emitted,
     record_alert,
 )
 from order_alerts.config import Config, ConfigError
 from order_alerts.emit import AlertPublisher
-from order_alerts.http import abort_with_problem, add_routes
 from prometheus_client import Counter
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+
+from ripple_consumer.database import make_engine
+from ripple_consumer.http import abort_with_problem, add_routes
 
 log = logging.getLogger("order-alerts")
 try:

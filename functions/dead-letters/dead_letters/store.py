@@ -9,25 +9,13 @@ from typing import Any
 
 from cloudevents.abstract import AnyCloudEvent
 from cloudevents.http import CloudEvent
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import insert
 
-from .config import Config
 from .schema import dead_letters
 
 ERROR_EXTENSIONS = ("knativeerrordest", "knativeerrorcode", "knativeerrordata")
 CORE = {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema"}
-
-
-def make_engine(config: Config) -> Engine:
-    return create_engine(
-        config.database_url,
-        pool_size=config.pool_size,
-        max_overflow=2,
-        pool_pre_ping=True,
-        pool_timeout=config.connect_timeout_s,
-        connect_args={"connect_timeout": config.connect_timeout_s},
-    )
 
 
 def _data_bytes(event: AnyCloudEvent) -> bytes | None:

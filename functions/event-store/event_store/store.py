@@ -7,10 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from cloudevents.abstract import AnyCloudEvent
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import insert
 
-from .config import Config
 from .schema import events
 
 CORE_ATTRIBUTES = {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema"}
@@ -18,18 +17,6 @@ CORE_ATTRIBUTES = {"specversion", "id", "source", "type", "subject", "time", "da
 
 class PermanentError(Exception):
     """The event can never be stored as it is (answered 422, so the dispatcher dead-letters it)."""
-
-
-def make_engine(config: Config) -> Engine:
-    return create_engine(
-        config.database_url,
-        pool_size=config.pool_size,
-        max_overflow=2,
-        # After a PostgreSQL restart the pooled connections are dead: check before use.
-        pool_pre_ping=True,
-        pool_timeout=config.connect_timeout_s,
-        connect_args={"connect_timeout": config.connect_timeout_s},
-    )
 
 
 def _data(event: AnyCloudEvent) -> Any:

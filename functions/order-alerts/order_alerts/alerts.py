@@ -10,10 +10,9 @@ from typing import Any
 
 from cloudevents.abstract import AnyCloudEvent
 from cloudevents.http import CloudEvent
-from sqlalchemy import Engine, create_engine, func, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from .config import Config
 from .schema import order_alerts
 
 ORDER_PLACED = "dev.ripple.shop.order.placed"
@@ -36,17 +35,6 @@ class Alert:
     threshold: Decimal
     created_at: datetime
     emitted: bool
-
-
-def make_engine(config: Config) -> Engine:
-    return create_engine(
-        config.database_url,
-        pool_size=config.pool_size,
-        max_overflow=2,
-        pool_pre_ping=True,
-        pool_timeout=config.connect_timeout_s,
-        connect_args={"connect_timeout": config.connect_timeout_s},
-    )
 
 
 def alert_id_for(event: AnyCloudEvent) -> str:

@@ -1,0 +1,89 @@
+"""PostgreSQL settings of a consumer function, read from the environment, and its engine.
+
+| variable | default | what |
+|---|---|---|
+| POSTGRES_ADDRESS | ripple-db-rw.ripple.svc:5432 | host:port of PostgreSQL |
+| POSTGRES_DB | ripple | database |
+| POSTGRES_USER | ripple | user |
+| POSTGRES_PASSWORD | (required) | from the Secret key RIPPLE_POSTGRES_PASSWORD |
+| DB_POOL_SIZE | 8 | connections kept open (gunicorn runs 4 threads per core) |
+| DB_CONNECT_TIMEOUT_S | 5 | a PostgreSQL that does not answer fails the request with 503 |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Self
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message says which and what to do."""
+
+
+def env_number(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
+    raw = env.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} must be a number (default {default:g}).") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw} must be at least {minimum:g}.")
+    return value
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    database_url: URL
+    pool_size: int
+    connect_timeout_s: int
+
+    # The manifest that sets these variables, named in error messages (subclasses set it).
+    MANIFEST: ClassVar[str] = "the function's knative/<name>/service.yaml"
+
+    @classmethod
+    def database_from_env(cls, env: Mapping[str, str] = os.environ) -> DatabaseConfig:
+        password = env.get("POSTGRES_PASSWORD")
+        if not password:
+            raise ConfigError(
+                f"POSTGRES_PASSWORD is not set: give it from the Secret key RIPPLE_POSTGRES_PASSWORD "
+                f"({cls.MANIFEST} does)."
+            )
+        address = env.get("POSTGRES_ADDRESS", "ripple-db-rw.ripple.svc:5432")
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"POSTGRES_ADDRESS={address!r} must be host:port.")
+        return DatabaseConfig(
+            database_url=URL.create(
+                "postgresql+psycopg2",
+                username=env.get("POSTGRES_USER", "ripple"),
+                password=password,
+                host=host,
+                port=int(port),
+                database=env.get("POSTGRES_DB", "ripple"),
+            ),
+            pool_size=int(env_number(env, "DB_POOL_SIZE", 8, minimum=1)),
+            connect_timeout_s=int(env_number(env, "DB_CONNECT_TIMEOUT_S", 5, minimum=1)),
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Self:
+        """The settings of a function that needs nothing but its database."""
+        database = cls.database_from_env(env)
+        return cls(database.database_url, database.pool_size, database.connect_timeout_s)
+
+
+def make_engine(config: DatabaseConfig) -> Engine:
+    return create_engine(
+        config.database_url,
+        pool_size=config.pool_size,
+        max_overflow=2,
+        # After a PostgreSQL restart the pooled connections are dead: check before use.
+        pool_pre_ping=True,
+        pool_timeout=config.connect_timeout_s,
+        connect_args={"connect_timeout": config.connect_timeout_s},
+    )
