@@ -36,6 +36,32 @@ def print_table(rows: list[ComponentStatus]) -> None:
     print(f"total resident memory of the stack: {total:.0f} MiB")
 
 
+def flink_verb(stack: Stack, action: str, as_json: bool) -> int:
+    from . import flink_job  # psycopg2 and kafka only when asked
+    from .secrets import load_secrets
+
+    settings = stack.settings
+    try:
+        if action == "status":
+            report = flink_job.status(settings)
+            if as_json:
+                print(json.dumps(report, indent=2))
+            else:
+                for key, value in report.items():
+                    print(f"{key:16} {json.dumps(value) if isinstance(value, dict) else value}")
+            return 0 if report["state"] == "RUNNING" else 3
+        secrets = load_secrets(settings)
+        if action == "submit":
+            flink_job.ensure_running(settings, secrets, say)
+        elif action == "savepoint":
+            flink_job.stop_with_savepoint(settings, say)
+        elif action == "upgrade":
+            flink_job.upgrade(settings, secrets, say)
+    except OSError as error:
+        raise PrerequisiteError(f"Flink is not reachable ({error}): run `make up` first.") from error
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ripple_stack", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -47,6 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     for verb in ("start", "stop"):
         command = verbs.add_parser(verb, help=f"{verb} one component (e.g. flink, postgres, kafka)")
         command.add_argument("component")
+    flink = verbs.add_parser("flink", help="the aggregation job on the local Flink cluster")
+    flink.add_argument(
+        "action",
+        choices=["status", "submit", "savepoint", "upgrade"],
+        help="status: job, state, last checkpoint, lag; submit: start it if it is not running "
+        "(resuming from the newest checkpoint); savepoint: stop it with a savepoint; "
+        "upgrade: stop with a savepoint and resubmit from it",
+    )
+    flink.add_argument("--json", action="store_true", help="machine-readable status")
     arguments = parser.parse_args(argv)
 
     try:
@@ -69,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             stack.start(arguments.component)
         elif arguments.verb == "stop":
             stack.stop(arguments.component)
+        elif arguments.verb == "flink":
+            return flink_verb(stack, arguments.action, arguments.json)
     except (PrerequisiteError, ConfigError) as error:
         print(f"ripple: {error}", file=sys.stderr)
         return 2

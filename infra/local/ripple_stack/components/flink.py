@@ -193,6 +193,12 @@ class Flink(Component):
             return "no TaskManager registered yet"
         return None
 
+    def after_ready(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
+        # The aggregation job: submitted when not running, resumed from its newest checkpoint.
+        from ..flink_job import ensure_running  # here: flink_job imports this module
+
+        ensure_running(settings, secrets, say)
+
     def address(self, settings: Settings) -> str:
         return settings.flink_rest_url
 

@@ -1,0 +1,173 @@
+"""ripple-aggregates: the PyFlink job that keeps per-tenant aggregates of the shop events in PostgreSQL.
+
+The aggregation is Flink SQL (flink/sql/aggregates.sql, next to this file in the image); this file
+reads the configuration, sets up checkpointing and submits the SQL as one job. Submitted with
+`flink run --python aggregates.py` (the local stack) or by the Flink Kubernetes Operator through
+flink-python's PythonDriver (infra/flink/flinkdeployment.yaml).
+
+Configuration (environment variables, read only here; defaults are the cluster addresses):
+  RIPPLE_KAFKA_BOOTSTRAP      Kafka bootstrap servers      ripple-kafka-bootstrap.ripple.svc:9092
+  RIPPLE_KAFKA_GROUP_ID       consumer group (offsets are committed on checkpoints, for lag
+                              monitoring only: the job restores its offsets from its state)
+                                                           ripple-aggregates
+  RIPPLE_TOPIC_ORDERS / _PAYMENTS / _PAGEVIEWS             ripple.shop.orders / .payments / .pageviews
+  RIPPLE_JDBC_URL             PostgreSQL JDBC URL          jdbc:postgresql://ripple-db-rw.ripple.svc:5432/ripple
+  RIPPLE_DB_USER              database user                ripple
+  RIPPLE_DB_PASSWORD          database password            (required; from a Secret, never a file)
+  RIPPLE_CHECKPOINT_INTERVAL  checkpoint interval          5 s
+  RIPPLE_LATENESS_S           allowed lateness (watermark delay) in seconds   30
+  RIPPLE_IDLE_TIMEOUT         a partition without records this long stops holding the
+                              watermark back               5 s
+  RIPPLE_SINK_FLUSH_INTERVAL  JDBC sink flush interval     1 s
+  RIPPLE_JOB_NAME             the job's name (how `make up` finds it)   ripple-aggregates
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pyflink exists only in the Flink venv/image; the unit tests need none of it
+    from pyflink.table import TableEnvironment
+
+SQL_FILE = Path(__file__).resolve().parent.parent / "sql" / "aggregates.sql"
+# In the image the SQL sits next to the job (see flink/Containerfile).
+SQL_FALLBACK = Path(__file__).resolve().parent / "aggregates.sql"
+
+# RFC 3339 `time` of a CloudEvent, in SQL: TO_TIMESTAMP_LTZ with a pattern ignores an offset in
+# the text, so the local part and the offset ("Z" -> UTC) are split and the offset is passed as
+# the time zone. Up to nine fraction digits; anything unparsable gives NULL.
+PARSE_CE_TIME = (
+    "TO_TIMESTAMP_LTZ("
+    "REGEXP_EXTRACT(UPPER(CAST(headers['ce_time'] AS STRING)), '^(.+?)(Z|[+-][0-9]{2}:[0-9]{2})$', 1), "
+    "'yyyy-MM-dd''T''HH:mm:ss[.SSSSSSSSS][.SSSSSS][.SSS][.SS][.S]', "
+    "REGEXP_REPLACE(REGEXP_EXTRACT(UPPER(CAST(headers['ce_time'] AS STRING)), "
+    "'(Z|[+-][0-9]{2}:[0-9]{2})$', 1), '^Z$', 'UTC'))"
+)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    kafka_bootstrap: str
+    group_id: str
+    topic_orders: str
+    topic_payments: str
+    topic_pageviews: str
+    jdbc_url: str
+    db_user: str
+    db_password: str
+    checkpoint_interval: str
+    lateness_s: int
+    idle_timeout: str
+    sink_flush_interval: str
+    job_name: str
+
+    @classmethod
+    def from_env(cls, env: os._Environ[str] | dict[str, str] = os.environ) -> JobConfig:
+        password = env.get("RIPPLE_DB_PASSWORD", "")
+        if not password:
+            sys.exit("ripple-aggregates: set RIPPLE_DB_PASSWORD (the PostgreSQL password, from a Secret).")
+        return cls(
+            kafka_bootstrap=env.get("RIPPLE_KAFKA_BOOTSTRAP", "ripple-kafka-bootstrap.ripple.svc:9092"),
+            group_id=env.get("RIPPLE_KAFKA_GROUP_ID", "ripple-aggregates"),
+            topic_orders=env.get("RIPPLE_TOPIC_ORDERS", "ripple.shop.orders"),
+            topic_payments=env.get("RIPPLE_TOPIC_PAYMENTS", "ripple.shop.payments"),
+            topic_pageviews=env.get("RIPPLE_TOPIC_PAGEVIEWS", "ripple.shop.pageviews"),
+            jdbc_url=env.get("RIPPLE_JDBC_URL", "jdbc:postgresql://ripple-db-rw.ripple.svc:5432/ripple"),
+            db_user=env.get("RIPPLE_DB_USER", "ripple"),
+            db_password=password,
+            checkpoint_interval=env.get("RIPPLE_CHECKPOINT_INTERVAL", "5 s"),
+            lateness_s=int(env.get("RIPPLE_LATENESS_S", "30")),
+            idle_timeout=env.get("RIPPLE_IDLE_TIMEOUT", "5 s"),
+            sink_flush_interval=env.get("RIPPLE_SINK_FLUSH_INTERVAL", "1 s"),
+            job_name=env.get("RIPPLE_JOB_NAME", "ripple-aggregates"),
+        )
+
+
+def _quote(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def render_statements(config: JobConfig) -> list[str]:
+    """The statements of aggregates.sql with the configuration filled in."""
+    kafka_options = ",\n  ".join(
+        [
+            f"'properties.bootstrap.servers' = {_quote(config.kafka_bootstrap)}",
+            f"'properties.group.id' = {_quote(config.group_id)}",
+            # First start: from the beginning of the topics; afterwards offsets come from the
+            # checkpoint or savepoint the job is restored from.
+            "'scan.startup.mode' = 'group-offsets'",
+            "'properties.auto.offset.reset' = 'earliest'",
+            "'properties.isolation.level' = 'read_committed'",
+            "'value.format' = 'json'",
+            # A malformed value must not stop the aggregates: its fields read as NULL.
+            "'value.json.ignore-parse-errors' = 'true'",
+        ]
+    )
+    jdbc_options = ",\n  ".join(
+        [
+            f"'url' = {_quote(config.jdbc_url)}",
+            f"'username' = {_quote(config.db_user)}",
+            f"'password' = {_quote(config.db_password)}",
+            f"'sink.buffer-flush.interval' = {_quote(config.sink_flush_interval)}",
+            "'sink.buffer-flush.max-rows' = '1000'",
+            "'sink.max-retries' = '3'",
+        ]
+    )
+    text = Template(SQL_FILE.read_text() if SQL_FILE.exists() else SQL_FALLBACK.read_text()).substitute(
+        PARSE_CE_TIME=PARSE_CE_TIME,
+        LATENESS_S=str(config.lateness_s),
+        TOPIC_ORDERS=config.topic_orders,
+        TOPIC_PAYMENTS=config.topic_payments,
+        TOPIC_PAGEVIEWS=config.topic_pageviews,
+        KAFKA_OPTIONS=kafka_options,
+        JDBC_OPTIONS=jdbc_options,
+    )
+    statements = []
+    for chunk in text.split("\n;\n"):
+        lines = [line for line in chunk.splitlines() if line.strip() and not line.strip().startswith("--")]
+        if lines:
+            statements.append("\n".join(lines).rstrip(";"))
+    return statements
+
+
+def build(config: JobConfig) -> TableEnvironment:
+    from pyflink.table import EnvironmentSettings, TableEnvironment
+
+    tables = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
+    settings = tables.get_config()
+    settings.set("pipeline.name", config.job_name)
+    settings.set("table.local-time-zone", "UTC")
+    # Exactly-once checkpoints: Kafka offsets and all aggregate state are snapshotted together;
+    # after a failure the job resumes from the last one and replays from its offsets.
+    settings.set("execution.checkpointing.interval", config.checkpoint_interval)
+    settings.set("execution.checkpointing.mode", "EXACTLY_ONCE")
+    settings.set("execution.checkpointing.min-pause", "1 s")
+    settings.set("table.exec.source.idle-timeout", config.idle_timeout)
+    # Each aggregate's GROUP BY is its sink's primary key, so updates arrive keyed and in order:
+    # the extra state of a SinkUpsertMaterializer would buy nothing.
+    settings.set("table.exec.sink.upsert-materialize", "NONE")
+    return tables
+
+
+def main() -> None:
+    config = JobConfig.from_env()
+    tables = build(config)
+    statements = render_statements(config)
+    inserts = tables.create_statement_set()
+    for statement in statements:
+        if statement.lstrip().upper().startswith("INSERT"):
+            inserts.add_insert_sql(statement)
+        else:
+            tables.execute_sql(statement)
+    # All INSERTs form one job: one set of sources, one checkpoint covering every aggregate.
+    inserts.execute()
+
+
+if __name__ == "__main__":
+    main()
