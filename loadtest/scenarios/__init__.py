@@ -1,0 +1,1 @@
+"""ripple's failure scenarios: `python -m loadtest.scenarios <name>` (see loadtest/README.md)."""

@@ -1,0 +1,514 @@
+"""Run one failure scenario: load through nginx, break one part, restore it, check, report.
+
+Timeline of a run (durations are options of `python -m loadtest.scenarios`):
+
+    before ──> failure (part broken) ──> restoring (starting, waiting until ready) ──> after ──> drain
+    load at --rate ......................................................................|  no load
+
+The drain waits until every event answered 202 is in `events` and Flink's aggregates of this
+run's products equal the sums over its stored orders (or until --drain-timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from .config import LoadConfig
+from .driver import LoadDriver, Mix
+from .faults import ComponentDown, Fault, PostgresSlow, uninterruptible
+from .probes import Database, FlinkJob, KafkaLag, start_probes
+from .report import plot_timeline, render_markdown, write_csvs
+from .shop import Shop, TokenSource, new_run_id
+from .stats import (
+    INFO,
+    Check,
+    Outcome,
+    Phase,
+    PhaseSummary,
+    Sample,
+    check_fast_unavailable,
+    check_flink,
+    check_kept_accepting,
+    check_overload,
+    check_recovered,
+    check_stored_once,
+    phase_table,
+    reasons_table,
+    sales_of,
+    summarize,
+    timeline,
+    verdict,
+)
+
+log = logging.getLogger("loadtest")
+T = TypeVar("T")
+
+
+@dataclass
+class Options:
+    rate: float = 15.0  # requests/s; ~1.9 events each. Below nginx's per-client 20 r/s (strict).
+    before_s: float = 20.0
+    failure_s: float = 30.0
+    after_s: float = 30.0
+    drain_timeout_s: float = 300.0
+    overload_rate: float = 150.0
+    workers: int = 16
+    unavailable_limit_s: float = 6.0  # gateway KAFKA_DELIVERY_TIMEOUT_MS (5 s) + 1 s
+
+
+@dataclass
+class Run:
+    """Everything a scenario's checks may look at."""
+
+    name: str
+    options: Options
+    driver: LoadDriver
+    phases: list[Phase] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    summaries: dict[str, PhaseSummary] = field(default_factory=dict)
+    flink_before: str | None = None
+    flink_after: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def outcomes_in(self, phase: str) -> list[Outcome]:
+        chosen = next((p for p in self.phases if p.name == phase), None)
+        if chosen is None:
+            return []
+        return [o for o in self.driver.snapshot() if chosen.start <= o.start < chosen.end]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    what: str  # the failure, in words, for the report
+    fault: Callable[[LoadConfig, Options], Fault | None]
+    checks: Callable[[Run], list[Check]]
+    failure_s: float | None = None  # overrides Options.failure_s
+    retries: int = 1
+    component: str | None = None  # must be ready before the run starts
+    failure_label: str = "failure"  # the phase's name in the report
+    overload: bool = False  # the "failure" is --overload-rate instead of --rate
+
+
+def _failure_checks(what: str, keeps_accepting: bool) -> Callable[[Run], list[Check]]:
+    def checks(run: Run) -> list[Check]:
+        found = []
+        if keeps_accepting:
+            found.append(check_kept_accepting(run.summaries["failure"], what))
+        found.append(check_recovered(run.summaries.get("after"), what))
+        return found
+
+    return checks
+
+
+def _kafka_checks(run: Run) -> list[Check]:
+    during = run.summaries["failure"]
+    latencies = [o.latency_s for o in run.outcomes_in("failure") if o.status == 503]
+    found = check_fast_unavailable(during, latencies, run.options.unavailable_limit_s)
+    found.append(check_recovered(run.summaries.get("after"), "Kafka is back"))
+    return found
+
+
+def _baseline_checks(run: Run) -> list[Check]:
+    return [check_kept_accepting(run.summaries["steady"], "nothing is broken")]
+
+
+def _overload_checks(run: Run) -> list[Check]:
+    rejected = [o.latency_s for o in run.outcomes_in("overload") if o.status == 429]
+    return check_overload(
+        run.summaries.get("before"), run.summaries["overload"], rejected, run.driver.missing_retry_after
+    )
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "flink-down",
+            "Flink stopped under load",
+            "Flink (JobManager and TaskManager) stopped, then started; the job resumes from its newest "
+            "retained checkpoint",
+            lambda config, options: ComponentDown(config.stack, "flink"),
+            _failure_checks("Flink is down", keeps_accepting=True),
+            component="flink",
+        ),
+        Scenario(
+            "postgres-down",
+            "PostgreSQL stopped under load",
+            "PostgreSQL stopped, then started; the event-store dispatcher retries, Flink's sink fails and "
+            "the job restarts from its checkpoint",
+            lambda config, options: ComponentDown(config.stack, "postgres"),
+            _failure_checks("PostgreSQL is down", keeps_accepting=True),
+            component="postgres",
+        ),
+        Scenario(
+            "postgres-slow",
+            "PostgreSQL slow under load",
+            "a session takes EXCLUSIVE locks on events and the aggregate tables 4 s out of every 5 s: "
+            "writes stall in bursts, reads go on (like a long migration or a forgotten transaction)",
+            lambda config, options: PostgresSlow(config.postgres_dsn),
+            _failure_checks("PostgreSQL is slow", keeps_accepting=True),
+            component="postgres",
+        ),
+        Scenario(
+            "kafka-down",
+            "Kafka stopped under load",
+            "the Kafka broker stopped, then started: the gateway must answer 503 (never 202 for an event "
+            "Kafka did not acknowledge), and 202 again once Kafka is back",
+            lambda config, options: ComponentDown(config.stack, "kafka"),
+            _kafka_checks,
+            failure_s=20.0,
+            component="kafka",
+        ),
+        Scenario(
+            "baseline",
+            "Steady load, nothing broken",
+            "nothing is broken: the reference run (and a quick check that the whole pipeline works)",
+            lambda config, options: None,
+            _baseline_checks,
+            failure_s=10.0,
+            failure_label="steady",
+        ),
+        Scenario(
+            "overload",
+            "Far above nginx's limits",
+            "the offered load jumps from --rate to --overload-rate requests/s from one address and one "
+            "client: nginx must answer the excess with a fast 429 and serve the rest normally",
+            lambda config, options: None,
+            _overload_checks,
+            failure_s=20.0,
+            failure_label="overload",
+            overload=True,
+            retries=0,  # the offered load stays what it says; Retry-After is counted, not obeyed
+        ),
+    )
+}
+
+
+def _preflight(config: LoadConfig, scenario: Scenario) -> None:
+    from ripple_stack.secrets import load_secrets
+    from ripple_stack.stack import Stack
+
+    if scenario.component is None:
+        return
+    stack = Stack(config.stack, lambda message: None)
+    component = stack.component(scenario.component)
+    reason = component.probe(config.stack, load_secrets(config.stack))
+    if reason is not None:
+        raise SystemExit(
+            f"loadtest: {scenario.component} is not ready ({reason}): someone may be testing with it "
+            f"stopped; wait, or `make start-{scenario.component}`, then rerun."
+        )
+
+
+def _converged(database: Database, accepted: set[str], check_flink_too: bool) -> bool:
+    stored, _ = database.stored_ids()
+    if not accepted <= stored:
+        return False
+    if not check_flink_too:
+        return True
+    return database.expected_sales() == database.flink_sales()
+
+
+def run_scenario(name: str, config: LoadConfig, options: Options) -> tuple[Path, str]:
+    scenario = SCENARIOS[name]
+    failure_s = scenario.failure_s if scenario.failure_s is not None else options.failure_s
+    _preflight(config, scenario)
+    run_id = new_run_id(name)
+    source = f"/loadtest/{run_id}"
+    shop = Shop(run_id, source)
+    tokens = TokenSource(config.token_url, config.client_id, config.client_secret)
+    driver = LoadDriver(
+        config.target_url,
+        tokens,
+        shop,
+        rate=options.rate,
+        workers=max(options.workers, 32) if name == "overload" else options.workers,
+        retries=scenario.retries,
+        mix=Mix(pageview=0.4, order=0.2, payment=0.1, batch=0.3),
+    )
+    run = Run(name, options, driver)
+    probes, database, flink = start_probes(config, source, run_id)
+    fault = scenario.fault(config, options)
+    log.info("%s: run id %s, load %s req/s to %s", name, run_id, options.rate, config.target_url)
+    run.flink_before = _safe(flink.state)
+    totals_before = _safe(database.tenant_totals)
+    t0 = time.time()
+    mark = t0
+    converged_after: float | None = None
+
+    def phase(phase_name: str) -> None:
+        nonlocal mark
+        now = time.time()
+        if now - mark > 0.5 or phase_name != "restoring":
+            run.phases.append(Phase(phase_name, mark, now))
+        mark = now
+
+    try:
+        driver.start()
+        time.sleep(options.before_s)
+        phase("before")
+        if fault is not None:
+            log.info("%s: injecting: %s", name, scenario.what)
+            fault.inject()
+        elif scenario.overload:
+            driver.set_rate(options.overload_rate)
+        time.sleep(failure_s)
+        phase(scenario.failure_label)
+        with uninterruptible():
+            if fault is not None:
+                log.info("%s: restoring", name)
+                fault.restore()
+            elif scenario.overload:
+                driver.set_rate(options.rate)
+        phase("restoring")
+        time.sleep(options.after_s)
+        phase("after")
+        driver.stop()
+        log.info("%s: load stopped; draining (up to %.0f s)", name, options.drain_timeout_s)
+        # A job that ran before the drill must run after it and catch up; without one before,
+        # only the store is waited for (the Flink check then says it was skipped).
+        expect_flink = run.flink_before is not None
+        deadline = time.monotonic() + options.drain_timeout_s
+        drain_start = time.monotonic()
+        while time.monotonic() < deadline:
+            run.flink_after = _safe(flink.state)
+            flink_ready = run.flink_after == "RUNNING"
+            if (not expect_flink or flink_ready) and _safe(
+                partial(_converged, database, driver.accepted, expect_flink and flink_ready)
+            ):
+                converged_after = time.monotonic() - drain_start
+                break
+            time.sleep(2)
+        phase("drain")
+    finally:
+        with uninterruptible():
+            if fault is not None:
+                fault.restore()
+            driver.stop()
+            for probe in probes:
+                probe.stop()
+    t_end = time.time()
+    run.samples = [s for probe in probes for s in probe.samples]
+    outcomes = driver.snapshot()
+    for p in run.phases:
+        run.summaries[p.name] = summarize(p, outcomes, run.samples)
+
+    checks: list[Check] = []
+    found = _retrying(database.stored_ids)
+    store_complete = False
+    backlog_left = False
+    if found is None:
+        checks.append(Check("every 202 event stored", "FAIL", "PostgreSQL not readable after the run"))
+    else:
+        stored, rows = found
+        store_complete = driver.accepted <= stored
+        dead = _safe(database.dead_lettered) or 0
+        checks += check_stored_once(driver.accepted, driver.sent, stored, rows, dead)
+        if not store_complete:
+            lag = _last_probe(run.samples, "lag_event_store")
+            backlog_left = bool(lag)
+            run.notes.append(
+                f"the event-store's consumer group was still {lag:.0f} records behind at the end: missing "
+                "events may still be in Kafka (other load on the shared stack?): "
+                "`python -m loadtest.scenarios recheck <this directory>` later tells late from lost"
+                if lag
+                else "the event-store had no lag left at the end: missing events did not arrive"
+            )
+    accepted_orders = [data for id_, data in driver.orders.items() if id_ in driver.accepted]
+    checks.append(
+        check_flink(
+            _safe(database.expected_sales),
+            _safe(database.flink_sales),
+            run.flink_after,
+            converged_after if converged_after is not None else options.drain_timeout_s,
+            was_running=run.flink_before is not None,
+            store_complete=store_complete,
+            bounds=(sales_of(accepted_orders), sales_of(driver.orders.values())),
+        )
+    )
+    checks += scenario.checks(run)
+    checks.append(_drain_check(converged_after, options.drain_timeout_s))
+    totals_after = _safe(database.tenant_totals)
+    if totals_before and totals_after:
+        delta = {k: round(totals_after[k] - totals_before[k], 2) for k in totals_after}
+        checks.append(
+            Check(
+                "acme tenant totals grew",
+                INFO,
+                f"orders +{delta['orders']:g}, payments +{delta['payments']:g}, "
+                f"pageviews +{delta['pageviews']:g} "
+                "(tenant-wide: includes other clients' acme events, so informative only)",
+            )
+        )
+    if fault is not None and fault.interference:
+        run.notes.append(fault.interference)
+    run.notes.extend(_other_restarts(config, t0, t_end, scenario.component))
+    restoring = next((p for p in run.phases if p.name == "restoring"), None)
+    if restoring is not None and fault is not None:
+        run.notes.append(
+            f"restoring took {restoring.duration:.0f} s (start command until the component was ready)"
+        )
+    run.notes.append(f"run id {run_id}: events have source {source}; products are named {run_id}-<sku>")
+    run.notes.append(
+        f"load: {options.rate:g} req/s (~1.9 events each: 30 % checkout batches of 4, binary mode otherwise)"
+        + (f", {options.overload_rate:g} req/s during the overload" if name == "overload" else "")
+        + f", {driver.workers} worker threads, target {config.target_url}"
+    )
+    if scenario.retries:
+        run.notes.append(
+            "requests answered 429/503 or not at all are retried once, with the same event ids, "
+            "after Retry-After"
+        )
+    directory = config.reports_dir / f"{name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    directory.mkdir(parents=True, exist_ok=True)
+    rows_timeline = timeline(outcomes, run.samples, t0, t_end)
+    summaries = [run.summaries[p.name] for p in run.phases]
+    write_csvs(directory, rows_timeline, summaries)
+    # What the client knows, so `--recheck <dir>` can verify again once a backlog has drained.
+    (directory / "run.json").write_text(
+        json.dumps(
+            {
+                "scenario": name,
+                "run_id": run_id,
+                "source": source,
+                "flink_was_running": run.flink_before is not None,
+                "accepted": sorted(driver.accepted),
+                "sent": sorted(driver.sent),
+                "orders": driver.orders,
+            }
+        )
+    )
+    shaded = [p for p in run.phases if p.name in (scenario.failure_label, "restoring")]
+    plot_timeline(directory / "timeline.png", rows_timeline, t0, shaded, f"{name}: {scenario.title}")
+    intro = f"{scenario.what}. Started {datetime.fromtimestamp(t0, UTC):%Y-%m-%d %H:%M:%S} UTC."
+    title = f"Scenario {name}: {scenario.title}"
+    markdown = render_markdown(
+        title, intro, summaries, checks, run.notes, reasons=dict(driver.reasons), backlog_left=backlog_left
+    )
+    (directory / "report.md").write_text(markdown)
+    database.close()
+    summary = "\n".join(
+        [
+            phase_table(summaries),
+            "",
+            *(c.line() for c in checks),
+            "",
+            *([reasons_table(dict(driver.reasons)), ""] if driver.reasons else []),
+            f"verdict: {verdict(checks, backlog_left)}",
+            f"report: {directory / 'report.md'}",
+        ]
+    )
+    return directory, summary
+
+
+def recheck(directory: Path, config: LoadConfig) -> tuple[str, bool]:
+    """Run the store and Flink checks of a finished run again (e.g. after a backlog drained).
+
+    Appends a "Re-check" section to its report.md; returns that section and whether it passed.
+    """
+    saved = directory / "run.json"
+    if not saved.exists():
+        raise SystemExit(f"loadtest: {saved} is missing: give the report directory of a scenario run.")
+    data = json.loads(saved.read_text())
+    database = Database(config.postgres_dsn, data["source"], data["run_id"])
+    accepted, sent, orders = set(data["accepted"]), set(data["sent"]), data["orders"]
+    try:
+        stored, rows = database.stored_ids()
+        checks = check_stored_once(accepted, sent, stored, rows, _safe(database.dead_lettered) or 0)
+        checks.append(
+            check_flink(
+                _safe(database.expected_sales),
+                _safe(database.flink_sales),
+                _safe(FlinkJob(config.stack.flink_rest_url).state),
+                0,
+                was_running=data["flink_was_running"],
+                store_complete=accepted <= stored,
+                bounds=(
+                    sales_of(d for i, d in orders.items() if i in accepted),
+                    sales_of(orders.values()),
+                ),
+            )
+        )
+    finally:
+        database.close()
+    lag = _safe(KafkaLag(config.stack.kafka_bootstrap))
+    lines = [f"## Re-check at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC", ""]
+    lines += [f"**Verdict of the re-check: {verdict(checks)}**", ""]
+    lines += [check.line() for check in checks]
+    if lag:
+        lines.append(
+            f"- consumer lag now: event-store {lag.get('lag_event_store')}, flink {lag.get('lag_flink')}"
+        )
+    section = "\n".join(lines) + "\n"
+    report = directory / "report.md"
+    if report.exists():
+        report.write_text(report.read_text() + "\n" + section)
+    return section, verdict(checks) == "PASS"
+
+
+def _drain_check(converged_after: float | None, timeout_s: float) -> Check:
+    name = "backlog drained after the load stopped"
+    if converged_after is None:
+        return Check(name, "FAIL", f"not within {timeout_s:.0f} s (see the checks above for what is missing)")
+    return Check(
+        name, "PASS", f"everything stored and aggregated {converged_after:.0f} s after the load stopped"
+    )
+
+
+def _safe(read: Callable[[], T]) -> T | None:
+    """PostgreSQL or Flink may be the part that is down (or restarting): None, and say so once."""
+    try:
+        return read()
+    except Exception as error:
+        message = f"reading failed ({getattr(read, '__name__', 'read')}): {str(error).splitlines()[0]}"
+        if message != _last_warning[0]:  # once per outage, not every poll
+            log.warning("%s", message)
+            _last_warning[0] = message
+        return None
+
+
+_last_warning = [""]
+
+
+def _other_restarts(config: LoadConfig, t0: float, t_end: float, own: str | None) -> list[str]:
+    """Processes of the shared stack that someone else restarted or stopped during the run."""
+    from ripple_stack.supervisor import Supervisor
+
+    try:
+        processes = Supervisor(config.stack).processes()
+    except Exception:
+        return []
+    found = []
+    for info in sorted(processes.values(), key=lambda info: info["name"]):
+        if info["group"] == own:
+            continue
+        if info["statename"] != "RUNNING":
+            found.append(f"interference: {info['name']} is {info['statename']} at the end of the run")
+        elif t0 <= info["start"] <= t_end:
+            at = datetime.fromtimestamp(info["start"], UTC)
+            found.append(f"interference: {info['name']} was (re)started at {at:%H:%M:%S} UTC during the run")
+    return found
+
+
+def _last_probe(samples: list[Sample], name: str) -> float | None:
+    values = [s.values[name] for s in sorted(samples, key=lambda s: s.t) if s.values.get(name) is not None]
+    return float(values[-1]) if values else None  # type: ignore[arg-type]
+
+
+def _retrying(read: Callable[[], T], attempts: int = 30) -> T | None:
+    for _ in range(attempts):
+        value = _safe(read)
+        if value is not None:
+            return value
+        time.sleep(2)
+    return None
