@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cloudevents import exceptions as ce_errors
@@ -28,6 +28,9 @@ JSON = "application/json"
 REQUIRED = ("specversion", "id", "source", "type")
 # CloudEvents 1.0: names are lower-case ASCII letters and digits; 20 characters at most (SHOULD).
 ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+# Event time drives Flink's watermark for every tenant: one event stamped far in the future
+# would make everyone's events "late". Clock skew of a few minutes is tolerated.
+MAX_TIME_AHEAD = timedelta(minutes=5)
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 # Set by the gateway whatever the client sent: a client never chooses its tenant or key.
 STAMPED = ("tenant", "partitionkey")
@@ -91,16 +94,25 @@ def attribute_errors(attributes: Mapping[str, Any], index: int) -> list[dict[str
     time = attributes.get("time")
     if time is not None and not (isinstance(time, str) and _valid_time(time)):
         error("time", "'time' must be an RFC 3339 timestamp, e.g. 2026-01-31T12:00:00Z")
+    elif isinstance(time, str) and _parse_time(time) > datetime.now(UTC) + MAX_TIME_AHEAD:
+        error(
+            "time",
+            f"'time' is more than {MAX_TIME_AHEAD.seconds // 60} minutes in the future: check the clock",
+        )
     if "data_base64" in attributes:
         error("data_base64", "data must be JSON: binary data (data_base64) is not accepted")
     return errors
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
 
 
 def _valid_time(value: str) -> bool:
     if not RFC3339.match(value):
         return False
     try:
-        datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+        _parse_time(value)
     except ValueError:
         return False
     return True

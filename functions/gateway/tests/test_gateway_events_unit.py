@@ -120,6 +120,7 @@ def test_structured_event_data_is_compact_json_and_time_is_kept():
         (binary(**{"ce-specversion": "0.3"}), b"{}", 400, "/specversion"),
         (binary(**{"ce-id": ""}), b"{}", 400, "/id"),
         (binary(**{"ce-time": "2026-13-01T00:00:00Z"}), b"{}", 400, "/time"),
+        (binary(**{"ce-time": "2999-01-01T00:00:00Z"}), b"{}", 400, "/time"),
         (binary(**{"ce-x.y": "1"}), b"{}", 400, "/x.y"),
         (binary(**{"ce-abcdefghijklmnopqrstu": "1"}), b"{}", 400, "/abcdefghijklmnopqrstu"),
     ],

@@ -57,6 +57,8 @@ def flink_verb(stack: Stack, action: str, as_json: bool) -> int:
             flink_job.stop_with_savepoint(settings, say)
         elif action == "upgrade":
             flink_job.upgrade(settings, secrets, say)
+        elif action == "watch":
+            flink_job.watch(settings, secrets, say)
     except OSError as error:
         raise PrerequisiteError(f"Flink is not reachable ({error}): run `make up` first.") from error
     return 0
@@ -76,10 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     flink = verbs.add_parser("flink", help="the aggregation job on the local Flink cluster")
     flink.add_argument(
         "action",
-        choices=["status", "submit", "savepoint", "upgrade"],
+        choices=["status", "submit", "savepoint", "upgrade", "watch"],
         help="status: job, state, last checkpoint, lag; submit: start it if it is not running "
         "(resuming from the newest checkpoint); savepoint: stop it with a savepoint; "
-        "upgrade: stop with a savepoint and resubmit from it",
+        "upgrade: stop with a savepoint and resubmit from it; watch: keep resubmitting it after "
+        "a JobManager restart (run by the stack itself)",
     )
     flink.add_argument("--json", action="store_true", help="machine-readable status")
     arguments = parser.parse_args(argv)

@@ -182,6 +182,7 @@ def submit(settings: Settings, secrets: Mapping[str, str], restore_from: Path | 
         raise PrerequisiteError(f"submitting {JOB_NAME} failed:\n{tail}")
     state = _load_state(settings)
     state["job_ids"].append(found.group(1))
+    state["stopped_by_operator"] = False
     _save_state(settings, state)
     return found.group(1)
 
@@ -217,6 +218,37 @@ def ensure_running(settings: Settings, secrets: Mapping[str, str], say: Say) -> 
     return job_id
 
 
+def watch(settings: Settings, secrets: Mapping[str, str], say: Say, interval_s: float = 10) -> None:
+    """Keep the job running: the local stand-in for the Flink operator's JobManager HA.
+
+    A session cluster without an HA service forgets its jobs when the JobManager restarts
+    (supervisord restarts a crashed one at once). This loop, a supervised program of the flink
+    component, notices the job is gone and resubmits it from the newest retained checkpoint, as
+    `make up` would. It leaves alone a job an operator stopped with `flink savepoint`, and backs
+    off (up to 5 minutes) when a submission fails, so a broken job is not resubmitted in a loop.
+    """
+    backoff_s = interval_s
+    while True:
+        time.sleep(backoff_s)
+        try:
+            overview = rest_get(settings, "/overview")
+            state = _load_state(settings)
+            if (
+                overview.get("taskmanagers", 0) < 1
+                or not state["job_ids"]  # never submitted yet: `make up` does the first one
+                or state.get("stopped_by_operator")
+                or running_job(settings) is not None
+            ):
+                backoff_s = interval_s
+                continue
+            say(f"{JOB_NAME} is not running on the JobManager: resubmitting")
+            ensure_running(settings, secrets, say)
+            backoff_s = interval_s
+        except (OSError, PrerequisiteError, subprocess.SubprocessError) as error:
+            backoff_s = min(backoff_s * 2, 300)
+            say(f"cannot check or resubmit {JOB_NAME} ({error}); next try in {backoff_s:.0f} s")
+
+
 def _rest_post(settings: Settings, path: str, body: dict) -> dict:
     request = urllib.request.Request(
         settings.flink_rest_url + path,
@@ -248,6 +280,8 @@ def stop_with_savepoint(settings: Settings, say: Say, timeout_s: float = 300) ->
             path = Path(operation["location"].removeprefix("file:"))
             state = _load_state(settings)
             state["savepoints"].append(str(path))
+            # Stopped on purpose: the keeper (watch) must not bring it back until a submit.
+            state["stopped_by_operator"] = True
             _save_state(settings, state)
             say(f"savepoint written: {path}")
             return path

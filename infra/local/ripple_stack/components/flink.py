@@ -182,6 +182,14 @@ class Flink(Component):
                 env=env,
                 stop_wait_s=30,
             ),
+            # No HA service locally: this keeper resubmits the job from its newest checkpoint
+            # when a restarted JobManager has forgotten it (see flink_job.watch).
+            Program(
+                name="flink-job-keeper",
+                command=[sys.executable, "-m", "ripple_stack", "flink", "watch"],
+                env={"PYTHONUNBUFFERED": "1"},
+                stop_wait_s=10,
+            ),
         ]
 
     def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
