@@ -48,6 +48,10 @@ class Component:
 
     name: str = ""
     description: str = ""
+    # `make up` starts components tier by tier, each once the tiers before it are ready (and
+    # provisioned: databases, topics): 0 servers, 1 what needs them (Flink's job, the
+    # functions' migrations), 2 what needs the functions (the KafkaSource dispatchers).
+    start_tier: int = 0
 
     def install(self, settings: Settings, say: Say) -> None:
         """Fetch whatever is missing. Idempotent: a second call does nothing."""

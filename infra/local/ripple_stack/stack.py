@@ -128,15 +128,20 @@ class Stack:
         for component in self.components:
             component.prepare(settings, secrets, self.say)
         groups = {c.name: c.programs(settings, secrets) for c in self.components}
-        if self.supervisor.ensure_running(render_config(settings, groups)):
-            self.say("started supervisord; starting " + ", ".join(groups))
-        else:
-            # Anything stopped by hand (`make stop-flink`) comes back with `make up`.
-            for name, status in self._process_states().items():
-                if status != "RUNNING":
-                    self.say(f"starting {name}")
-                    self.supervisor.rpc.startProcessGroup(name, False)
-        self.wait_ready(self.components, secrets)
+        deferred = frozenset(c.name for c in self.components if c.start_tier > 0)
+        fresh = self.supervisor.ensure_running(render_config(settings, groups, deferred))
+        if fresh:
+            self.say("started supervisord; starting " + ", ".join(g for g in groups if g not in deferred))
+        for tier in sorted({c.start_tier for c in self.components}):
+            members = [c for c in self.components if c.start_tier == tier]
+            states = self._process_states()
+            for component in members:
+                # Anything stopped by hand (`make stop-flink`) comes back with `make up` too.
+                if states.get(component.name) != "RUNNING":
+                    if not (fresh and tier == 0):
+                        self.say(f"starting {component.name}")
+                    self.supervisor.rpc.startProcessGroup(component.name, False)
+            self.wait_ready(members, secrets)
 
     def _process_states(self) -> dict[str, str]:
         states: dict[str, list[str]] = {}

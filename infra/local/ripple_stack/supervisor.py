@@ -25,7 +25,9 @@ def config_path(settings: Settings) -> Path:
     return settings.run_dir / "supervisord.conf"
 
 
-def render_config(settings: Settings, groups: dict[str, list[Program]]) -> str:
+def render_config(
+    settings: Settings, groups: dict[str, list[Program]], deferred: frozenset[str] = frozenset()
+) -> str:
     """supervisord.conf with one [group:x] per component and one [program:y] per process."""
     config = configparser.RawConfigParser()
     config.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
@@ -49,7 +51,8 @@ def render_config(settings: Settings, groups: dict[str, list[Program]]) -> str:
             section = {
                 "command": shlex.join(program.command),
                 "directory": str(program.cwd or settings.home),
-                "autostart": "true",
+                # Deferred groups wait for what they need (`make up` starts them tier by tier).
+                "autostart": "false" if group in deferred else "true",
                 # A crashed server comes back, as a pod would; `stop` keeps it down.
                 "autorestart": "true",
                 "startsecs": "3",

@@ -27,6 +27,8 @@ REQUIREMENTS = REPO_ROOT / "flink" / "requirements.txt"
 
 
 class Flink(Component):
+    # Its after_ready submits the job, which needs PostgreSQL's tables and Kafka's topics.
+    start_tier = 1
     name = "flink"
     description = "Flink session cluster"
 

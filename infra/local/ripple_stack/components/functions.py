@@ -33,6 +33,9 @@ def service_manifests() -> list[Path]:
 
 
 class KnativeFunction(Component):
+    # Functions run their migrations and open Kafka/Keycloak connections as they start.
+    start_tier = 1
+
     def __init__(self, manifest: Path, port_index: int) -> None:
         self.manifest_path = manifest
         self.manifest = yaml.safe_load(manifest.read_text())

@@ -25,6 +25,9 @@ def kafkasource_manifests() -> list[Path]:
 
 
 class KafkaSourceDispatcher(Component):
+    # Delivers to functions, which must be up first.
+    start_tier = 2
+
     def __init__(self, manifest: Path, port_index: int) -> None:
         try:
             self.source = load(manifest)
