@@ -9,7 +9,6 @@ drops a dead letter. `python replay.py` re-sends them to the sink that failed (s
 from __future__ import annotations
 
 import logging
-import threading
 
 import flask
 import functions_framework
@@ -17,10 +16,9 @@ from cloudevents.http import CloudEvent
 from dead_letters.config import Config, ConfigError
 from dead_letters.store import store, to_row
 from prometheus_client import Counter
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from ripple_consumer.database import make_engine
+from ripple_consumer.database import LazyEngine
 from ripple_consumer.http import abort_with_problem, add_routes
 
 log = logging.getLogger("dead-letters")
@@ -30,16 +28,7 @@ except ConfigError as error:
     raise SystemExit(f"dead-letters: {error}") from None
 STORED = Counter("ripple_dead_letters_events", "Dead letters handled", ["outcome"])
 
-_engine: Engine | None = None
-_engine_lock = threading.Lock()
-
-
-def engine() -> Engine:
-    global _engine
-    with _engine_lock:
-        if _engine is None:
-            _engine = make_engine(CONFIG)
-        return _engine
+engine = LazyEngine(CONFIG)
 
 
 if flask.has_app_context():

@@ -8,7 +8,6 @@ never be stored (data that is not JSON, a malformed time).
 from __future__ import annotations
 
 import logging
-import threading
 
 import flask
 import functions_framework
@@ -16,11 +15,10 @@ from cloudevents.http import CloudEvent
 from event_store.config import Config, ConfigError
 from event_store.store import PermanentError, store, to_row
 from prometheus_client import Counter
-from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from ripple_consumer.database import make_engine
+from ripple_consumer.database import LazyEngine
 from ripple_consumer.http import abort_with_problem, add_routes
 
 log = logging.getLogger("event-store")
@@ -30,17 +28,7 @@ except ConfigError as error:
     raise SystemExit(f"event-store: {error}") from None
 STORED = Counter("ripple_event_store_events", "Events handled by event-store", ["outcome"])
 
-_engine: Engine | None = None
-_engine_lock = threading.Lock()
-
-
-def engine() -> Engine:
-    # Created on first use, in the serving worker: gunicorn forks after this module is imported.
-    global _engine
-    with _engine_lock:
-        if _engine is None:
-            _engine = make_engine(CONFIG)
-        return _engine
+engine = LazyEngine(CONFIG)
 
 
 if flask.has_app_context():  # functions-framework imports this module inside its app

@@ -11,7 +11,6 @@ that can never be handled.
 from __future__ import annotations
 
 import logging
-import threading
 
 import flask
 import functions_framework
@@ -27,10 +26,9 @@ from order_alerts.alerts import (
 from order_alerts.config import Config, ConfigError
 from order_alerts.emit import AlertPublisher
 from prometheus_client import Counter
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from ripple_consumer.database import make_engine
+from ripple_consumer.database import LazyEngine
 from ripple_consumer.http import abort_with_problem, add_routes
 
 log = logging.getLogger("order-alerts")
@@ -41,16 +39,7 @@ except ConfigError as error:
 HANDLED = Counter("ripple_order_alerts_events", "Events handled by order-alerts", ["outcome"])
 PUBLISHER = AlertPublisher(CONFIG)
 
-_engine: Engine | None = None
-_engine_lock = threading.Lock()
-
-
-def engine() -> Engine:
-    global _engine
-    with _engine_lock:
-        if _engine is None:
-            _engine = make_engine(CONFIG)
-        return _engine
+engine = LazyEngine(CONFIG)
 
 
 if flask.has_app_context():

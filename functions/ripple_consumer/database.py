@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Self
@@ -87,3 +88,22 @@ def make_engine(config: DatabaseConfig) -> Engine:
         pool_timeout=config.connect_timeout_s,
         connect_args={"connect_timeout": config.connect_timeout_s},
     )
+
+
+class LazyEngine:
+    """The function's engine, created on first use in the serving worker.
+
+    functions-framework's gunicorn imports the function module before it forks: an engine made at
+    import would share its pooled connections between processes.
+    """
+
+    def __init__(self, config: DatabaseConfig) -> None:
+        self._config = config
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = make_engine(self._config)
+            return self._engine

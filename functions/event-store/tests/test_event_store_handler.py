@@ -13,7 +13,7 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from sqlalchemy import create_engine, text
 
-from ripple_consumer.database import make_engine
+from ripple_consumer.database import LazyEngine
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,7 @@ def test_unreachable_database_answers_503_so_the_dispatcher_retries(client, stac
     module = client.function_module
     config = module.CONFIG
     dead = config.database_url.set(port=1)  # nothing listens there
-    monkeypatch.setattr(module, "_engine", make_engine(type(config)(dead, 1, 2)))
+    monkeypatch.setattr(module, "engine", LazyEngine(type(config)(dead, 1, 2)))
     response = post(client, event())
     assert response.status_code == 503
     assert response.json["type"] == "https://ripple.dev/problems/database-unavailable"
