@@ -5,7 +5,15 @@ that one way. It knows nothing of events or tables.
 """
 
 from .problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, Problem
-from .tokens import Authenticator, Principal, TokenSettings, TokenSettingsError, forbidden, require_roles
+from .tokens import (
+    Authenticator,
+    Principal,
+    SettingError,
+    TokenSettings,
+    env_int,
+    forbidden,
+    require_roles,
+)
 
 __all__ = [
     "PROBLEM_BASE",
@@ -13,8 +21,9 @@ __all__ = [
     "Authenticator",
     "Principal",
     "Problem",
+    "SettingError",
     "TokenSettings",
-    "TokenSettingsError",
+    "env_int",
     "forbidden",
     "require_roles",
 ]

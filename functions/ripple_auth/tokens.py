@@ -55,20 +55,21 @@ JWKS_REFRESHES = Counter(
 )
 
 
-class TokenSettingsError(ValueError):
-    """A token setting has a value that cannot be used; the message says what to do."""
+class SettingError(ValueError):
+    """A setting has a value that cannot be used; the message says which and what to do."""
 
 
-def _int(name: str, default: int, minimum: int = 0) -> int:
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    """An integer setting of the environment (the HTTP functions read theirs with it too)."""
     raw = os.environ.get(name, "")
     if raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise TokenSettingsError(f"{name}={raw!r} is not an integer: set it to a whole number.") from None
+        raise SettingError(f"{name}={raw!r} is not an integer: set it to a whole number.") from None
     if value < minimum:
-        raise TokenSettingsError(f"{name}={value} is too small: set it to {minimum} or more.")
+        raise SettingError(f"{name}={value} is too small: set it to {minimum} or more.")
     return value
 
 
@@ -94,7 +95,7 @@ class TokenSettings:
         ]
         bad = FORBIDDEN_ALGORITHMS.intersection(algorithms)
         if bad or not algorithms:
-            raise TokenSettingsError(
+            raise SettingError(
                 f"TOKEN_ALGORITHMS must list asymmetric JWS algorithms only (got {sorted(bad) or 'none'}): "
                 f"use e.g. {DEFAULT_ALGORITHMS}."
             )
@@ -104,11 +105,11 @@ class TokenSettings:
             issuer=os.environ.get("TOKEN_ISSUER") or f"{keycloak_url}/realms/{realm}",
             audience=os.environ.get("TOKEN_AUDIENCE", "ripple-gateway"),
             algorithms=algorithms,
-            leeway_s=_int("TOKEN_LEEWAY_SECONDS", 30),
+            leeway_s=env_int("TOKEN_LEEWAY_SECONDS", 30),
             tenant_claim=os.environ.get("TENANT_CLAIM", "tenant"),
-            jwks_refresh_min_s=_int("JWKS_REFRESH_MIN_SECONDS", 30),
-            keycloak_timeout_s=_int("KEYCLOAK_TIMEOUT_SECONDS", 3, 1),
-            token_cache_size=_int("TOKEN_CACHE_SIZE", 4096),
+            jwks_refresh_min_s=env_int("JWKS_REFRESH_MIN_SECONDS", 30),
+            keycloak_timeout_s=env_int("KEYCLOAK_TIMEOUT_SECONDS", 3, 1),
+            token_cache_size=env_int("TOKEN_CACHE_SIZE", 4096),
         )
 
 

@@ -22,24 +22,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ripple_auth import TokenSettings, TokenSettingsError
+from ripple_auth import SettingError, TokenSettings, env_int
 
 
 class ConfigError(Exception):
     """A setting has a value the gateway cannot use; the message says which and what to do."""
-
-
-def _int(name: str, default: int, minimum: int = 0) -> int:
-    raw = os.environ.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer: set it to a whole number.") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} is too small: set it to {minimum} or more.")
-    return value
 
 
 @dataclass(frozen=True)
@@ -58,12 +45,16 @@ class Config:
 
 def load_config() -> Config:
     try:
-        tokens = TokenSettings.from_environment()
-    except TokenSettingsError as error:
+        return _load_config()
+    except SettingError as error:
         raise ConfigError(str(error)) from None
-    request_timeout = _int("KAFKA_REQUEST_TIMEOUT_MS", 3000, 100)
-    linger = _int("KAFKA_LINGER_MS", 5)
-    delivery_timeout = _int("KAFKA_DELIVERY_TIMEOUT_MS", 5000, 100)
+
+
+def _load_config() -> Config:
+    tokens = TokenSettings.from_environment()
+    request_timeout = env_int("KAFKA_REQUEST_TIMEOUT_MS", 3000, 100)
+    linger = env_int("KAFKA_LINGER_MS", 5)
+    delivery_timeout = env_int("KAFKA_DELIVERY_TIMEOUT_MS", 5000, 100)
     if delivery_timeout < request_timeout + linger:
         # Kafka's own rule: a record must be allowed at least one full request after lingering.
         raise ConfigError(
@@ -74,12 +65,12 @@ def load_config() -> Config:
     return Config(
         kafka_bootstrap_servers=[s for s in servers if s],
         tokens=tokens,
-        max_body_bytes=_int("MAX_BODY_BYTES", 1048576, 1024),
-        max_batch_events=_int("MAX_BATCH_EVENTS", 500, 1),
+        max_body_bytes=env_int("MAX_BODY_BYTES", 1048576, 1024),
+        max_batch_events=env_int("MAX_BATCH_EVENTS", 500, 1),
         kafka_linger_ms=linger,
-        kafka_batch_bytes=_int("KAFKA_BATCH_BYTES", 131072, 1024),
+        kafka_batch_bytes=env_int("KAFKA_BATCH_BYTES", 131072, 1024),
         kafka_request_timeout_ms=request_timeout,
         kafka_delivery_timeout_ms=delivery_timeout,
-        kafka_max_block_ms=_int("KAFKA_MAX_BLOCK_MS", 3000, 100),
-        retry_after_s=_int("RETRY_AFTER_SECONDS", 5, 1),
+        kafka_max_block_ms=env_int("KAFKA_MAX_BLOCK_MS", 3000, 100),
+        retry_after_s=env_int("RETRY_AFTER_SECONDS", 5, 1),
     )

@@ -22,24 +22,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import URL
 
-from ripple_auth import TokenSettings
+from ripple_auth import SettingError, TokenSettings, env_int
 
 
 class ConfigError(Exception):
     """A setting has a value the function cannot use; the message says which and what to do."""
-
-
-def _int(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer: set it to a whole number.") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} is too small: set it to {minimum} or more.")
-    return value
 
 
 @dataclass(frozen=True)
@@ -53,16 +40,20 @@ class Config:
 
 
 def load_config() -> Config:
+    try:
+        return _load_config()
+    except SettingError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _load_config() -> Config:
     password = os.environ.get("POSTGRES_PASSWORD")
     if not password:
         raise ConfigError("POSTGRES_PASSWORD is not set: give it the ripple database password (a Secret).")
     host, _, port = os.environ.get("POSTGRES_ADDRESS", "127.0.0.1:15432").rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError("POSTGRES_ADDRESS must be host:port, e.g. ripple-db-rw.ripple.svc:5432.")
-    try:
-        tokens = TokenSettings.from_environment()
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    tokens = TokenSettings.from_environment()
     return Config(
         database_url=URL.create(
             "postgresql+psycopg2",
@@ -72,9 +63,9 @@ def load_config() -> Config:
             port=int(port),
             database=os.environ.get("POSTGRES_DB", "ripple"),
         ),
-        database_timeout_s=_int("DATABASE_TIMEOUT_SECONDS", 3),
+        database_timeout_s=env_int("DATABASE_TIMEOUT_SECONDS", 3, 1),
         role=os.environ.get("QUERY_ROLE", "aggregates.read"),
-        max_rows=_int("MAX_ROWS", 1000),
-        retry_after_s=_int("RETRY_AFTER_SECONDS", 5),
+        max_rows=env_int("MAX_ROWS", 1000, 1),
+        retry_after_s=env_int("RETRY_AFTER_SECONDS", 5, 1),
         tokens=tokens,
     )
