@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -15,26 +13,12 @@ import sqlalchemy as sa
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from ripple_stack.components.flink import Flink, rest_get
+from ripple_stack.components.flink import rest_get
+from ripple_stack.flink_job import run_python_job
 
 pytestmark = pytest.mark.integration
 
 SMOKE_JOB = Path(__file__).with_name("flink_smoke_job.py")
-
-
-def submit_python_job(stack, job: Path, env: dict[str, str]) -> str:
-    """Submit a PyFlink job in detached mode and return its job id."""
-    flink = Flink()
-    result = subprocess.run(
-        [str(flink.cli(stack.settings)), "run", "--detached", "--python", str(job)],
-        env={**flink.cli_env(stack.settings), **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    found = re.search(r"JobID ([0-9a-f]{32})", result.stdout + result.stderr)
-    assert found, f"submission failed:\n{result.stdout}\n{result.stderr}"
-    return found.group(1)
 
 
 def cancel_job(stack, job_id: str) -> None:
@@ -65,8 +49,8 @@ def test_sql_job_moves_kafka_records_into_postgres(stack):
     producer.close()
 
     settings = stack.settings
-    job_id = submit_python_job(
-        stack,
+    job_id = run_python_job(
+        stack.settings,
         SMOKE_JOB,
         {
             "SMOKE_TOPIC": topic,

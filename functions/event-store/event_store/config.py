@@ -1,13 +1,7 @@
 """Every setting of the event-store function: its database, read by ripple_consumer.database.
 
-| variable | default | what |
-|---|---|---|
-| POSTGRES_ADDRESS | ripple-db-rw.ripple.svc:5432 | host:port of PostgreSQL |
-| POSTGRES_DB | ripple | database |
-| POSTGRES_USER | ripple | user |
-| POSTGRES_PASSWORD | (required) | from the Secret key RIPPLE_POSTGRES_PASSWORD |
-| DB_POOL_SIZE | 8 | connections kept open (gunicorn runs 4 threads per core) |
-| DB_CONNECT_TIMEOUT_S | 5 | a PostgreSQL that does not answer fails the request with 503 |
+The variables (POSTGRES_ADDRESS, POSTGRES_DB, POSTGRES_USER, POSTGRES_PASSWORD, DB_POOL_SIZE,
+DB_CONNECT_TIMEOUT_S) and their defaults are listed in ripple_consumer/database.py.
 """
 
 from __future__ import annotations

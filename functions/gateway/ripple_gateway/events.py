@@ -92,9 +92,10 @@ def attribute_errors(attributes: Mapping[str, Any], index: int) -> list[dict[str
         elif value is None or isinstance(value, float | dict | list):
             error(name, f"attribute '{name}' must be a string, integer or boolean")
     time = attributes.get("time")
-    if time is not None and not (isinstance(time, str) and _valid_time(time)):
+    moment = _rfc3339(time) if isinstance(time, str) else None
+    if time is not None and moment is None:
         error("time", "'time' must be an RFC 3339 timestamp, e.g. 2026-01-31T12:00:00Z")
-    elif isinstance(time, str) and _parse_time(time) > datetime.now(UTC) + MAX_TIME_AHEAD:
+    elif moment is not None and moment > datetime.now(UTC) + MAX_TIME_AHEAD:
         error(
             "time",
             f"'time' is more than {MAX_TIME_AHEAD.seconds // 60} minutes in the future: check the clock",
@@ -104,18 +105,14 @@ def attribute_errors(attributes: Mapping[str, Any], index: int) -> list[dict[str
     return errors
 
 
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-
-
-def _valid_time(value: str) -> bool:
+def _rfc3339(value: str) -> datetime | None:
+    """The moment an RFC 3339 timestamp names, or None when it is not one."""
     if not RFC3339.match(value):
-        return False
+        return None
     try:
-        _parse_time(value)
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def _attribute_string(value: Any) -> str:

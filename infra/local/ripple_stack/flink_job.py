@@ -162,16 +162,18 @@ def latest_restore_point(settings: Settings) -> Path | None:
     return max(candidates, key=lambda path: (path / "_metadata").stat().st_mtime)
 
 
-def submit(settings: Settings, secrets: Mapping[str, str], restore_from: Path | None = None) -> str:
-    """Submit the job (from a checkpoint or savepoint when given); returns its job id."""
+def run_python_job(
+    settings: Settings, job_file: Path, env: Mapping[str, str], restore_from: Path | None = None
+) -> str:
+    """`flink run --detached --python job_file` against the local cluster; returns the job id."""
     flink = Flink()
     command = [str(flink.cli(settings)), "run", "--detached"]
     if restore_from is not None:
         command += ["--fromSavepoint", str(restore_from)]
-    command += ["--python", str(JOB_FILE)]
+    command += ["--python", str(job_file)]
     result = subprocess.run(
         command,
-        env={**flink.cli_env(settings), **job_env(settings, secrets)},
+        env={**flink.cli_env(settings), **env},
         capture_output=True,
         text=True,
         timeout=300,
@@ -179,12 +181,18 @@ def submit(settings: Settings, secrets: Mapping[str, str], restore_from: Path | 
     found = re.search(r"JobID ([0-9a-f]{32})", result.stdout + result.stderr)
     if not found:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
-        raise PrerequisiteError(f"submitting {JOB_NAME} failed:\n{tail}")
+        raise PrerequisiteError(f"submitting {job_file.name} failed:\n{tail}")
+    return found.group(1)
+
+
+def submit(settings: Settings, secrets: Mapping[str, str], restore_from: Path | None = None) -> str:
+    """Submit the job (from a checkpoint or savepoint when given); returns its job id."""
+    job_id = run_python_job(settings, JOB_FILE, job_env(settings, secrets), restore_from)
     state = _load_state(settings)
-    state["job_ids"].append(found.group(1))
+    state["job_ids"].append(job_id)
     state["stopped_by_operator"] = False
     _save_state(settings, state)
-    return found.group(1)
+    return job_id
 
 
 @contextmanager
