@@ -1,6 +1,7 @@
 """event-store: a CloudEvent function storing every event in PostgreSQL exactly once.
 
 Answers 2xx once the event is stored (or was already: redelivery is a no-op on (source, id)),
+committed together with the events of concurrent deliveries (ripple_consumer.group_commit),
 503 when PostgreSQL cannot be reached (the dispatcher retries), 422 only for events that can
 never be stored (data that is not JSON, a malformed time).
 """
@@ -13,12 +14,13 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 from event_store.config import Config, ConfigError
-from event_store.store import PermanentError, store, to_row
-from prometheus_client import Counter
+from event_store.store import PermanentError, store_many, to_row
+from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from ripple_consumer.database import LazyEngine
+from ripple_consumer.group_commit import GroupCommit
 from ripple_consumer.http import abort_with_problem, add_routes
 
 log = logging.getLogger("event-store")
@@ -27,8 +29,19 @@ try:
 except ConfigError as error:
     raise SystemExit(f"event-store: {error}") from None
 STORED = Counter("ripple_event_store_events", "Events handled by event-store", ["outcome"])
+BATCH_ROWS = Histogram(
+    "ripple_event_store_batch_rows",
+    "Events per INSERT and COMMIT (concurrent deliveries share one: group commit)",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
 
 engine = LazyEngine(CONFIG)
+# Concurrent deliveries share one INSERT and one commit; each is answered after its own row's.
+STORE = GroupCommit(
+    lambda db, rows: BATCH_ROWS.observe(len(rows)) or store_many(db, rows),
+    max_rows=CONFIG.batch_max_rows,
+    max_flushes=CONFIG.concurrent_writes,
+)
 
 
 if flask.has_app_context():  # functions-framework imports this module inside its app
@@ -39,7 +52,7 @@ if flask.has_app_context():  # functions-framework imports this module inside it
 def handle(event: CloudEvent) -> None:
     try:
         row = to_row(event)
-        inserted = store(engine(), row)
+        inserted = STORE.submit(engine(), row)
     except PermanentError as error:
         STORED.labels("rejected").inc()
         abort_with_problem(422, "unstorable-event", "Event cannot be stored", str(error))

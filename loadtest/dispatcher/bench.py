@@ -1,31 +1,43 @@
-"""Throughput of Kafka -> KafkaSource dispatcher -> event-store -> PostgreSQL, ordered and unordered.
+"""Throughput and CPU cost of the KafkaSource dispatcher, ordered and unordered, on two paths.
 
-    .venv/bin/python loadtest/dispatcher/bench.py [--events 20000] [--max-in-flight 100]
+    .venv/bin/python loadtest/dispatcher/bench.py [--events 20000] [--paths sink,store] [--profile DIR]
     make bench-dispatcher
 
-Needs the local stack (`make up`: Kafka, PostgreSQL, the event-store and dead-letters functions).
-For each mode it pre-fills a fresh 3-partition topic with N order events (CloudEvents Kafka
-binding, binary mode), then starts a dispatcher on a manifest like knative/event-store's (own
-consumer group) and measures from the dispatcher's start until all N rows are in PostgreSQL
-(startup and group join included), and the steady rate between 10 % and 90 % of the rows.
-Prints a table; the topics and the benchmark's rows are removed afterwards.
+- `sink`: the dispatcher alone, delivering to a trivial sink (a private nginx answering 202, the
+  sink `make bench-peers` gives Knative's dispatcher): what the dispatcher itself costs.
+- `store`: Kafka -> dispatcher -> event-store -> PostgreSQL with the whole stack running (`make up`:
+  Kafka, PostgreSQL, the event-store and dead-letters functions).
+
+For each path and mode it pre-fills a fresh 3-partition topic with N order events (CloudEvents
+Kafka binding, binary mode, ~230-byte body), starts `python -m ripple_stack.kafkasource` on a
+manifest like knative/event-store's (own consumer group), and measures from the dispatcher's start
+until all N are delivered (metrics) or stored (rows), plus the steady rate between 10 % and 90 %.
+CPU ms/event is the dispatcher process's user+system time (/proc) over that steady window.
+`--profile DIR` also records a py-spy flame graph of each run (DIR/<path>-<mode>.svg).
+Prints a table with the load average; the topics and the benchmark's rows are removed afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import socket
+import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
+from sink import free_port, trivial_sink
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
@@ -33,11 +45,8 @@ from ripple_stack.components.functions import knative_functions
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import REPO_ROOT, load_settings
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+DELIVERED = re.compile(r"^ripple_dispatcher_events_delivered_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 
 
 def prefill(bootstrap: str, topic: str, source: str, count: int) -> None:
@@ -90,7 +99,7 @@ def manifest(directory: Path, topic: str, ordering: str, sink: str, dead_letters
     return path
 
 
-def count(engine, source: str) -> int:
+def stored_rows(engine, source: str) -> int:
     """Rows of the run so far; -1 while PostgreSQL cannot be reached (the stack is shared)."""
     try:
         with engine.connect() as connection:
@@ -101,35 +110,102 @@ def count(engine, source: str) -> int:
         return -1
 
 
-def run(engine, path: Path, source: str, total: int, max_in_flight: int, log: Path) -> dict:
+def delivered(metrics_port: int) -> int:
+    """Events the dispatcher's sink acknowledged so far (its metrics); -1 before it serves them."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            page = response.read().decode()
+    except OSError:
+        return -1
+    return int(sum(float(value) for value in DELIVERED.findall(page)))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class Result:
+    seconds: float
+    overall: float
+    steady: float
+    cpu_ms_per_event: float
+
+
+def run(
+    path: Path,
+    done: Callable[[int], int],
+    total: int,
+    env: dict[str, str],
+    log: Path,
+    profile: Path | None,
+) -> Result:
+    metrics_port = free_port()
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ripple_stack.kafkasource", str(path), "--metrics-port", str(free_port())],
+            [
+                sys.executable,
+                "-m",
+                "ripple_stack.kafkasource",
+                str(path),
+                "--metrics-port",
+                str(metrics_port),
+            ],
             cwd=REPO_ROOT,
             stdout=output,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "RIPPLE_DISPATCHER_MAX_IN_FLIGHT": str(max_in_flight)},
+            env={**os.environ, **env},
+        )
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen(
+            [
+                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(process.pid),
+                "--rate",
+                "50",
+                "--output",
+                str(profile),
+                "--format",
+                "flamegraph",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # py-spy writes its flame graph on SIGINT, which a background shell job ignores.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     started = time.monotonic()
-    marks: dict[float, float] = {}
+    marks: dict[float, tuple[float, float]] = {}
     try:
-        stored = 0
-        while stored < total:
+        count = 0
+        while count < total:
             if process.poll() is not None:
                 raise SystemExit(f"the dispatcher exited ({process.returncode}); see {log}")
             if time.monotonic() - started > 1800:
-                raise SystemExit(f"gave up after 30 min with {stored}/{total} stored; see {log}")
+                raise SystemExit(f"gave up after 30 min with {count}/{total} done; see {log}")
             time.sleep(0.2)
-            stored = count(engine, source)
+            count = done(metrics_port)
             for fraction in (0.1, 0.9):
-                if fraction not in marks and stored >= fraction * total:
-                    marks[fraction] = time.monotonic()
+                if fraction not in marks and count >= fraction * total:
+                    marks[fraction] = (time.monotonic(), cpu_seconds(process.pid))
         elapsed = time.monotonic() - started
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes the flame graph on SIGINT
+            spy.wait(60)
         process.terminate()
         process.wait(30)
-    steady = (marks[0.9] - marks[0.1]) or 1e-9
-    return {"seconds": elapsed, "overall": total / elapsed, "steady": 0.8 * total / steady}
+    (t1, c1), (t9, c9) = marks[0.1], marks[0.9]
+    return Result(
+        seconds=elapsed,
+        overall=total / elapsed,
+        steady=0.8 * total / ((t9 - t1) or 1e-9),
+        cpu_ms_per_event=1000 * (c9 - c1) / (0.8 * total),
+    )
 
 
 def main() -> int:
@@ -137,8 +213,19 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=20000)
-    parser.add_argument("--max-in-flight", type=int, default=100)
+    parser.add_argument(
+        "--store-events", type=int, default=None, help="events of the store path (default: --events)"
+    )
+    parser.add_argument("--paths", default="sink,store", help="comma-separated: sink, store")
+    parser.add_argument("--modes", default="ordered,unordered", help="comma-separated: ordered, unordered")
+    parser.add_argument("--max-in-flight", type=int, default=None, help="RIPPLE_DISPATCHER_MAX_IN_FLIGHT")
+    parser.add_argument("--profile", type=Path, default=None, help="directory for py-spy flame graphs")
     arguments = parser.parse_args()
+    # Stopped early (Ctrl-C, kill, or a background job's SIGINT): still remove topics and rows.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    paths = [p for p in arguments.paths.split(",") if p]
+    modes = [m for m in arguments.modes.split(",") if m]
     settings = load_settings()
     engine = create_engine(settings.postgres_url(load_secrets(settings)["RIPPLE_POSTGRES_PASSWORD"]))
     urls = {f.name: f.url(settings) + "/" for f in knative_functions()}
@@ -147,23 +234,45 @@ def main() -> int:
             "bench: knative/event-store and knative/dead-letters are needed; run `make up`.", file=sys.stderr
         )
         return 2
+    env = {}
+    if arguments.max_in_flight:
+        env["RIPPLE_DISPATCHER_MAX_IN_FLIGHT"] = str(arguments.max_in_flight)
+    if arguments.profile:
+        arguments.profile.mkdir(parents=True, exist_ok=True)
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="ripple-bench")
-    results, topics, sources = [], [], []
+    results: list[tuple[str, str, int, Result, str]] = []
+    topics, sources = [], []
     try:
-        with tempfile.TemporaryDirectory() as scratch:
-            for ordering in ("ordered", "unordered"):
-                topic = f"ripple.bench.{ordering}.{uuid.uuid4().hex[:8]}"
-                source = f"/bench/{ordering}/{uuid.uuid4().hex[:8]}"
-                admin.create_topics([NewTopic(topic, 3, 1)])
-                topics.append(topic)
-                sources.append(source)
-                print(f"pre-filling {topic} with {arguments.events} events…", flush=True)
-                prefill(settings.kafka_bootstrap, topic, source, arguments.events)
-                path = manifest(Path(scratch), topic, ordering, urls["event-store"], urls["dead-letters"])
-                print(f"dispatching ({ordering})…", flush=True)
-                log = settings.log_dir / f"bench-dispatcher-{ordering}.log"
-                result = run(engine, path, source, arguments.events, arguments.max_in_flight, log)
-                results.append((ordering, result))
+        with tempfile.TemporaryDirectory() as scratch, trivial_sink() as sink_url:
+            for path_name in paths:
+                for ordering in modes:
+                    topic = f"ripple.bench.{ordering}.{uuid.uuid4().hex[:8]}"
+                    source = f"/bench/{ordering}/{uuid.uuid4().hex[:8]}"
+                    admin.create_topics([NewTopic(topic, 3, 1)])
+                    topics.append(topic)
+                    sources.append(source)
+                    events = arguments.events
+                    if path_name == "store" and arguments.store_events:
+                        events = arguments.store_events
+                    print(f"pre-filling {topic} with {events} events…", flush=True)
+                    prefill(settings.kafka_bootstrap, topic, source, events)
+                    sink = sink_url if path_name == "sink" else urls["event-store"]
+                    path = manifest(Path(scratch), topic, ordering, sink, urls["dead-letters"])
+                    if path_name == "sink":
+                        done = delivered
+                    else:
+                        done = lambda _port, source=source: stored_rows(engine, source)  # noqa: E731
+                    print(f"dispatching ({path_name}, {ordering})…", flush=True)
+                    log = settings.log_dir / f"bench-dispatcher-{path_name}-{ordering}.log"
+                    profile = arguments.profile / f"{path_name}-{ordering}.svg" if arguments.profile else None
+                    result = run(path, done, events, env, log, profile)
+                    load = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+                    results.append((path_name, ordering, events, result, load))
+                    print(
+                        f"  {result.steady:.0f} events/s steady, {result.cpu_ms_per_event:.3f} CPU ms/event "
+                        f"(load average {load})",
+                        flush=True,
+                    )
     finally:
         if topics:
             admin.delete_topics(topics)
@@ -176,19 +285,23 @@ def main() -> int:
             print(f"bench: could not delete the rows of {', '.join(sources)} from events", file=sys.stderr)
     print()
     print(
-        f"{'mode':<10} {'events':>8} {'in flight':>9} {'seconds':>8} {'events/s':>9} {'steady events/s':>16}"
+        f"{'path':<6} {'mode':<10} {'events':>7} {'seconds':>8} {'events/s':>9} {'steady/s':>9} "
+        f"{'CPU ms/event':>12}  load average"
     )
-    for ordering, result in results:
-        in_flight = f"<={arguments.max_in_flight}" if ordering == "unordered" else "1/part."
+    for path_name, ordering, events, result, load in results:
         print(
-            f"{ordering:<10} {arguments.events:>8} {in_flight:>9} {result['seconds']:>8.1f} "
-            f"{result['overall']:>9.0f} {result['steady']:>16.0f}"
+            f"{path_name:<6} {ordering:<10} {events:>7} {result.seconds:>8.1f} "
+            f"{result.overall:>9.0f} {result.steady:>9.0f} {result.cpu_ms_per_event:>12.3f}  {load}"
         )
     print(
-        "ordered: one event at a time per partition (3 partitions); unordered: up to --max-in-flight at once."
+        "sink: dispatcher -> nginx `return 202`; store: dispatcher -> event-store -> PostgreSQL. "
+        "CPU: the dispatcher process only, steady window."
     )
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ripple_stack.batch_runs import pushed_run  # duration and pass/fail to the Pushgateway
+
+    with pushed_run("bench-dispatcher"):
+        sys.exit(main())

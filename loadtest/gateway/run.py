@@ -3,6 +3,7 @@
 Fetches a token for ripple-publisher from the local Keycloak (client credentials, secret from
 .ripple/secrets.env), runs loadtest/gateway/events.lua for each combination and prints a table.
 Usage: .venv/bin/python loadtest/gateway/run.py [--duration 15] [--threads 2] [--connections 32]
+           [--url old=http://127.0.0.1:18971 --rounds 2]   (A/B against another build, in turn)
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +24,31 @@ from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import load_settings
 
 SCRIPT = Path(__file__).resolve().parent / "events.lua"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def function_cpu_seconds(url: str) -> float | None:
+    """CPU (user+system, exited children included) of the gunicorn processes behind url's port:
+    those listening on it and their descendants, less a local activator's own CPU in front."""
+    port = url.rsplit(":", 1)[-1].split("/")[0]
+    output = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
+    todo = [int(p) for p in re.findall(r"pid=(\d+)", output)]
+    total, seen = 0, set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            is_function = b"functions-framework" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
+                todo.extend(int(c) for c in task.read_text().split())
+        except FileNotFoundError:
+            continue
+        own, children = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+        total += (own if is_function else 0) + children
+    return total / CLOCK_TICKS if seen else None
 
 
 def token(settings, secrets) -> str:
@@ -61,6 +88,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--targets", default="gateway,nginx", help="comma separated: gateway, nginx")
     parser.add_argument("--batches", default="1,100", help="events per request, comma separated")
+    parser.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="another gateway to measure in the same run (e.g. a build under comparison); repeatable",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the targets in turn (A/B/A/B...)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit(
@@ -69,27 +104,50 @@ def main() -> None:
     settings = load_settings()
     access_token = token(settings, load_secrets(settings))
     urls = {"gateway": settings.gateway_url, "nginx": settings.nginx_url}
+    extra = dict(item.split("=", 1) for item in args.url)
+    urls.update(extra)
+    targets = [t for t in args.targets.split(",") if t] + list(extra)
     print(f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, binary mode (1) / batch mode (100)")
-    columns = ("target", "events/req", "req/s", "events/s", "p50 ms", "p99 ms", "non-2xx")
+    columns = (
+        "target",
+        "events/req",
+        "req/s",
+        "events/s",
+        "p50 ms",
+        "p99 ms",
+        "non-2xx",
+        "CPU ms/ev",
+        "load",
+    )
     header = f"{columns[0]:<8} " + " ".join(f"{c:>10}" for c in columns[1:])
     print(header)
     print("-" * len(header))
-    for target in args.targets.split(","):
-        for batch in (int(b) for b in args.batches.split(",")):
-            r = run_wrk(urls[target], batch, args, access_token)
-            seconds = r["duration_us"] / 1e6
-            ok = r["requests"] - r["non_2xx"]
-            cells = (
-                f"{batch}",
-                f"{r['requests'] / seconds:.1f}",
-                f"{ok * batch / seconds:.1f}",
-                f"{r['p50_us'] / 1000:.1f}",
-                f"{r['p99_us'] / 1000:.1f}",
-                f"{r['non_2xx'] + r['socket_errors']}",
-            )
-            print(f"{target:<8} " + " ".join(f"{c:>10}" for c in cells), flush=True)
+    runs = [(t, int(b)) for b in args.batches.split(",") for t in targets] * args.rounds
+    for target, batch in runs:
+        cpu_before = function_cpu_seconds(urls[target])
+        r = run_wrk(urls[target], batch, args, access_token)
+        cpu_after = function_cpu_seconds(urls[target])
+        seconds = r["duration_us"] / 1e6
+        ok = r["requests"] - r["non_2xx"]
+        cells = (
+            f"{batch}",
+            f"{r['requests'] / seconds:.1f}",
+            f"{ok * batch / seconds:.1f}",
+            f"{r['p50_us'] / 1000:.1f}",
+            f"{r['p99_us'] / 1000:.1f}",
+            f"{r['non_2xx'] + r['socket_errors']}",
+            f"{1000 * (cpu_after - cpu_before) / max(ok * batch, 1):.3f}"
+            if cpu_before is not None and cpu_after is not None
+            else "-",
+            f"{os.getloadavg()[0]:.1f}",
+        )
+        print(f"{target:<8} " + " ".join(f"{c:>10}" for c in cells), flush=True)
     print("events/s counts only 2xx responses; non-2xx includes socket errors (429 = nginx rate limit).")
+    print("CPU ms/ev: the gateway's processes (not nginx, not a local activator) per accepted event.")
 
 
 if __name__ == "__main__":
-    main()
+    from ripple_stack.batch_runs import pushed_run  # duration and pass/fail to the Pushgateway
+
+    with pushed_run("bench-gateway"):
+        main()

@@ -7,10 +7,13 @@
 | MAX_BATCH_EVENTS | 500 | most events in one batch (413 above) |
 | KAFKA_LINGER_MS | 5 | producer linger: batches records of concurrent requests |
 | KAFKA_BATCH_BYTES | 131072 | producer batch size per partition |
+| KAFKA_MAX_RECORD_BYTES | 1048576 | largest Kafka record, attributes included (413 above) |
 | KAFKA_REQUEST_TIMEOUT_MS | 3000 | produce request timeout |
 | KAFKA_DELIVERY_TIMEOUT_MS | 5000 | a record not acknowledged by then fails (-> 503) |
-| KAFKA_MAX_BLOCK_MS | 3000 | longest wait for metadata / buffer space in send() |
 | RETRY_AFTER_SECONDS | 5 | Retry-After of a 503 |
+| PROMETHEUS_MULTIPROC_DIR | (unset) | read by prometheus-client: a fresh folder when WORKERS > 1 |
+
+WORKERS and THREADS (gunicorn processes and threads per process) are read by functions-framework.
 
 Token settings (KEYCLOAK_URL, KEYCLOAK_REALM, TOKEN_ISSUER, TOKEN_AUDIENCE, TOKEN_ALGORITHMS,
 TOKEN_LEEWAY_SECONDS, TENANT_CLAIM, TOKEN_CACHE_SIZE, JWKS_REFRESH_MIN_SECONDS,
@@ -37,9 +40,9 @@ class Config:
     max_batch_events: int
     kafka_linger_ms: int
     kafka_batch_bytes: int
+    kafka_max_record_bytes: int
     kafka_request_timeout_ms: int
     kafka_delivery_timeout_ms: int
-    kafka_max_block_ms: int
     retry_after_s: int
 
 
@@ -69,8 +72,8 @@ def _load_config() -> Config:
         max_batch_events=env_int("MAX_BATCH_EVENTS", 500, 1),
         kafka_linger_ms=linger,
         kafka_batch_bytes=env_int("KAFKA_BATCH_BYTES", 131072, 1024),
+        kafka_max_record_bytes=env_int("KAFKA_MAX_RECORD_BYTES", 1048576, 1024),
         kafka_request_timeout_ms=request_timeout,
         kafka_delivery_timeout_ms=delivery_timeout,
-        kafka_max_block_ms=env_int("KAFKA_MAX_BLOCK_MS", 3000, 100),
         retry_after_s=env_int("RETRY_AFTER_SECONDS", 5, 1),
     )

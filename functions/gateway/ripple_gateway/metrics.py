@@ -10,7 +10,10 @@ cannot blow up cardinality), statuses are HTTP codes, auth reasons a fixed set.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 REQUESTS = Counter(
     "ripple_gateway_requests_total",
@@ -38,4 +41,15 @@ BATCH_SIZE = Histogram(
 
 
 def exposition() -> tuple[bytes, str]:
+    """The metrics of every worker process of this instance.
+
+    With several gunicorn workers (WORKERS > 1) the manifest's command points
+    PROMETHEUS_MULTIPROC_DIR at a fresh folder before the process starts: prometheus-client then
+    keeps every metric in per-process files there, and whichever worker answers GET /metrics
+    sums them. Only counters and histograms are used, which add up across processes.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,13 +1,20 @@
-"""One thread-safe KafkaProducer per process, shared by all request threads.
+"""One thread-safe Kafka producer per process (confluent-kafka, i.e. librdkafka), shared by all
+request threads.
 
 acks=all + idempotence make an acknowledged record durable and not duplicated by producer
-retries. linger_ms lets the records of concurrent requests share produce requests, while
-each request still waits for the acknowledgement of its own records. Every wait is bounded
-(max_block_ms, delivery_timeout_ms), so with Kafka down a request fails with 503 in seconds.
+retries. linger.ms lets the records of concurrent requests share produce requests, while each
+request still waits for the acknowledgement of its own records. Every wait is bounded
+(delivery.timeout.ms), so with Kafka down a request fails with 503 in seconds, and records that
+were never acknowledged expire in the producer, unsent.
+
+Why librdkafka: profiled under wrk (loadtest/gateway/profiles/), kafka-python's pure-Python
+partitioner, accumulator and sender thread took about a quarter of the gateway's CPU, under the
+GIL; librdkafka does that work in its own C threads. Records are partitioned with murmur2, as
+kafka-python and the Java client do, so a key keeps its partition (and its order).
 
 The producer is created lazily in the worker process (gunicorn imports the function in its
-master and forks: a producer's I/O thread would not survive the fork) and re-created when
-creating it failed, so the gateway recovers from a Kafka outage at startup by itself.
+master and forks: a producer's threads would not survive the fork), and replaced after a fatal
+error (e.g. the idempotent producer's state is lost).
 """
 
 from __future__ import annotations
@@ -19,8 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError, MessageSizeTooLargeError
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from ripple_auth import Problem
 
@@ -30,8 +36,10 @@ from .metrics import KAFKA_ACK_SECONDS
 
 log = logging.getLogger(__name__)
 
-# After a failed producer creation, requests fail fast for this long instead of each waiting.
-CREATE_RETRY_S = 1.0
+# How long the delivery-report thread blocks in one poll (it wakes at once on a report).
+POLL_INTERVAL_S = 0.2
+# Bound of the readiness probe's metadata request.
+READY_TIMEOUT_S = 2.0
 
 
 class KafkaUnavailable(Problem):
@@ -44,134 +52,180 @@ class KafkaUnavailable(Problem):
         )
 
 
+def _too_large() -> Problem:
+    # The client's event is too big for one Kafka record: its fault, and the producer is fine.
+    return Problem(
+        413,
+        "payload-too-large",
+        "an event is larger than one Kafka record may be (about 1 MiB with its attributes): "
+        "make its data smaller",
+    )
+
+
+class _Acks:
+    """The delivery reports of one request's records: done when all came, failed at the first error."""
+
+    __slots__ = ("_lock", "done", "error", "remaining")
+
+    def __init__(self, count: int) -> None:
+        self.remaining = count
+        self.error: KafkaError | None = None
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+
+    def report(self, error: KafkaError | None, _message: Message) -> None:
+        with self._lock:
+            if error is not None and self.error is None:
+                self.error = error
+            self.remaining -= 1
+            if self.remaining <= 0 or error is not None:
+                self.done.set()
+
+
+class _Producer:
+    """A librdkafka producer and the thread that serves its delivery reports."""
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self.pid = os.getpid()
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._serve, name="kafka-delivery-reports", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.closed.is_set():
+            self.producer.poll(POLL_INTERVAL_S)
+
+    def close(self) -> None:
+        self.closed.set()
+        try:
+            # Pending records of a failed producer are dropped: their requests answer 503.
+            self.producer.purge()
+            self.producer.flush(0)
+        except (KafkaException, RuntimeError) as error:
+            log.debug("closing the failed producer: %s", error)
+
+
 class Publisher:
-    def __init__(self, config: Config, factory: Callable[..., Any] = KafkaProducer) -> None:
+    def __init__(self, config: Config, factory: Callable[[dict[str, Any]], Any] = Producer) -> None:
         self._config = config
         self._factory = factory
-        self._producer: Any = None
-        self._pid = 0
+        self._current: _Producer | None = None
         self._lock = threading.Lock()
-        self._failed_at = float("-inf")
+        self._fatal = False
+        self._down_logged = False
 
     def producer_options(self) -> dict[str, Any]:
         c = self._config
         return {
-            "bootstrap_servers": c.kafka_bootstrap_servers,
-            "client_id": f"ripple-gateway-{os.getpid()}",
-            # Explicit: kafka-python silently turns defaulted idempotence off on conflicting options.
+            "bootstrap.servers": ",".join(c.kafka_bootstrap_servers),
+            "client.id": f"ripple-gateway-{os.getpid()}",
             "acks": "all",
-            "enable_idempotence": True,
-            "linger_ms": c.kafka_linger_ms,
-            "batch_size": c.kafka_batch_bytes,
-            "request_timeout_ms": c.kafka_request_timeout_ms,
-            "delivery_timeout_ms": c.kafka_delivery_timeout_ms,
-            "max_block_ms": c.kafka_max_block_ms,
-            "bootstrap_timeout_ms": c.kafka_max_block_ms,
-            # Reconnect quickly once Kafka is back (the default backs off up to 30 s).
-            "reconnect_backoff_max_ms": 1000,
+            "enable.idempotence": True,
+            "linger.ms": c.kafka_linger_ms,
+            "batch.size": c.kafka_batch_bytes,
+            "message.max.bytes": c.kafka_max_record_bytes,
+            "request.timeout.ms": c.kafka_request_timeout_ms,
+            "delivery.timeout.ms": c.kafka_delivery_timeout_ms,
+            # The Java client's (and kafka-python's) partitioner: a key keeps its partition.
+            "partitioner": "murmur2_random",
+            # Reconnect quickly once Kafka is back (the default backs off up to 10 s).
+            "reconnect.backoff.max.ms": 1000,
+            "error_cb": self._on_error,
+            # librdkafka logs every reconnect attempt (20 lines a second while Kafka is down);
+            # failures reach the log through the delivery reports and error_cb instead.
+            "log_level": 2,
         }
 
-    def _get(self) -> Any:
-        producer = self._producer
-        if producer is not None and self._pid == os.getpid():
-            return producer
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            log.error("Kafka producer failed for good, replacing it: %s", error)
+            self._fatal = True
+        elif error.code() == KafkaError._ALL_BROKERS_DOWN:
+            # Said again on every reconnect attempt: logged once per outage (until an ack).
+            if not self._down_logged:
+                self._down_logged = True
+                log.warning("Kafka producer: %s", error.str())
+        else:
+            log.debug("Kafka producer: %s", error)
+
+    def _get(self) -> _Producer:
+        current = self._current
+        if current is not None and current.pid == os.getpid() and not self._fatal:
+            return current
         with self._lock:
-            if self._producer is not None and self._pid == os.getpid():
-                return self._producer
-            if time.monotonic() - self._failed_at < CREATE_RETRY_S:
-                raise KafkaUnavailable("Kafka is unreachable", self._config.retry_after_s)
+            current = self._current
+            if current is not None and current.pid == os.getpid() and not self._fatal:
+                return current
+            if current is not None and current.pid == os.getpid():
+                current.close()
             try:
-                self._producer = self._factory(**self.producer_options())
-            except (KafkaError, OSError, ValueError) as error:
-                self._failed_at = time.monotonic()
+                self._fatal = False
+                self._current = _Producer(self._factory(self.producer_options()))
+            except (KafkaException, ValueError, TypeError) as error:
                 log.warning("Kafka producer could not start: %s", error)
                 raise KafkaUnavailable("Kafka is unreachable", self._config.retry_after_s) from None
-            self._pid = os.getpid()
-            return self._producer
+            return self._current
 
     def publish(self, records: Sequence[KafkaRecord]) -> None:
         """Return once Kafka acknowledged every record; KafkaUnavailable (503) otherwise."""
-        producer = self._get()
+        producer = self._get().producer
         started = time.perf_counter()
-        futures = []
+        acks = _Acks(len(records))
         try:
             for record in records:
-                futures.append(
-                    producer.send(record.topic, value=record.value, key=record.key, headers=record.headers)
+                producer.produce(
+                    record.topic,
+                    value=record.value,
+                    key=record.key,
+                    headers=record.headers,
+                    on_delivery=acks.report,
                 )
-            # A record is failed by the producer at delivery_timeout_ms; the margin covers the
-            # sender thread noticing it. get() never waits longer than that.
-            deadline = started + self._config.kafka_delivery_timeout_ms / 1000 + 1.0
-            for future in futures:
-                future.get(timeout=max(0.0, deadline - time.perf_counter()))
-        except MessageSizeTooLargeError:
-            # The client's event is too big for one Kafka record: its fault, and the producer is fine.
-            raise Problem(
-                413,
-                "payload-too-large",
-                "an event is larger than one Kafka record may be (about 1 MiB with its attributes): "
-                "make its data smaller",
-            ) from None
-        except KafkaError as error:
+        except KafkaException as error:
+            if error.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                raise _too_large() from None
+            log.warning("Kafka refused %d record(s): %s", len(records), error)
+            raise KafkaUnavailable("Kafka refused the events", self._config.retry_after_s) from None
+        except BufferError:
+            log.warning("the Kafka producer's queue is full; answering 503")
+            raise KafkaUnavailable("the gateway's Kafka queue is full", self._config.retry_after_s) from None
+        # A record is failed by the producer at delivery.timeout.ms; the margin covers the
+        # report thread noticing it. The wait never lasts longer than that.
+        acks.done.wait(self._config.kafka_delivery_timeout_ms / 1000 + 1.0)
+        error = acks.error
+        if error is None and acks.remaining > 0:
+            error = KafkaError(KafkaError._TIMED_OUT, "no delivery report in time")
+        if error is not None:
+            if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                raise _too_large()
             log.warning("Kafka did not acknowledge %d record(s): %s", len(records), error)
-            self._discard(producer)
-            raise KafkaUnavailable(
-                "Kafka did not acknowledge the events", self._config.retry_after_s
-            ) from None
+            raise KafkaUnavailable("Kafka did not acknowledge the events", self._config.retry_after_s)
         KAFKA_ACK_SECONDS.observe(time.perf_counter() - started)
-
-    def _discard(self, producer: Any) -> None:
-        """Replace a producer that failed to deliver.
-
-        After an outage kafka-python's idempotent producer can stay stuck (expired batches leave
-        its sequence numbers behind; observed: acks never came back after Kafka restarted). A
-        new producer starts clean; records of the old one fail, so their requests answer 503.
-        """
-        with self._lock:
-            if self._producer is not producer:
-                return  # another request already replaced it
-            self._producer = None
-            self._failed_at = time.monotonic()
-
-        def close() -> None:
-            try:
-                # close() alone gives up in flush() while Kafka is down and leaves the I/O thread
-                # running; force_close aborts the pending batches first (their requests get 503).
-                producer._sender.force_close()
-                producer._sender.join(5)
-                producer.close(timeout=0)
-            except Exception as error:  # closing a broken producer may fail; nothing to save
-                log.debug("closing the failed producer: %s", error)
-
-        threading.Thread(target=close, name="close-failed-producer", daemon=True).start()
+        self._down_logged = False
 
     def ready(self) -> tuple[bool, str]:
-        """Cheap and truthful: the producer exists, knows every topic and is connected to a broker."""
+        """Truthful: the producer exists and a broker answers a metadata request (bounded)."""
         try:
-            producer = self._get()
+            producer = self._get().producer
         except KafkaUnavailable:
             return False, "Kafka is unreachable"
         try:
-            client = producer._sender._client  # kafka-python has no public connectivity check
-            nodes = [broker.node_id for broker in client.cluster.brokers()]
-            if not any(client.connected(node) for node in nodes):
-                # Idle connections may have been closed: start reconnecting (non-blocking, the
-                # producer's I/O thread completes it) and answer for now.
-                for node in nodes:
-                    client.maybe_connect(node)
-                return False, "not connected to any Kafka broker"
-        except AttributeError as error:  # a changed private API must not fail the probe
-            log.debug("readiness connectivity check unavailable: %s", error)
+            metadata = producer.list_topics(timeout=READY_TIMEOUT_S)
+        except KafkaException as error:
+            return False, f"no Kafka broker answers: {error.args[0].str()}"
+        if not metadata.brokers:
+            return False, "not connected to any Kafka broker"
         return True, "ok"
 
     def topics_known(self, topics: Sequence[str]) -> list[str]:
-        """Topics Kafka has no metadata for (fetches it, bounded by max_block_ms)."""
+        """Topics Kafka has no metadata for."""
+        producer = self._get().producer
         missing = []
-        producer = self._get()
         for topic in topics:
             try:
-                if not producer.partitions_for(topic):
+                metadata = producer.list_topics(topic, timeout=READY_TIMEOUT_S)
+                if metadata.topics[topic].error is not None or not metadata.topics[topic].partitions:
                     missing.append(topic)
-            except KafkaError:
+            except (KafkaException, KeyError):
                 missing.append(topic)
         return missing

@@ -75,10 +75,14 @@ def record_alert(engine: Engine, event: AnyCloudEvent, threshold: float) -> Aler
         "threshold": limit,
     }
     with engine.begin() as connection:
-        connection.execute(insert(order_alerts).values(**row).on_conflict_do_nothing())
+        # A new alert comes back from the INSERT itself; only a redelivery (the row was there)
+        # needs the second round trip to read the stored one.
         stored = connection.execute(
-            select(order_alerts).where(order_alerts.c.tenant == tenant, order_alerts.c.order_id == order_id)
-        ).one()
+            insert(order_alerts).values(**row).on_conflict_do_nothing().returning(*order_alerts.c)
+        ).one_or_none()
+        if stored is None:
+            key = (order_alerts.c.tenant == tenant, order_alerts.c.order_id == order_id)
+            stored = connection.execute(select(order_alerts).where(*key)).one()
     return Alert(
         tenant=stored.tenant,
         order_id=stored.order_id,

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from prometheus_client import start_http_server
@@ -71,10 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     metrics = DispatcherMetrics()
     start_http_server(port, addr=host, registry=metrics.registry)
-    stopping = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stopping.set())
-    Dispatcher(config, metrics, stopping).run()
+    Dispatcher(config, metrics).run()  # until SIGTERM or SIGINT
     return 0
 
 

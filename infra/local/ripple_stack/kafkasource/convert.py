@@ -8,6 +8,12 @@
   /apis/v1/namespaces/<ns>/kafkasources/<name>#<topic>, id partition:<p>/offset:<o>, subject
   partition:<p>#<o>, time = record timestamp, the key as `key` and `partitionkey` extensions,
   record headers as `kafkaheader<name>` extensions, data = the value.
+
+The dispatcher sends `to_http` (HTTP binary-mode headers and body). A binary-mode record with
+specversion 1.0 takes a direct path: its `ce_<name>` headers are the `ce-<name>` HTTP headers
+one to one, which is what the SDK's from_binary + to_binary produce, without building an event
+object per record (that was most of the dispatcher's conversion cost). Everything else goes
+through the SDK (`to_cloudevent`); a unit test keeps the two paths' output identical.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cloudevents import exceptions as ce_exceptions
+from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from cloudevents.kafka import KafkaMessage, from_binary, from_structured
 
@@ -109,10 +116,78 @@ def with_error_extensions(
     knativeerrordata its response body, truncated to 1 KiB and base64-encoded (as the Java data
     plane does); both are absent when there was no response (timeout, connection refused).
     """
-    attributes = dict(event.get_attributes())
-    attributes["knativeerrordest"] = destination
-    if status is not None:
-        attributes["knativeerrorcode"] = str(status)
-        if body:
-            attributes["knativeerrordata"] = base64.b64encode(body[:ERROR_DATA_MAX_BYTES]).decode("ascii")
+    attributes = {**event.get_attributes(), **error_extensions(destination, status, body)}
     return CloudEvent(attributes, event.get_data())
+
+
+@dataclass(frozen=True, slots=True)
+class HttpEvent:
+    """A CloudEvent as an HTTP binary-mode request: `ce-*` (and content-type) headers, body."""
+
+    headers: dict[str, str]
+    body: bytes | None
+
+    @property
+    def id(self) -> str:
+        return self.headers.get("ce-id", "")
+
+    @property
+    def source(self) -> str:
+        return self.headers.get("ce-source", "")
+
+
+def _http_event(event: CloudEvent) -> HttpEvent:
+    headers, body = to_binary(event)
+    return HttpEvent(dict(headers), body if body else None)
+
+
+def _binary_headers(record: Record) -> dict[str, str] | None:
+    """HTTP headers of a binary-mode 1.0 record, or None when it needs the SDK's judgement."""
+    headers: dict[str, str] = {}
+    try:
+        for name, value in record.headers:
+            name = name.lower()
+            if name.startswith("ce_"):
+                headers["ce-" + name[3:]] = value.decode() if value else ""
+            elif name == "content-type":
+                if value and value[:23].lower() == b"application/cloudevents":
+                    return None  # structured mode
+                headers["content-type"] = value.decode() if value else ""
+    except UnicodeDecodeError:
+        return None
+    if headers.get("ce-specversion") != "1.0":
+        return None
+    if not (headers.get("ce-id") and headers.get("ce-source") and headers.get("ce-type")):
+        return None
+    return headers
+
+
+def to_http(record: Record, namespace: str, source_name: str, overrides: dict[str, str]) -> HttpEvent:
+    """The HTTP request delivering a record's CloudEvent, with the KafkaSource's ceOverrides."""
+    headers = _binary_headers(record)
+    if headers is None:
+        event = to_cloudevent(record, namespace, source_name)
+        for name, value in overrides.items():
+            event[name] = value
+        return _http_event(event)
+    for name, value in overrides.items():
+        headers["content-type" if name == "datacontenttype" else "ce-" + name] = value
+    return HttpEvent(headers, record.value or None)
+
+
+def error_extensions(destination: str, status: int | None, body: bytes | None) -> dict[str, str]:
+    """Knative's error extensions for an event the sink did not take (see with_error_extensions)."""
+    extensions = {"knativeerrordest": destination}
+    if status is not None:
+        extensions["knativeerrorcode"] = str(status)
+        if body:
+            extensions["knativeerrordata"] = base64.b64encode(body[:ERROR_DATA_MAX_BYTES]).decode("ascii")
+    return extensions
+
+
+def with_error_headers(
+    event: HttpEvent, destination: str, status: int | None, body: bytes | None
+) -> HttpEvent:
+    """The request for the dead-letter sink: the event plus Knative's error extensions."""
+    extra = {"ce-" + name: value for name, value in error_extensions(destination, status, body).items()}
+    return HttpEvent({**event.headers, **extra}, event.body)

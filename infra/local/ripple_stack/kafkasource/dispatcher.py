@@ -1,14 +1,15 @@
 """Consume a KafkaSource's topics and deliver each record to its sink, Knative-style.
 
-Threads: the main thread owns the KafkaConsumer (kafka-python is not thread-safe) and does
-polling, flow control, offset commits and lag; a pool of workers does the HTTP deliveries.
+One asyncio event loop does the scheduling, the HTTP deliveries (deliver.py, over pooled
+keep-alive connections) and the offset bookkeeping (offsets.py); the KafkaConsumer is only ever
+called from one extra thread (kafka-python is not thread-safe and blocks), one call at a time.
 
 - ordered: the records of one partition are delivered one at a time, in offset order (what
   Knative's OrderedConsumerVerticle does, which keeps per-key order since a key maps to one
   partition); partitions proceed in parallel.
-- unordered: every record is handed to the pool at once. In both modes at most `max_in_flight`
-  records are outstanding (Knative bounds the same thing with max.poll.records); at the bound
-  the dispatcher stops taking records from Kafka until some complete.
+- unordered: every record is sent at once. In both modes at most `max_in_flight` records are
+  outstanding (Knative bounds the same thing with max.poll.records); at the bound the
+  dispatcher stops taking records from Kafka until some complete.
 - Either way an offset is committed only once it and every earlier offset of its partition
   were acknowledged by the sink or by the dead-letter sink: at least once, never lost. A
   dead-letter sink that is down is retried until it answers, so the partition waits instead of
@@ -18,26 +19,35 @@ polling, flow control, offset commits and lag; a pool of workers does the HTTP d
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
+import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-import requests
-from cloudevents.conversion import to_binary
-from cloudevents.http import CloudEvent
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from .convert import Record, to_cloudevent, with_error_extensions
-from .delivery import backoff_s, dead_letter_backoff_s, is_retryable, is_success
+from .convert import Record, to_http
+from .deliver import Deliverer, wait_event
 from .manifest import ORDERED, KafkaSource
 from .metrics import DispatcherMetrics
+from .offsets import OffsetTracker, PartitionOffsets
+from .sender import HttpSender
 
 log = logging.getLogger("ripple.kafkasource")
+T = TypeVar("T")
+
+# How long a stopping dispatcher lets deliveries already on the wire finish; anything unfinished
+# stays uncommitted and is redelivered after the restart (the supervisor waits 20 s).
+STOP_GRACE_S = 10.0
+# Longest wait for a quarter of the in-flight window to free up before polling for less.
+REFILL_WAIT_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -51,219 +61,167 @@ class DispatcherConfig:
     poll_timeout_ms: int = 200
 
 
-@dataclass(frozen=True)
-class Response:
-    status: int | None  # None: no response (timeout, connection refused, ...)
-    body: bytes | None
-    error: str = ""
-
-
-class Sender:
-    """POSTs CloudEvents in HTTP binary mode; one keep-alive session per worker thread."""
-
-    def __init__(self, timeout_s: float, namespace: str) -> None:
-        self.timeout_s = timeout_s
-        self.namespace = namespace
-        self._local = threading.local()
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        return session
-
-    def post(self, url: str, event: CloudEvent) -> Response:
-        headers, body = to_binary(event)
-        # As Knative's dispatcher sends them.
-        headers = {**headers, "Prefer": "reply", "Kn-Namespace": self.namespace}
-        try:
-            response = self._session().post(url, data=body, headers=headers, timeout=self.timeout_s)
-        except requests.RequestException as error:
-            return Response(None, None, f"{type(error).__name__}: {error}")
-        return Response(response.status_code, response.content)
-
-
-@dataclass
-class _Partition:
-    pending: deque[int] = field(default_factory=deque)  # received offsets, in order
-    done: set[int] = field(default_factory=set)
-    queue: deque[Record] = field(default_factory=deque)  # ordered mode: waiting for their turn
-    running: bool = False
-    next_commit: int | None = None  # one past the last offset of the done prefix
-    committed: int | None = None
-    last_received: int | None = None
-
-
-def _record(message: object) -> Record:
+def _record(message: Any) -> Record:
     return Record(
-        topic=message.topic,  # type: ignore[attr-defined]
-        partition=message.partition,  # type: ignore[attr-defined]
-        offset=message.offset,  # type: ignore[attr-defined]
-        timestamp_ms=message.timestamp,  # type: ignore[attr-defined]
-        key=message.key,  # type: ignore[attr-defined]
-        value=message.value,  # type: ignore[attr-defined]
-        headers=tuple(message.headers or ()),  # type: ignore[attr-defined]
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=message.timestamp,
+        key=message.key,
+        value=message.value,
+        headers=tuple(message.headers or ()),
     )
 
 
 class Dispatcher:
-    def __init__(
-        self, config: DispatcherConfig, metrics: DispatcherMetrics, stopping: threading.Event
-    ) -> None:
+    def __init__(self, config: DispatcherConfig, metrics: DispatcherMetrics) -> None:
         self.config = config
         self.source = config.source
-        self.delivery = config.source.delivery
         self.metrics = metrics
-        self.stopping = stopping
         self.ordered = config.source.ordering == ORDERED
-        self.sender = Sender(self.delivery.timeout_s, config.source.namespace)
-        self.pool = ThreadPoolExecutor(max_workers=config.max_in_flight, thread_name_prefix="deliver")
-        self._lock = threading.Lock()
-        self._partitions: dict[TopicPartition, _Partition] = {}
+        self.offsets = OffsetTracker()
+        # ordered mode: records waiting for their partition's turn, and which partitions are busy
+        self._queues: dict[TopicPartition, deque[Record]] = {}
+        self._running: set[TopicPartition] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self._kafka_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka")
+        # Poll again once this many records fit: refilling the window in batches rather than
+        # one poll per completed record (each poll is a hop to the consumer's thread).
+        self._refill = max(1, config.max_in_flight // 4)
+        self._stopping = asyncio.Event()  # set by SIGTERM / SIGINT
+        self._room = asyncio.Event()  # set when at least `_refill` records fit again
 
-    # --- delivery (worker threads) -------------------------------------------------------------
+    # --- entry points --------------------------------------------------------------------------
 
-    def deliver(self, record: Record) -> bool:
-        """Deliver one record; True once acknowledged or dead-lettered, False if stopped first."""
-        event = to_cloudevent(record, self.source.namespace, self.source.name)
-        for name, value in self.source.ce_overrides.items():
-            event[name] = value
-        labels = (self.source.name, record.topic)
-        started = time.monotonic()
-        retries = 0
-        while True:
-            response = self.sender.post(self.config.sink_url, event)
-            if response.status is not None and is_success(response.status):
-                self.metrics.delivered.labels(*labels).inc()
-                self.metrics.latency.labels(*labels).observe(time.monotonic() - started)
-                return True
-            if not is_retryable(response.status) or retries >= self.delivery.retry:
-                break
-            retries += 1
-            self.metrics.retried.labels(*labels).inc()
-            log.info(
-                "retry %d/%d of %s/%s (%s) to %s after %s",
-                retries,
-                self.delivery.retry,
-                event["source"],
-                event["id"],
-                f"{record.topic}-{record.partition}@{record.offset}",
-                self.config.sink_url,
-                response.status or response.error,
-            )
-            if self.stopping.wait(backoff_s(self.delivery, retries)):
-                return False
-        log.warning(
-            "delivery of %s/%s (%s-%d@%d) failed: %s",
-            event["source"],
-            event["id"],
-            record.topic,
-            record.partition,
-            record.offset,
-            response.status or response.error,
+    def run(self) -> None:
+        """Dispatch until SIGTERM or SIGINT."""
+        asyncio.run(self._main())
+
+    async def _kafka(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a KafkaConsumer call on the consumer's own thread (one at a time)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._kafka_thread, lambda: call(*args, **kwargs))
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        stopping = self._stopping
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stopping.set)
+        consumer = await self._kafka(
+            KafkaConsumer,
+            bootstrap_servers=list(self.config.bootstrap_servers),
+            group_id=self.source.consumer_group,
+            client_id=f"ripple-kafkasource-{self.source.name}",
+            enable_auto_commit=False,
+            auto_offset_reset=self.source.initial_offset,
+            max_poll_records=self.config.max_in_flight,
         )
-        if self.config.dead_letter_url is None:
-            self.metrics.discarded.labels(*labels).inc()
-            return True
-        dead = with_error_extensions(event, self.config.sink_url, response.status, response.body)
-        attempt = 0
-        while True:
-            answer = self.sender.post(self.config.dead_letter_url, dead)
-            if answer.status is not None and is_success(answer.status):
-                self.metrics.dead_lettered.labels(*labels).inc()
-                self.metrics.latency.labels(*labels).observe(time.monotonic() - started)
-                return True
-            attempt += 1
-            self.metrics.dead_letter_failures.labels(*labels).inc()
-            log.error(
-                "dead-letter sink %s refused %s/%s (attempt %d: %s); the partition waits",
+        sender = HttpSender(
+            self.source.delivery.timeout_s, self.source.namespace, max_connections=self.config.max_in_flight
+        )
+        async with sender:
+            self.deliverer = Deliverer(
+                sender,
+                self.config.sink_url,
                 self.config.dead_letter_url,
-                event["source"],
-                event["id"],
-                attempt,
-                answer.status or answer.error,
+                self.source.delivery,
+                self.metrics,
+                self.source.name,
+                stopping,
             )
-            if self.stopping.wait(dead_letter_backoff_s(self.delivery, attempt)):
-                return False
-
-    def _run(self, tp: TopicPartition, state: _Partition, record: Record) -> None:
-        completed = False
-        while not self.stopping.is_set():
             try:
-                completed = self.deliver(record)
-                break
-            except Exception:  # a bug: say so and try again, never skip the record silently
-                log.exception(
-                    "delivering %s-%d@%d failed unexpectedly", record.topic, record.partition, record.offset
+                await self._poll_loop(consumer, stopping)
+            finally:
+                stopping.set()
+                if self._tasks:
+                    # Deliveries waiting on a backoff see `stopping` and give up at once; those
+                    # on the wire get a moment to finish so their offsets can be committed.
+                    _, late = await asyncio.wait(self._tasks, timeout=STOP_GRACE_S)
+                    for task in late:
+                        task.cancel()
+                await self._commit(consumer)
+                await self._kafka(consumer.close, autocommit=False)
+                self._kafka_thread.shutdown(wait=True)
+                log.info("kafkasource %s stopped", self.source.name)
+
+    # --- consumer side -------------------------------------------------------------------------
+
+    async def _poll_loop(self, consumer: KafkaConsumer, stopping: asyncio.Event) -> None:
+        await self._assign(consumer)  # topics that do not exist yet are picked up within 30 s
+        log.info(
+            "kafkasource %s: %s -> %s (%s, dead letters: %s)",
+            self.source.name,
+            ",".join(self.source.topics),
+            self.config.sink_url,
+            self.source.ordering,
+            self.config.dead_letter_url or "none",
+        )
+        in_flight = self.metrics.in_flight.labels(self.source.name)
+        last_commit = last_lag = 0.0
+        last_assign = time.monotonic()
+        while not stopping.is_set():
+            in_flight.set(self.offsets.outstanding)
+            if self.config.max_in_flight - self.offsets.outstanding < self._refill:
+                # Wait for a batch's worth of room, but only briefly: records of a partition that
+                # is stuck (a sink down) must not starve the other partitions of what room is left.
+                self._room.clear()
+                await wait_event(self._room, REFILL_WAIT_S)
+            room = self.config.max_in_flight - self.offsets.outstanding
+            if room > 0:
+                # The bound is applied by asking poll() for no more than this, and by not polling
+                # at all at zero, rather than with pause()/resume(): kafka-python 3.0.12 parks the
+                # buffered records of a paused partition and, once the in-line slot held a drained
+                # batch, never restores them, which stalls the partition for good.
+                batches = await self._kafka(
+                    consumer.poll, timeout_ms=self.config.poll_timeout_ms, max_records=room
                 )
-                self.stopping.wait(5)
-        with self._lock:
-            if self._partitions.get(tp) is not state:
-                return  # the partition was revoked meanwhile; its new owner redelivers
-            if completed:
-                state.done.add(record.offset)
-            if self.ordered:
-                if completed and state.queue and not self.stopping.is_set():
-                    self.pool.submit(self._run, tp, state, state.queue.popleft())
-                else:
-                    state.running = False
+                for tp, messages in batches.items():
+                    self._accept(tp, messages)
+            now = time.monotonic()
+            if now - last_commit >= self.config.commit_interval_s:
+                await self._commit(consumer)
+                last_commit = now
+            if now - last_lag >= 5:
+                await self._kafka(self._update_lag, consumer, self.offsets.committed_offsets())
+                last_lag = now
+            if now - last_assign >= 30:  # topics created or partitions added since
+                await self._assign(consumer)
+                last_assign = now
 
-    # --- consumer side (main thread) ----------------------------------------------------------
-
-    def _accept(self, tp: TopicPartition, record: Record) -> None:
-        with self._lock:
-            state = self._partitions.setdefault(tp, _Partition())
-            if state.last_received is not None and record.offset <= state.last_received:
-                return  # fetched again (e.g. after a reassignment): already queued, in flight or done
-            state.last_received = record.offset
-            state.pending.append(record.offset)
+    def _accept(self, tp: TopicPartition, messages: list) -> None:
+        state = self.offsets.get(tp)
+        for message in messages:
+            if not self.offsets.receive(tp, state, message.offset):
+                continue  # fetched again (e.g. after a reassignment): already queued, in flight or done
+            record = _record(message)
             if not self.ordered:
-                self.pool.submit(self._run, tp, state, record)
-                return
-            state.queue.append(record)
-            if not state.running:
-                state.running = True
-                self.pool.submit(self._run, tp, state, state.queue.popleft())
+                self._spawn(self._deliver_one(tp, state, record))
+                continue
+            self._queues.setdefault(tp, deque()).append(record)
+        if self.ordered and tp not in self._running and self._queues.get(tp):
+            self._running.add(tp)
+            self._spawn(self._deliver_in_order(tp, state))
 
-    def _room(self) -> int:
-        """How many more records may be taken from Kafka now (the bound minus those not yet done).
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-        The bound is applied by asking poll() for no more than this, and by not polling at all at
-        zero, rather than with pause()/resume(): kafka-python 3.0.12 parks the buffered records
-        of a paused partition and, once the in-line slot held a drained batch, never restores
-        them, which stalls the partition for good.
-        """
-        with self._lock:
-            outstanding = sum(len(s.pending) - len(s.done) for s in self._partitions.values())
-        self.metrics.in_flight.labels(self.source.name).set(outstanding)
-        return self.config.max_in_flight - outstanding
-
-    def _commit(self, consumer: KafkaConsumer) -> None:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        with self._lock:
-            for tp, state in self._partitions.items():
-                while state.pending and state.pending[0] in state.done:
-                    offset = state.pending.popleft()
-                    state.done.discard(offset)
-                    state.next_commit = offset + 1
-                if state.next_commit is not None and state.next_commit != state.committed:
-                    offsets[tp] = OffsetAndMetadata(state.next_commit, "", -1)
+    async def _commit(self, consumer: KafkaConsumer) -> None:
+        offsets = self.offsets.to_commit()
         if not offsets:
             return
         try:
-            consumer.commit(offsets)
+            await self._kafka(
+                consumer.commit, {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()}
+            )
         except KafkaError as error:
             log.warning("offset commit failed (%s); it is retried", error)
             return
-        with self._lock:
-            for tp, meta in offsets.items():
-                state = self._partitions.get(tp)
-                if state is not None:
-                    state.committed = meta.offset
+        self.offsets.committed(offsets)
 
-    def _update_lag(self, consumer: KafkaConsumer) -> None:
-        with self._lock:
-            committed = {tp: s.committed for tp, s in self._partitions.items()}
+    def _update_lag(self, consumer: KafkaConsumer, committed: dict) -> None:
+        """On the consumer's thread: lag per partition = high watermark - committed offset."""
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             position = committed.get(tp)
@@ -277,7 +235,7 @@ class Dispatcher:
                     max(highwater - position, 0)
                 )
 
-    def _assign(self, consumer: KafkaConsumer) -> bool:
+    async def _assign(self, consumer: KafkaConsumer) -> bool:
         """Take every partition of the topics; True once all topics exist.
 
         Locally one dispatcher runs per KafkaSource, so it assigns itself all partitions instead
@@ -288,70 +246,58 @@ class Dispatcher:
         wanted: list[TopicPartition] = []
         missing = []
         for topic in self.source.topics:
-            partitions = consumer.partitions_for_topic(topic)
+            partitions = await self._kafka(consumer.partitions_for_topic, topic)
             if not partitions:
                 missing.append(topic)
             wanted.extend(TopicPartition(topic, p) for p in sorted(partitions or ()))
         if missing:
             log.warning("topics %s do not exist (yet); waiting for them", ", ".join(missing))
-        if set(wanted) != set(consumer.assignment()):
-            consumer.assign(wanted)
-            with self._lock:
-                for tp in list(self._partitions):
-                    if tp not in wanted:
-                        del self._partitions[tp]
-                for tp in wanted:
-                    self._partitions.setdefault(tp, _Partition())
+        if set(wanted) != set(await self._kafka(consumer.assignment)):
+            await self._kafka(consumer.assign, wanted)
+            self.offsets.assign(wanted)
+            for tp in list(self._queues):
+                if tp not in wanted:
+                    del self._queues[tp]
             log.info(
                 "partitions assigned: %s", ", ".join(f"{tp.topic}-{tp.partition}" for tp in wanted) or "none"
             )
         return not missing
 
-    def run(self) -> None:
-        consumer = KafkaConsumer(
-            bootstrap_servers=list(self.config.bootstrap_servers),
-            group_id=self.source.consumer_group,
-            client_id=f"ripple-kafkasource-{self.source.name}",
-            enable_auto_commit=False,
-            auto_offset_reset=self.source.initial_offset,
-            max_poll_records=self.config.max_in_flight,
-        )
-        self._assign(consumer)  # topics that do not exist yet are picked up within 30 s
-        log.info(
-            "kafkasource %s: %s -> %s (%s, dead letters: %s)",
-            self.source.name,
-            ",".join(self.source.topics),
-            self.config.sink_url,
-            self.source.ordering,
-            self.config.dead_letter_url or "none",
-        )
-        last_commit = last_lag = 0.0
-        last_assign = time.monotonic()
+    # --- delivery side -------------------------------------------------------------------------
+
+    async def _deliver(self, record: Record) -> bool:
+        """Deliver one record; True once done (acknowledged or dead-lettered), False if stopped."""
+        stopping = self._stopping
+        while not stopping.is_set():
+            try:
+                event = to_http(record, self.source.namespace, self.source.name, self.source.ce_overrides)
+                where = f"{record.topic}-{record.partition}@{record.offset}"
+                return await self.deliverer.deliver(event, record.topic, where)
+            except Exception:  # a bug: say so and try again, never skip the record silently
+                log.exception(
+                    "delivering %s-%d@%d failed unexpectedly", record.topic, record.partition, record.offset
+                )
+                await wait_event(stopping, 5)
+        return False
+
+    def _done(self, tp: TopicPartition, state: PartitionOffsets, offset: int) -> None:
+        self.offsets.complete(tp, state, offset)
+        if self.config.max_in_flight - self.offsets.outstanding >= self._refill:
+            self._room.set()
+
+    async def _deliver_one(self, tp: TopicPartition, state: PartitionOffsets, record: Record) -> None:
+        if await self._deliver(record):
+            self._done(tp, state, record.offset)
+
+    async def _deliver_in_order(self, tp: TopicPartition, state: PartitionOffsets) -> None:
+        """Ordered mode: work through one partition's queue, one record at a time."""
         try:
-            while not self.stopping.is_set():
-                room = self._room()
-                if room > 0:
-                    batches = consumer.poll(timeout_ms=self.config.poll_timeout_ms, max_records=room)
-                    for tp, messages in batches.items():
-                        for message in messages:
-                            self._accept(tp, _record(message))
-                else:
-                    self.stopping.wait(0.01)
-                now = time.monotonic()
-                if now - last_commit >= self.config.commit_interval_s:
-                    self._commit(consumer)
-                    last_commit = now
-                if now - last_lag >= 5:
-                    self._update_lag(consumer)
-                    last_lag = now
-                if now - last_assign >= 30:  # topics created or partitions added since
-                    self._assign(consumer)
-                    last_assign = now
+            queue = self._queues.get(tp)
+            while queue and self.offsets.is_current(tp, state) and not self._stopping.is_set():
+                record = queue[0]
+                if not await self._deliver(record):
+                    return  # stopped: the rest stays undone, redelivered after the restart
+                queue.popleft()
+                self._done(tp, state, record.offset)
         finally:
-            # Deliveries still waiting on backoff see `stopping` and give up without completing:
-            # their offsets stay uncommitted and are redelivered after the restart.
-            self.stopping.set()
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self._commit(consumer)
-            consumer.close(autocommit=False)
-            log.info("kafkasource %s stopped", self.source.name)
+            self._running.discard(tp)

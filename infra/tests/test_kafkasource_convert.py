@@ -1,0 +1,99 @@
+"""convert.to_http: the direct binary-mode path gives exactly what the CloudEvents SDK path gives."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from cloudevents.conversion import to_binary
+
+from ripple_stack.kafkasource.convert import (
+    HttpEvent,
+    Record,
+    to_cloudevent,
+    to_http,
+    with_error_extensions,
+    with_error_headers,
+)
+from ripple_stack.kafkasource.sender import header_value
+
+BINARY = (
+    ("ce_specversion", b"1.0"),
+    ("ce_id", b"e-1"),
+    ("ce_source", b"/shop"),
+    ("ce_type", b"dev.ripple.shop.order.placed"),
+    ("ce_time", b"2026-01-01T00:00:00Z"),
+    ("ce_tenant", b"acme"),
+    ("ce_partitionkey", b"acme/o-1"),
+    ("content-type", b"application/json"),
+)
+
+
+def record(headers=BINARY, value=b'{"orderId": "o-1"}', key=b"acme/o-1") -> Record:
+    return Record("ripple.shop.orders", 2, 7, 1_700_000_000_000, key, value, tuple(headers))
+
+
+def sdk_http(rec: Record, overrides: dict[str, str]) -> HttpEvent:
+    """What the dispatcher sent before the direct path: SDK event, overrides, SDK binary mode."""
+    event = to_cloudevent(rec, "ripple", "event-store")
+    for name, value in overrides.items():
+        event[name] = value
+    headers, body = to_binary(event)
+    return HttpEvent(dict(headers), body or None)
+
+
+@pytest.mark.parametrize(
+    ("label", "rec", "overrides"),
+    [
+        ("binary", record(), {}),
+        ("binary with overrides", record(), {"team": "shop", "tenant": "other"}),
+        ("binary, no content-type, no time", record(BINARY[:4] + BINARY[5:7]), {}),
+        ("binary, upper-case header names", record([(n.upper(), v) for n, v in BINARY]), {}),
+        ("binary, empty value", record(value=b""), {}),
+        ("binary, no value (tombstone)", record(value=None), {}),
+        ("binary, unicode attribute", record((*BINARY, ("ce_note", "héllo".encode()))), {}),
+        ("binary, empty extension", record((*BINARY, ("ce_empty", None))), {}),
+        ("binary, other headers dropped", record((*BINARY, ("traceparent", b"00-1-2-01"))), {}),
+        ("binary 0.3", record((("ce_specversion", b"0.3"), *BINARY[1:])), {}),
+        ("binary missing type: plain", record(BINARY[:3]), {}),
+        ("binary, bad utf-8: plain", record((*BINARY, ("ce_bad", b"\xff\xfe"))), {}),
+        ("plain", record([("X-Trace", b"abc")]), {"team": "shop"}),
+        (
+            "structured",
+            record(
+                [("content-type", b"application/cloudevents+json")],
+                value=b'{"specversion": "1.0", "id": "s-1", "source": "/s", "type": "t", "data": {"a": 1}}',
+            ),
+            {},
+        ),
+    ],
+)
+def test_direct_path_equals_the_sdk_path(label, rec, overrides):
+    assert to_http(rec, "ripple", "event-store", overrides) == sdk_http(rec, overrides), label
+
+
+def test_error_headers_equal_the_sdk_error_extensions():
+    rec = record()
+    event = to_cloudevent(rec, "ripple", "event-store")
+    for status, body in ((500, b"boom" * 400), (404, b""), (None, None)):
+        headers, data = to_binary(with_error_extensions(event, "http://sink/", status, body))
+        direct = with_error_headers(to_http(rec, "ripple", "event-store", {}), "http://sink/", status, body)
+        assert direct == HttpEvent(dict(headers), data or None)
+    dead = with_error_headers(to_http(rec, "ripple", "event-store", {}), "http://sink/", 500, b"x" * 2000)
+    assert base64.b64decode(dead.headers["ce-knativeerrordata"]) == b"x" * 1024
+    assert dead.headers["ce-knativeerrorcode"] == "500"
+    assert dead.id == "e-1" and dead.source == "/shop"
+
+
+@pytest.mark.parametrize(
+    ("value", "sent"),
+    [
+        ("plain", "plain"),
+        ("with space and ünïcode", "with space and ünïcode"),
+        ("two\nlines", "two%0Alines"),
+        ("cr\r\nlf", "cr%0D%0Alf"),
+        ("tab\there", "tab%09here"),
+    ],
+)
+def test_control_characters_are_percent_encoded_in_headers(value, sent):
+    assert header_value(value) == sent

@@ -1,0 +1,207 @@
+"""Throughput and CPU cost of the consumer functions alone (no dispatcher): wrk POSTs binary-mode
+CloudEvents straight to the running function, as a KafkaSource dispatcher delivers them.
+
+    .venv/bin/python loadtest/consumers/bench.py [--functions event-store,order-alerts]
+        [--connections 3,64] [--duration 15] [--amount 9.5] [--profile DIR]
+    make bench-consumers
+
+`--connections 3` is what the ordered path offers (3 partitions, one event at a time each);
+64 is an unordered dispatcher's window. For each function and concurrency it prints req/s,
+p50/p99 and the function's CPU ms per event (user+system of its gunicorn processes, /proc), with
+the load average; for event-store it also checks that every 2xx answer left exactly one row (the
+run's rows are deleted afterwards). When the local activator fronts the function (its instances
+are then children of the process on the port), its own CPU is shown apart ("proxy ms").
+`--profile DIR` records a py-spy flame graph of each run (DIR/<function>-c<connections>.svg).
+Needs the stack (`make up`) and wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from ripple_stack.components.functions import knative_functions
+from ripple_stack.secrets import load_secrets
+from ripple_stack.settings import load_settings
+
+SCRIPT = Path(__file__).resolve().parent / "events.lua"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def listening_pids(port: int) -> list[int]:
+    """Whoever listens on the function's port (gunicorn, or the local activator in front of its
+    instances) and all their descendants."""
+    output = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=False
+    ).stdout
+    pids = {int(p) for p in re.findall(r"pid=(\d+)", output)}
+    todo = list(pids)
+    while todo:
+        children = Path(f"/proc/{todo.pop()}/task")
+        for task in children.glob("*/children") if children.exists() else []:
+            for child in map(int, task.read_text().split()):
+                if child not in pids:
+                    pids.add(child)
+                    todo.append(child)
+    return sorted(pids)
+
+
+def is_function(pid: int) -> bool:
+    try:
+        return b"functions-framework" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
+
+
+def cpu_seconds(pids: list[int], reaped: bool = True) -> float:
+    """User + system CPU of the processes, and (reaped) of their children that already exited
+    (the activator stops instances as it scales down; gunicorn replaces workers)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += sum(int(f) for f in fields[11 : 15 if reaped else 13])
+    return total / CLOCK_TICKS
+
+
+def run_wrk(url: str, connections: int, args: argparse.Namespace, run_id: str) -> dict:
+    env = os.environ | {"RUN_ID": run_id, "AMOUNT": args.amount}
+    command = [
+        "wrk",
+        f"-t{min(2, connections)}",
+        f"-c{connections}",
+        f"-d{args.duration}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(SCRIPT),
+        url,
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    line = next((x for x in result.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"wrk failed for {url}:\n{result.stdout}\n{result.stderr}")
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--functions", default="event-store,order-alerts")
+    parser.add_argument("--connections", default="3,64", help="concurrent requests, comma separated")
+    parser.add_argument("--duration", type=int, default=15, help="seconds per run")
+    parser.add_argument("--amount", default="9.5", help="order amount (order-alerts alerts above 1000)")
+    parser.add_argument("--profile", type=Path, help="folder for py-spy flame graphs (SVG)")
+    parser.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="another instance to measure too, e.g. event-store-old=http://127.0.0.1:18981 (a name "
+        "starting with event-store gets the row check); repeatable",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the targets in turn (A/B/A/B...)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: run `make up` (it installs the Debian package).")
+    settings = load_settings()
+    functions = {f.name: f for f in knative_functions()}
+    engine = create_engine(settings.postgres_url(load_secrets(settings)["RIPPLE_POSTGRES_PASSWORD"]))
+    spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    print(f"wrk -d{args.duration}s, binary-mode order.placed events (amount {args.amount}) to the function")
+    columns = (
+        "function",
+        "conc.",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "non-2xx",
+        "CPU ms/ev",
+        "proxy ms",
+        "rows ok",
+    )
+    columns += ("load",)
+    print(f"{columns[0]:<13}" + "".join(f"{c:>11}" for c in columns[1:]))
+    urls = {name: functions[name].url(settings) for name in args.functions.split(",") if name}
+    urls.update(item.split("=", 1) for item in args.url)
+    concurrencies = [int(c) for c in args.connections.split(",")]
+    runs = [(name, c) for c in concurrencies for name in urls] * args.rounds
+    for name, connections in runs:
+        url = urls[name]
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        pids = listening_pids(port)
+        if not pids:
+            sys.exit(f"nothing listens on {port} for {name}: start it (make up, make start-<name>).")
+        run_id = f"{name}-c{connections}-{time.time_ns()}"
+        spy = None
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            spy = subprocess.Popen(
+                [
+                    spy_bin,
+                    "record",
+                    "--pid",
+                    str(min(pids)),
+                    "--subprocesses",
+                    "--rate",
+                    "50",
+                    "--nonblocking",
+                    "--output",
+                    str(args.profile / f"{name}-c{connections}.svg"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        # The process on the port: gunicorn's master, or the activator in front of instances.
+        front = [pid for pid in pids if not is_function(pid)]
+        before, before_proxy = cpu_seconds(pids), cpu_seconds(front, reaped=False)
+        result = run_wrk(url, connections, args, run_id)
+        pids = sorted(set(pids) | set(listening_pids(port)))  # instances started meanwhile
+        proxy = cpu_seconds(front, reaped=False) - before_proxy
+        cpu = cpu_seconds(pids) - before - proxy
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes the flame graph on SIGINT
+            spy.wait(60)
+        ok = result["requests"] - result["non_2xx"]
+        rows = "-"
+        if name.startswith("event-store"):
+            source = f"/loadtest/consumers/{run_id}"
+            with engine.begin() as connection:
+                stored = connection.execute(
+                    text("SELECT count(*) FROM events WHERE source = :s"), {"s": source}
+                ).scalar_one()
+                connection.execute(text("DELETE FROM events WHERE source = :s"), {"s": source})
+            # wrk stops mid-request: an answer it never read may still have stored its row.
+            rows = "yes" if ok <= stored <= result["requests"] + connections else f"{stored}/{ok}"
+        seconds = result["duration_us"] / 1e6
+        cells = (
+            str(connections),
+            f"{result['requests'] / seconds:.0f}",
+            f"{result['p50_us'] / 1000:.1f}",
+            f"{result['p99_us'] / 1000:.1f}",
+            str(result["non_2xx"] + result["socket_errors"]),
+            f"{1000 * cpu / max(ok, 1):.2f}",
+            f"{1000 * proxy / max(ok, 1):.2f}" if front else "-",
+            rows,
+            f"{os.getloadavg()[0]:.1f}",
+        )
+        print(f"{name:<13}" + "".join(f"{c:>11}" for c in cells), flush=True)
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    from ripple_stack.batch_runs import pushed_run  # duration and pass/fail to the Pushgateway
+
+    with pushed_run("bench-consumers"):
+        main()
