@@ -5,6 +5,11 @@ asymmetric algorithm, `iss`, `aud`, `exp`, `nbf`, `typ` Bearer (rules out ID tok
 tenant claim and roles. The key set is fetched once and again only when a token names an
 unknown `kid` (key rotation), at most once per JWKS_REFRESH_MIN_SECONDS: a flood of forged kids
 cannot hammer Keycloak, and while Keycloak is down already-known keys keep working.
+The key set is one GET of the realm's certs endpoint (the one python-keycloak's
+`KeycloakOpenID.certs` calls) with the standard library, and tokens are checked with jwcrypto
+directly (what its `decode_token` wraps): python-keycloak imports httpx, rich, pygments and
+requests-toolbelt, ~40 % of the gateway's import time, for those two calls, and a
+scale-to-zero function pays that on every cold start.
 
 Settings (environment, read by TokenSettings.from_environment):
 
@@ -24,17 +29,18 @@ Settings (environment, read by TokenSettings.from_environment):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jwcrypto import jwk, jws, jwt
 from jwcrypto.common import JWException, base64url_decode, json_decode
-from keycloak import KeycloakOpenID
 from prometheus_client import Counter
 
 from .problems import Problem
@@ -160,13 +166,7 @@ class Authenticator:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
-        self._openid = KeycloakOpenID(
-            server_url=settings.keycloak_url,
-            realm_name=settings.realm,
-            client_id=settings.audience,
-            timeout=settings.keycloak_timeout_s,
-        )
-        self._fetch_jwks = fetch_jwks or self._openid.certs
+        self._fetch_jwks = fetch_jwks or self._fetch_certs
         self._clock = clock
         self._keys: dict[str, jwk.JWK] = {}
         self._lock = threading.Lock()
@@ -175,6 +175,12 @@ class Authenticator:
         # token -> (principal, exp) of tokens that passed every check. A client reuses its token
         # for many requests; a hit skips the signature check (half of a request's CPU time).
         self._verified: dict[str, tuple[Principal, float]] = {}
+
+    def _fetch_certs(self) -> Mapping[str, Any]:
+        url = f"{self._settings.keycloak_url}/realms/{self._settings.realm}/protocol/openid-connect/certs"
+        request = urllib.request.Request(url, headers={"Accept": "application/json"})
+        with urllib.request.urlopen(request, timeout=self._settings.keycloak_timeout_s) as response:
+            return json.load(response)
 
     @property
     def keys_loaded(self) -> bool:
@@ -258,13 +264,12 @@ class Authenticator:
         if key is None:
             raise _unauthorized("unknown_kid", "the token was not signed by a key of this realm")
         try:
-            claims = self._openid.decode_token(
-                token,
-                key=key,
-                algs=self._settings.algorithms,
-                check_claims=self._check_claims,
-                leeway=self._settings.leeway_s,
-            )
+            # What python-keycloak's decode_token does with a key: jwcrypto parses, then validates
+            # the signature and the claims with the leeway.
+            verified = jwt.JWT(jwt=token, algs=self._settings.algorithms, check_claims=self._check_claims)
+            verified.leeway = self._settings.leeway_s
+            verified.validate(key)
+            claims = json_decode(verified.claims)
         except jwt.JWTExpired:
             raise _unauthorized("expired", "the token has expired: fetch a new one") from None
         except jwt.JWTNotYetValid:

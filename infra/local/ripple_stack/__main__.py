@@ -21,12 +21,23 @@ def say(message: str) -> None:
     print(f"[{time.monotonic() - _started:5.0f}s] {message}", flush=True)
 
 
+def instances(row: ComponentStatus) -> str:
+    """A function's ready/desired instances (its autoscaler's view); "-" for other components."""
+    if row.instances_ready is None:
+        return "-"
+    if row.scaled_to_zero:
+        return "scaled to zero"
+    return f"{row.instances_ready}/{row.instances_desired}"
+
+
 def print_table(rows: list[ComponentStatus]) -> None:
-    table = [("COMPONENT", "STATE", "READY", "MEMORY", "ADDRESS", "LOG")]
+    table = [("COMPONENT", "STATE", "READY", "INSTANCES", "MEMORY", "ADDRESS", "LOG")]
     for row in rows:
         ready = "yes" if row.ready else f"no: {row.detail}"
         memory = f"{row.resident_mib:.0f} MiB" if row.resident_mib else "-"
-        table.append((row.component, row.state, ready, memory, row.address, ", ".join(row.logs)))
+        table.append(
+            (row.component, row.state, ready, instances(row), memory, row.address, ", ".join(row.logs))
+        )
     total = sum(row.resident_mib for row in rows)
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
     for line in table:

@@ -28,6 +28,10 @@ class ComponentStatus:
     address: str
     logs: list[str]
     resident_mib: float  # memory of its processes and their children
+    # Functions only (None elsewhere): ready instances, what the autoscaler wants, idle at zero.
+    instances_ready: int | None = None
+    instances_desired: int | None = None
+    scaled_to_zero: bool | None = None
 
 
 def resident_mib(pid: int) -> float:
@@ -159,13 +163,15 @@ class Stack:
         last_report = 0.0
         while pending:
             for component in list(pending):
-                reason = probe(component, self.settings, secrets)
+                state = self._process_states().get(component.name, "DOWN")
+                # Ready as `status` counts it: its probe answers AND supervisord has left STARTING
+                # (its processes lived startsecs), so the table printed next says RUNNING too.
+                reason = probe(component, self.settings, secrets) if state == "RUNNING" else state.lower()
                 if reason is None:
                     component.after_ready(self.settings, secrets, self.say)
                     self.say(f"{component.name} is ready ({time.monotonic() - started:.0f}s)")
                     pending.remove(component)
                     continue
-                state = self._process_states().get(component.name, "DOWN")
                 if (
                     state in ("FATAL", "BACKOFF", "EXITED")
                     or time.monotonic() - started > self.settings.ready_timeout_s
@@ -197,6 +203,8 @@ class Stack:
             state = states.get(component.name, "DOWN")
             programs = self._programs(component)
             reason = probe(component, self.settings, secrets) if state == "RUNNING" else state.lower()
+            serving_status = getattr(component, "serving_status", None)
+            serving = serving_status(self.settings) if serving_status and state == "RUNNING" else None
             rows.append(
                 ComponentStatus(
                     component=component.name,
@@ -213,6 +221,9 @@ class Stack:
                         ),
                         1,
                     ),
+                    instances_ready=serving["instances_ready"] if serving else None,
+                    instances_desired=serving["instances_desired"] if serving else None,
+                    scaled_to_zero=serving["scaled_to_zero"] if serving else None,
                 )
             )
         return rows

@@ -1,21 +1,34 @@
-"""Knative Services of knative/ run as local processes, the way a cluster would run them.
+"""Knative Services of knative/ run locally with Knative Serving's behaviour: zero to N and back.
 
 Each `knative/<name>/service.yaml` (serving.knative.dev/v1 Service) becomes one supervised
-process: the first container's command and args, run in `functions/<name>/` with the env of
-the manifest. In-cluster addresses in env values are rewritten to this stack's loopback ports
-and `secretKeyRef`s are resolved from the local secrets, so the manifest stays the one source.
+program, its activator (ripple_stack.serving), which serves the function's address, runs the
+function's KPA autoscaler and starts and stops the instances: processes running the first
+container's command and args in `functions/<name>/` with the manifest's env (in-cluster
+addresses rewritten to this stack's loopback ports, `secretKeyRef`s resolved from the local
+secrets). The manifest stays the one source, its autoscaling annotations included.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
-
-from ..component import Component, PrerequisiteError, Program, ScrapeTarget, http_status
+from ..component import Component, Program, Say, ScrapeTarget
+from ..serving.config import LOCAL_MAX_SCALE, load_autoscaler_config
+from ..serving.manifest import (
+    FunctionSpec,
+    ManifestError,
+    container_environment,
+    first_container,
+    function_spec,
+    load_manifest,
+)
 from ..settings import REPO_ROOT, Settings
 
 KNATIVE_DIR = REPO_ROOT / "knative"
@@ -23,9 +36,7 @@ FUNCTIONS_DIR = REPO_ROOT / "functions"
 # Functions other than the gateway get ports from here on, in name order.
 FIRST_FUNCTION_PORT = 18400
 
-
-class ManifestError(PrerequisiteError):
-    pass
+__all__ = ["FIRST_FUNCTION_PORT", "KnativeFunction", "ManifestError", "knative_functions"]
 
 
 def service_manifests() -> list[Path]:
@@ -38,79 +49,104 @@ class KnativeFunction(Component):
 
     def __init__(self, manifest: Path, port_index: int) -> None:
         self.manifest_path = manifest
-        self.manifest = yaml.safe_load(manifest.read_text())
-        if self.manifest.get("kind") != "Service" or not str(self.manifest.get("apiVersion", "")).startswith(
-            "serving.knative.dev/"
-        ):
-            raise ManifestError(f"{manifest}: expected a serving.knative.dev Service")
+        self.manifest = load_manifest(manifest)
         self.name = self.manifest["metadata"]["name"]
         self.description = f"function {self.name}"
         self.port_index = port_index
 
     def container(self) -> dict:
-        try:
-            return self.manifest["spec"]["template"]["spec"]["containers"][0]
-        except (KeyError, IndexError, TypeError):
-            raise ManifestError(
-                f"{self.manifest_path}: spec.template.spec.containers[0] is missing"
-            ) from None
+        return first_container(self.manifest, str(self.manifest_path))
 
     def port(self, settings: Settings) -> int:
         return settings.ports.get(self.name) or FIRST_FUNCTION_PORT + self.port_index
+
+    def admin_port(self, settings: Settings) -> int:
+        return settings.ports["serving_admin"] + self.port_index
 
     def url(self, settings: Settings) -> str:
         return f"http://{settings.host}:{self.port(settings)}"
 
     def environment(self, settings: Settings, secrets: Mapping[str, str]) -> dict[str, str]:
-        addresses = settings.cluster_address_map()
-        env: dict[str, str] = {}
-        for index, item in enumerate(self.container().get("env", [])):
-            where = f"{self.manifest_path}: spec.template.spec.containers[0].env[{index}]"
-            if "value" in item:
-                value = str(item["value"])
-                for cluster_address, local_address in addresses.items():
-                    value = value.replace(cluster_address, local_address)
-                env[item["name"]] = value
-            elif "secretKeyRef" in item.get("valueFrom", {}):
-                key = item["valueFrom"]["secretKeyRef"]["key"]
-                if key not in secrets:
-                    raise ManifestError(f"{where}: secret key {key!r} is not one of the local secrets")
-                env[item["name"]] = secrets[key]
-            else:
-                raise ManifestError(f"{where}: only value and valueFrom.secretKeyRef are supported")
-        return env
+        return container_environment(
+            self.container(), str(self.manifest_path), settings.cluster_address_map(), secrets
+        )
+
+    def spec(self, settings: Settings, secrets: Mapping[str, str]) -> FunctionSpec:
+        venv_bin = Path(sys.executable).parent
+        return function_spec(
+            self.manifest_path,
+            self.manifest,
+            load_autoscaler_config(),
+            host=settings.host,
+            port=self.port(settings),
+            admin_port=self.admin_port(settings),
+            first_instance_port=settings.ports["serving_instances"] + LOCAL_MAX_SCALE * self.port_index,
+            cwd=FUNCTIONS_DIR / self.name,
+            env={
+                **self.environment(settings, secrets),
+                "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+                "PYTHONUNBUFFERED": "1",
+            },
+            log_dir=settings.log_dir,
+        )
+
+    def spec_path(self, settings: Settings) -> Path:
+        return settings.run_dir / "serving" / f"{self.name}.json"
+
+    def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
+        self.spec(settings, secrets).write(self.spec_path(settings))
 
     def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
-        container = self.container()
-        command = [*container.get("command", []), *container.get("args", [])]
-        if not command:
-            raise ManifestError(f"{self.manifest_path}: the container needs command/args to run locally")
-        venv_bin = Path(sys.executable).parent
+        spec = self.spec(settings, secrets)
+        # A changed manifest or config changes this digest, so `make up` restarts the activator.
+        digest = hashlib.sha256(spec.to_json().encode()).hexdigest()[:16]
         return [
             Program(
                 name=self.name,
-                command=command,
-                cwd=FUNCTIONS_DIR / self.name,
-                env={
-                    **self.environment(settings, secrets),
-                    "PORT": str(self.port(settings)),
-                    "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-                    "PYTHONUNBUFFERED": "1",
-                },
-                stop_wait_s=15,
+                command=[
+                    sys.executable,
+                    "-m",
+                    "ripple_stack.serving.activator",
+                    "--spec",
+                    str(self.spec_path(settings)),
+                ],
+                env={"PYTHONUNBUFFERED": "1", "RIPPLE_SERVING_SPEC_DIGEST": digest},
+                # In-flight requests finish, then every instance gets its SIGTERM and grace period.
+                stop_wait_s=int(spec.revision.timeout_s) + 40,
             )
         ]
 
+    def serving_status(self, settings: Settings) -> dict | None:
+        """The activator's /status (instances ready/desired, failures); None when it is down."""
+        try:
+            with urllib.request.urlopen(
+                f"http://{settings.host}:{self.admin_port(settings)}/status", timeout=3
+            ) as r:
+                return json.loads(r.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
     def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
-        probe = self.container().get("readinessProbe", {}).get("httpGet", {})
-        status = http_status(self.url(settings) + probe.get("path", "/"))
-        return None if status == 200 else f"readiness answered {status}"
+        # Asks the activator, never the function: a probe must not wake a function at zero.
+        status = self.serving_status(settings)
+        if status is None:
+            return "activator not answering"
+        if status["last_failure"] and not status["instances_ready"]:
+            return status["last_failure"]
+        if not status["initial_scale_reached"]:
+            return "starting its initial instance"
+        return None
 
     def address(self, settings: Settings) -> str:
         return self.url(settings)
 
     def scrape_targets(self, settings: Settings) -> list[ScrapeTarget]:
-        return [ScrapeTarget("functions", f"{settings.host}:{self.port(settings)}")]
+        admin = f"{settings.host}:{self.admin_port(settings)}"
+        return [
+            ScrapeTarget("serving", admin),
+            # The instances' own metrics, merged by the activator with a pod label.
+            ScrapeTarget("functions", admin, path="/function-metrics"),
+        ]
 
 
 def knative_functions() -> list[KnativeFunction]:

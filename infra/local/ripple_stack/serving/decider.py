@@ -1,0 +1,116 @@
+"""The KPA decision: how many instances a revision should have, as a pure function of time.
+
+`decide(spec, stable, panic, ready, now, state)` is Knative's autoscaler.Scale
+(pkg/autoscaler/scaling/autoscaler.go) followed by what the KPA reconciler does with its answer
+(pkg/reconciler/autoscaling/kpa/scaler.go): initial scale, min/max bounds and the scale-to-zero
+rules. Time and the observed metric are passed in and the state comes back new, so the unit tests
+replay scenarios tick by tick without clocks or processes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from .config import RevisionSpec
+
+
+@dataclass(frozen=True)
+class DeciderState:
+    # Panic mode: when it was last confirmed, and the most instances asked for while in it.
+    panic_since: float | None = None
+    max_panic_pods: int = 0
+    # scale-down-delay: the decisions of the last delay window, (time, desired).
+    recent: tuple[tuple[float, int], ...] = ()
+    # Scale to zero: when the revision last became active (ready > 0) and inactive (wants 0).
+    active_since: float | None = None
+    inactive_since: float | None = None
+    # initial-scale holds until it has been reached once.
+    initial_reached: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: int  # what the scaler should run now
+    autoscaler_desired: int  # the autoscaler's own answer, before bounds and zero rules
+    panic: bool
+    state: DeciderState = field(default_factory=DeciderState)
+
+
+def decide(
+    spec: RevisionSpec, stable: float, panic: float, ready: int, now: float, state: DeciderState
+) -> Decision:
+    """One tick. `stable`/`panic` are the observed totals (all instances) over each window."""
+    # --- autoscaler.Scale ---
+    ready_count = max(1.0, float(ready))
+    # At least N -> N+1 up and N -> N-1 down, whatever the rates.
+    max_scale_up = math.ceil(spec.max_scale_up_rate * ready_count)
+    max_scale_down = math.floor(ready_count / spec.max_scale_down_rate)
+    stable_pods = math.ceil(stable / spec.target_value)
+    panic_pods = math.ceil(panic / spec.target_value)
+    desired_stable = int(min(max(stable_pods, max_scale_down), max_scale_up))
+    desired_panic = int(min(max(panic_pods, max_scale_down), max_scale_up))
+
+    over_threshold = panic_pods / ready_count >= spec.panic_threshold
+    panic_since, max_panic_pods = state.panic_since, state.max_panic_pods
+    if over_threshold:
+        # Begin panicking, or extend the panic while the surge lasts.
+        panic_since = now
+    elif panic_since is not None and panic_since + spec.stable_window_s < now:
+        # The surge has made its way into the stable window: back to stable mode.
+        panic_since, max_panic_pods = None, 0
+
+    desired = desired_stable
+    if panic_since is not None:
+        # Provision for the larger of the two, and never scale down while panicking.
+        desired = max(desired, desired_panic)
+        max_panic_pods = max(max_panic_pods, desired)
+        desired = max_panic_pods
+
+    recent = state.recent
+    if spec.scale_down_delay_s > 0:
+        # The largest decision of the last delay window wins: scale-downs wait, scale-ups do not.
+        recent = (*(r for r in recent if r[0] > now - spec.scale_down_delay_s), (now, desired))
+        desired = max(value for _, value in recent)
+    autoscaler_desired = desired
+
+    # --- the KPA reconciler: initial scale, bounds, scale to zero ---
+    initial_reached = state.initial_reached or ready >= spec.initial_scale
+    if not initial_reached:
+        desired = max(desired, spec.initial_scale)
+    desired = max(desired, spec.min_scale)
+    desired = min(desired, spec.effective_max_scale)
+
+    active_since = state.active_since
+    if ready > 0 and active_since is None:
+        active_since = now
+    elif ready == 0 and desired == 0:
+        active_since = None
+    inactive_since = state.inactive_since
+    if desired > 0:
+        inactive_since = None
+    elif not spec.enable_scale_to_zero:
+        desired = 1
+    elif ready > 0:
+        # Active for at least a stable window, then inactive for max(grace, retention), then 0.
+        if active_since is not None and now - active_since < spec.stable_window_s:
+            desired = 1
+        else:
+            inactive_since = now if inactive_since is None else inactive_since
+            hold = max(spec.scale_to_zero_grace_period_s, spec.scale_to_zero_pod_retention_period_s)
+            if now - inactive_since < hold:
+                desired = 1
+    return Decision(
+        desired=desired,
+        autoscaler_desired=autoscaler_desired,
+        panic=panic_since is not None,
+        state=replace(
+            state,
+            panic_since=panic_since,
+            max_panic_pods=max_panic_pods,
+            recent=recent,
+            active_since=active_since,
+            inactive_since=inactive_since,
+            initial_reached=initial_reached,
+        ),
+    )

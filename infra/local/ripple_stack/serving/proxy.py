@@ -1,0 +1,425 @@
+"""The activator's data path: a lean HTTP/1.1 proxy on asyncio protocols and httptools' C parser.
+
+Every request to a function crosses its activator, so this hop must cost little CPU. aiohttp's
+server plus its pooled client spent ~185-265 µs of Python per proxied request (request and
+response objects, header multidicts, stream readers, tasks and timers for each side; flame graph
+in loadtest/serving/profiles/). Here the framing is all that is parsed: method, path, headers,
+Content-Length or chunked body and keep-alive come from httptools (the parser uvicorn uses), the
+body is buffered as bytes, and the request is written as one buffer on a pooled keep-alive
+connection to the chosen instance, whose response is parsed the same way and written back as one
+buffer. Headers stay bytes; hop-by-hop ones are dropped both ways.
+
+What is policy (slots, holding at zero, timeouts, metrics) stays in activator.py: this module
+calls its `handler(request, connection)` coroutine once per request, in order per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+import httptools
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and the framing headers the proxy writes itself.
+REQUEST_SKIP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+        # Answered by the proxy itself; the body is complete when it is forwarded.
+        b"expect",
+    }
+)
+RESPONSE_SKIP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"content-length"})
+RESPONSE_SKIP_HEAD = RESPONSE_SKIP - {b"content-length"}  # a HEAD answer's length describes a GET
+STATUS_LINES = {s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus}
+STATUS_LINES[499] = b"HTTP/1.1 499 Client Closed Request\r\n"
+# Requests parsed ahead of the one being answered on a connection (pipelining) before reading pauses.
+MAX_PIPELINED = 16
+SWEEP_INTERVAL_S = 0.5
+
+Headers = list[tuple[bytes, bytes]]
+Response = tuple[int, Headers, bytes]
+
+
+class Request:
+    """One complete request from a client connection."""
+
+    __slots__ = ("body", "error", "headers", "keep_alive", "method", "path")
+
+    def __init__(self, method: bytes, path: bytes, headers: Headers, body: bytes, keep_alive: bool) -> None:
+        self.method = method
+        self.path = path
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self.error: Response | None = None  # answered by the proxy itself, then the connection closes
+
+
+def problem(status: int, title: str, detail: str, retry_after: int | None = None) -> Response:
+    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()
+    headers: Headers = [(b"Content-Type", b"application/problem+json")]
+    if retry_after is not None:
+        headers.append((b"Retry-After", str(retry_after).encode()))
+    return status, headers, body
+
+
+def encode_response(status: int, headers: Headers, body: bytes, keep_alive: bool, head: bool) -> bytes:
+    parts = [STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status]
+    if status in (204, 304):  # never a body, nor a length (RFC 9110 8.6)
+        head = True
+    for name, value in headers:
+        parts.append(name + b": " + value + b"\r\n")
+    if not head:
+        parts.append(b"Content-Length: %d\r\n" % len(body))
+    if not keep_alive:
+        parts.append(b"Connection: close\r\n")
+    parts.append(b"\r\n")
+    if not head:
+        parts.append(body)
+    return b"".join(parts)
+
+
+def encode_request(request: Request, host: bytes) -> bytes:
+    parts = [request.method, b" ", request.path, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+    for name, value in request.headers:
+        if name.lower() not in REQUEST_SKIP:
+            parts.append(name + b": " + value + b"\r\n")
+    if request.body or request.method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
+        parts.append(b"Content-Length: %d\r\n" % len(request.body))
+    parts.append(b"\r\n")
+    parts.append(request.body)
+    return b"".join(parts)
+
+
+class ClientConnection(asyncio.Protocol):
+    """One connection from a client (nginx, a dispatcher, a test): parse, queue, answer in order."""
+
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.pending: deque[Request] = deque()
+        self.busy = False
+        self.paused = False
+        self.broken = False  # a framing error was queued: ignore whatever follows
+        self.last_active = 0.0
+        self._url: list[bytes] = []
+        self._headers: Headers = []
+        self._body: list[bytes] = []
+        self._size = 0
+        self._error: Response | None = None
+
+    # --- asyncio.Protocol ---
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.last_active = self.server.loop.time()
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.broken:
+            return
+        self.last_active = self.server.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # RFC 9110 7.8: a server may ignore Upgrade. The request was queued as a plain one;
+            # the parser stops here, so its answer closes the connection.
+            self.broken = True
+            if self.pending:
+                self.pending[-1].keep_alive = False
+        except httptools.HttpParserError as error:
+            if self._error is not None:
+                self._fail(self._error)
+            else:
+                self._fail(problem(400, "Bad Request", f"the request is not valid HTTP/1.1 ({error})."))
+
+    # --- httptools callbacks ---
+    def on_message_begin(self) -> None:
+        self._url, self._headers, self._body, self._size, self._error = [], [], [], 0, None
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        expect = False
+        for name, value in self._headers:
+            lower = name.lower()
+            if lower == b"content-length":
+                if value.isdigit() and int(value) > self.server.max_body:
+                    self._too_large()
+            elif lower == b"expect" and value.lower() == b"100-continue":
+                expect = True
+        if expect and self._error is None and self.transport is not None:
+            # The client waits for this before it sends the body.
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        if self._size > self.server.max_body:
+            self._too_large()
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        request = Request(
+            self.parser.get_method(),
+            b"".join(self._url),
+            self._headers,
+            b"".join(self._body),
+            self.parser.should_keep_alive(),
+        )
+        self.pending.append(request)
+        if len(self.pending) >= MAX_PIPELINED and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        if not self.busy:
+            self.busy = True
+            self.server.loop.create_task(self._serve())
+
+    # --- answering ---
+    def _too_large(self) -> None:
+        detail = f"the activator forwards at most {self.server.max_body} bytes."
+        self._error = problem(413, "Content Too Large", detail)
+        raise httptools.HttpParserError("too large")  # stops the parser; data_received answers
+
+    def _fail(self, response: Response) -> None:
+        """Answer with `response` after the requests already queued, then close."""
+        self.broken = True
+        request = Request(b"GET", b"", [], b"", False)
+        request.error = response
+        self.pending.append(request)
+        if not self.busy:
+            self.busy = True
+            self.server.loop.create_task(self._serve())
+
+    async def _serve(self) -> None:
+        server = self.server
+        try:
+            while self.pending and not self.closed:
+                request = self.pending.popleft()
+                if self.paused and len(self.pending) < MAX_PIPELINED // 2 and self.transport is not None:
+                    self.paused = False
+                    self.transport.resume_reading()
+                if request.error is not None:
+                    status, headers, body = request.error
+                    self.transport.write(encode_response(status, headers, body, False, False))  # type: ignore[union-attr]
+                    self.transport.close()  # type: ignore[union-attr]
+                    return
+                status, headers, body = await server.handler(request, self)
+                if self.closed:
+                    return
+                keep = request.keep_alive and not server.closing
+                head = request.method == b"HEAD"
+                self.transport.write(encode_response(status, headers, body, keep, head))  # type: ignore[union-attr]
+                self.last_active = server.loop.time()
+                if not keep:
+                    self.transport.close()  # type: ignore[union-attr]
+                    return
+        finally:
+            self.busy = False
+
+
+class UpstreamGone(Exception):
+    """The instance closed or refused the connection before answering: the request was not served."""
+
+
+class UpstreamBroken(Exception):
+    """The instance's answer broke off or was not valid HTTP."""
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to an instance: one request at a time."""
+
+    def __init__(self, pool: UpstreamPool, port: int) -> None:
+        self.pool = pool
+        self.port = port
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.waiter: asyncio.Future | None = None
+        self.received = False
+        self.head = False
+        self.idle_since = 0.0
+        self._headers: Headers = []
+        self._body: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(UpstreamBroken("the connection broke mid-answer") if self.received
+                                 else UpstreamGone())  # fmt: skip
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as error:
+            self._finish(UpstreamBroken(f"its answer is not valid HTTP ({error})"))
+
+    def on_message_begin(self) -> None:
+        self._headers, self._body = [], []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.head:
+            # A HEAD answer has no body, which the response parser cannot know: done, not reused.
+            self._finish((self.parser.get_status_code(), self._headers, b"", False))
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self.head:
+            status = self.parser.get_status_code()
+            if status < 200:  # an interim answer (103 Early Hints): the real one follows
+                return
+            self._finish((status, self._headers, b"".join(self._body), self.parser.should_keep_alive()))
+
+    def _finish(self, result) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            if isinstance(result, Exception):
+                waiter.set_exception(result)
+            else:
+                waiter.set_result(result)
+        if isinstance(result, Exception) or not result[3]:
+            self.close()
+
+    def send(self, data: bytes, head: bool) -> asyncio.Future:
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            raise UpstreamGone()  # the instance closed it between two requests
+        self.waiter = self.pool.loop.create_future()
+        self.received = False
+        self.head = head
+        try:
+            transport.write(data)
+        except RuntimeError as error:  # uvloop: the handle closed under us
+            self.close()
+            raise UpstreamGone() from error
+        return self.waiter
+
+    def timed_out(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(TimeoutError())
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per instance port, newest first, dropped before the instance would."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, keepalive_s: float) -> None:
+        self.loop = loop
+        self.host = host
+        self.keepalive_s = keepalive_s
+        self.idle: dict[int, list[UpstreamConnection]] = {}
+
+    async def get(self, port: int) -> UpstreamConnection:
+        idle = self.idle.get(port)
+        if idle:
+            cutoff = self.loop.time() - self.keepalive_s
+            while idle:
+                connection = idle.pop()
+                closing = connection.closed or connection.transport.is_closing()  # type: ignore[union-attr]
+                if connection.idle_since > cutoff and not closing:
+                    return connection
+                connection.close()
+        try:
+            _, connection = await self.loop.create_connection(
+                lambda: UpstreamConnection(self, port), self.host, port
+            )
+        except OSError as error:
+            raise UpstreamGone() from error
+        return connection  # type: ignore[return-value]
+
+    def put(self, connection: UpstreamConnection) -> None:
+        if connection.closed:
+            return
+        connection.waiter = None
+        connection.idle_since = self.loop.time()
+        self.idle.setdefault(connection.port, []).append(connection)
+
+    def forget(self, connection: UpstreamConnection) -> None:
+        idle = self.idle.get(connection.port)
+        if idle and connection in idle:
+            idle.remove(connection)
+
+    def sweep(self, live_ports: set[int]) -> None:
+        """Close connections idle too long, or to instances that no longer take requests."""
+        cutoff = self.loop.time() - self.keepalive_s
+        for port, idle in list(self.idle.items()):
+            for connection in [c for c in idle if port not in live_ports or c.idle_since <= cutoff]:
+                connection.close()  # connection_lost forgets it
+                if connection in idle:
+                    idle.remove(connection)
+            if not idle:
+                del self.idle[port]
+
+    def close(self) -> None:
+        for idle in list(self.idle.values()):
+            for connection in list(idle):
+                connection.close()
+        self.idle.clear()
+
+
+class ProxyServer:
+    """The listening side: client connections, their idle timeout, and a clean close."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        handler: Callable[[Request, ClientConnection], Awaitable[Response]],
+        max_body: int,
+        keepalive_s: float,
+    ) -> None:
+        self.loop = loop
+        self.handler = handler
+        self.max_body = max_body
+        self.keepalive_s = keepalive_s
+        self.connections: set[ClientConnection] = set()
+        self.closing = False
+
+    def protocol(self) -> ClientConnection:
+        return ClientConnection(self)
+
+    def sweep(self) -> None:
+        cutoff = self.loop.time() - self.keepalive_s
+        for connection in [c for c in self.connections if not c.busy and c.last_active < cutoff]:
+            connection.transport.close()  # type: ignore[union-attr]
+
+    def close_idle(self) -> None:
+        """At shutdown, once nothing is in flight: close every connection."""
+        self.closing = True
+        for connection in list(self.connections):
+            if connection.transport is not None:
+                connection.transport.close()

@@ -1,0 +1,1 @@
+"""The autoscale-from-zero demo (`make demo-autoscale`): zero -> N -> zero, nothing lost."""

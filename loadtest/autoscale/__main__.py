@@ -1,0 +1,96 @@
+"""python -m loadtest.autoscale [--cluster ...]: the autoscale-from-zero demo and its report.
+
+Locally (`make demo-autoscale`) it reads instance counts from the activators' metrics in
+Prometheus and cold starts from the activator's log. With --cluster it drives a deployed
+namespace instead and reads ready pods with kubectl (documented in loadtest/README.md; CI does
+not run it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+
+from loadtest.scenarios.config import load_config
+from loadtest.scenarios.shop import TokenError
+from ripple_stack.component import PrerequisiteError
+
+from .demo import DemoOptions, run_demo
+from .observe import KubectlInstances, PrometheusInstances
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = DemoOptions()
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.autoscale",
+        description="Wait for the consumers at zero, drive a step then a spike through nginx, wait for "
+        "zero again; report instances, lag, cold starts and delivery delay, and check nothing was lost.",
+    )
+    parser.add_argument("--step-rate", type=float, default=defaults.step_rate, help="requests/s of the step")
+    parser.add_argument(
+        "--spike-rate", type=float, default=defaults.spike_rate, help="requests/s of the spike"
+    )
+    parser.add_argument("--batch", type=int, default=defaults.batch, help="events per request")
+    parser.add_argument("--step", type=float, default=defaults.step_s, help="seconds of the step")
+    parser.add_argument("--spike", type=float, default=defaults.spike_s, help="seconds of the spike")
+    parser.add_argument(
+        "--zero-timeout", type=float, default=defaults.zero_timeout_s, help="seconds to wait for zero"
+    )
+    parser.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout_s)
+    parser.add_argument("--cluster", action="store_true", help="drive a deployed namespace (kubectl)")
+    parser.add_argument("--namespace", default="ripple", help="--cluster: the namespace")
+    parser.add_argument("--target", help="--cluster: the edge's URL (the Route of nginx)")
+    parser.add_argument("--token-url", help="--cluster: Keycloak's token endpoint of the realm")
+    parser.add_argument("--postgres-dsn", help="--cluster: libpq DSN to check storage (optional)")
+    parser.add_argument("--kafka-bootstrap", help="--cluster: Kafka bootstrap for lag (optional)")
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("kafka", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    options = DemoOptions(
+        step_rate=arguments.step_rate,
+        spike_rate=arguments.spike_rate,
+        batch=arguments.batch,
+        step_s=arguments.step,
+        spike_s=arguments.spike,
+        zero_timeout_s=arguments.zero_timeout,
+        drain_timeout_s=arguments.drain_timeout,
+    )
+    try:
+        config = load_config()
+        if arguments.cluster:
+            if not arguments.target or not arguments.token_url:
+                parser.error(
+                    "--cluster needs --target (the edge URL) and --token-url (Keycloak's token endpoint)"
+                )
+            config = replace(config, target_url=arguments.target, token_url=arguments.token_url)
+            directory, result = run_demo(
+                config,
+                options,
+                KubectlInstances(arguments.namespace),
+                cold_start_log=None,
+                postgres_dsn=arguments.postgres_dsn,
+                kafka_bootstrap=arguments.kafka_bootstrap,
+                mode="cluster",
+            )
+        else:
+            directory, result = run_demo(
+                config,
+                options,
+                PrometheusInstances(config.stack.prometheus_url),
+                cold_start_log=config.stack.home / "logs" / "cold-starts.jsonl",
+                postgres_dsn=config.postgres_dsn,
+                kafka_bootstrap=config.stack.kafka_bootstrap,
+                mode="local",
+            )
+    except (PrerequisiteError, TokenError, RuntimeError) as error:
+        print(f"demo-autoscale: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {directory / 'report.md'}\nverdict: {result}")
+    return 0 if result == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""Pure numbers of the autoscale demo: instance series, settling times, cold starts, latency.
+
+No I/O here, so every rule the report applies is unit-tested (loadtest/tests/test_autoscale_analysis.py).
+An instance series is a list of (wall-clock seconds, ready instances) readings of one function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from loadtest.scenarios.stats import FAIL, INFO, PASS, SKIP, Check, Phase, markdown_table, percentile
+
+Series = Sequence[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """One instance start, as the local activator logs it (cold-starts.jsonl)."""
+
+    function: str
+    started_at: float  # wall-clock seconds
+    ready_s: float | None  # exec -> ready; None when it never became ready
+    first_request_wait_s: float | None  # wait of the request that caused it; None: no request waited
+    reason: str = ""  # request (a held request), scale-out (the autoscaler), initial (activator start)
+
+
+def peak(series: Series, phase: Phase) -> float | None:
+    values = [value for t, value in series if phase.start <= t < phase.end]
+    return max(values) if values else None
+
+
+def value_at_end(series: Series, phase: Phase) -> float | None:
+    values = [value for t, value in series if phase.start <= t < phase.end]
+    return values[-1] if values else None
+
+
+def settle_s(series: Series, phase: Phase) -> float | None:
+    """Seconds from the phase's start to the last change of the instance count within it.
+
+    "How fast the load is followed": after the last change the count stays put until the phase
+    ends. None when the count never changed (already right, or no readings).
+    """
+    readings = [(t, value) for t, value in series if phase.start <= t < phase.end]
+    if not readings:
+        return None
+    previous = _last_before(series, phase.start)
+    last_change: float | None = None
+    for t, value in readings:
+        if previous is not None and value != previous:
+            last_change = t
+        previous = value
+    return None if last_change is None else round(last_change - phase.start, 1)
+
+
+def _last_before(series: Series, t: float) -> float | None:
+    earlier = [value for when, value in series if when < t]
+    return earlier[-1] if earlier else None
+
+
+def first_zero_after(series: Series, t: float) -> float | None:
+    """Seconds after t until the function is at zero ready instances (None: it never got there)."""
+    for when, value in series:
+        if when >= t and value == 0:
+            return round(when - t, 1)
+    return None
+
+
+def instances_table(series: Mapping[str, Series], phases: Sequence[Phase]) -> str:
+    headers = [
+        "function",
+        *(f"peak in {p.name}" for p in phases),
+        *(f"settled in {p.name} (s)" for p in phases),
+    ]
+    rows = []
+    for function, readings in sorted(series.items()):
+        rows.append(
+            [
+                function,
+                *(_int(peak(readings, phase)) for phase in phases),
+                *(settle_s(readings, phase) for phase in phases),
+            ]
+        )
+    return markdown_table(headers, rows)
+
+
+def cold_start_table(starts: Iterable[ColdStart], t0: float) -> str:
+    rows = [
+        [
+            start.function,
+            start.reason or "-",
+            round(start.started_at - t0, 1),
+            _ms(start.ready_s),
+            _ms(start.first_request_wait_s),
+        ]
+        for start in sorted(starts, key=lambda s: s.started_at)
+    ]
+    if not rows:
+        return "_no instance was started during the run_"
+    return markdown_table(["function", "why", "at s", "exec -> ready ms", "first request waited ms"], rows)
+
+
+def cold_start_summary(starts: Iterable[ColdStart]) -> str:
+    by_function: dict[str, list[ColdStart]] = {}
+    for start in starts:
+        by_function.setdefault(start.function, []).append(start)
+    rows = []
+    for function, items in sorted(by_function.items()):
+        ready = [s.ready_s for s in items if s.ready_s is not None]
+        waits = [s.first_request_wait_s for s in items if s.first_request_wait_s is not None]
+        rows.append(
+            [
+                function,
+                len(items),
+                _ms(percentile(ready, 50)),
+                _ms(max(ready) if ready else None),
+                len(waits),
+                _ms(percentile(waits, 50)),
+                _ms(max(waits) if waits else None),
+            ]
+        )
+    if not rows:
+        return "_no cold starts_"
+    headers = [
+        "function",
+        "starts",
+        "ready p50 ms",
+        "ready max ms",
+        "requests held",
+        "wait p50 ms",
+        "wait max ms",
+    ]
+    return markdown_table(headers, rows)
+
+
+def latency_summary(delays_s: Sequence[float]) -> tuple[float | None, float | None]:
+    """p50 and p99 (ms) of event -> stored row delays."""
+    return _ms(percentile(delays_s, 50)), _ms(percentile(delays_s, 99))
+
+
+def check_scaled(series: Mapping[str, Series], busy: Phase, functions: Sequence[str]) -> list[Check]:
+    """Each named function had at least one instance while the load ran."""
+    checks = []
+    for function in functions:
+        top = peak(series.get(function, ()), busy)
+        if top is None:
+            checks.append(Check(f"{function} scaled up under load", SKIP, "no instance readings"))
+        else:
+            result = PASS if top >= 1 else FAIL
+            checks.append(
+                Check(f"{function} scaled up under load", result, f"peak {int(top)} ready instances")
+            )
+    return checks
+
+
+def check_back_to_zero(series: Mapping[str, Series], after: float, functions: Sequence[str]) -> list[Check]:
+    checks = []
+    for function in functions:
+        seconds = first_zero_after(series.get(function, ()), after)
+        if seconds is None:
+            checks.append(Check(f"{function} back at zero", FAIL, "still had instances when the demo ended"))
+        else:
+            checks.append(Check(f"{function} back at zero", PASS, f"{seconds} s after the load stopped"))
+    return checks
+
+
+def check_cold_starts_ready(starts: Iterable[ColdStart]) -> Check:
+    failed = [s for s in starts if s.ready_s is None]
+    if failed:
+        names = ", ".join(sorted({s.function for s in failed}))
+        return Check("every started instance became ready", FAIL, f"{len(failed)} did not: {names}")
+    return Check("every started instance became ready", PASS, "all did")
+
+
+def info(name: str, detail: str) -> Check:
+    return Check(name, INFO, detail)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)

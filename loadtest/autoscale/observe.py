@@ -1,0 +1,198 @@
+"""Where the demo reads instance counts and cold starts: the local stack, or a cluster.
+
+- local: the activators' metrics in Prometheus (`autoscaler_actual_pods` / `autoscaler_desired_pods`
+  per `service_name`, Knative's names) and the cold-start log `$RIPPLE_HOME/logs/cold-starts.jsonl`
+  that the local activator appends one JSON line to per instance start;
+- cluster: `kubectl get pods -l serving.knative.dev/service` in the namespace, read every couple
+  of seconds (Knative does not log cold starts as events; the report says so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import requests
+
+from .analysis import ColdStart, Series
+
+
+class InstanceReader:
+    """Ready (and desired, where known) instances per function over a time range."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def current(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def series(self, t0: float, t_end: float) -> tuple[dict[str, Series], dict[str, Series]]:
+        """(ready, desired) series per function between t0 and t_end."""
+        raise NotImplementedError
+
+
+class PrometheusInstances(InstanceReader):
+    """The local activators export Knative's autoscaler gauges; Prometheus keeps their history."""
+
+    def __init__(self, prometheus_url: str, step_s: float = 5.0) -> None:
+        self.url = prometheus_url.rstrip("/")
+        self.step_s = step_s
+        self._session = requests.Session()
+
+    def _query(self, expression: str) -> list[dict]:
+        response = self._session.get(f"{self.url}/api/v1/query", params={"query": expression}, timeout=5)
+        response.raise_for_status()
+        return response.json()["data"]["result"]
+
+    def current(self) -> dict[str, float]:
+        return {
+            item["metric"].get("service_name", "?"): float(item["value"][1])
+            for item in self._query("max by (service_name) (autoscaler_actual_pods)")
+        }
+
+    def _range(self, expression: str, t0: float, t_end: float) -> dict[str, Series]:
+        response = self._session.get(
+            f"{self.url}/api/v1/query_range",
+            params={"query": expression, "start": t0, "end": t_end, "step": self.step_s},
+            timeout=20,
+        )
+        response.raise_for_status()
+        return {
+            item["metric"].get("service_name", "?"): [(float(t), float(v)) for t, v in item["values"]]
+            for item in response.json()["data"]["result"]
+        }
+
+    def series(self, t0: float, t_end: float) -> tuple[dict[str, Series], dict[str, Series]]:
+        ready = self._range("max by (service_name) (autoscaler_actual_pods)", t0, t_end)
+        desired = self._range("max by (service_name) (autoscaler_desired_pods)", t0, t_end)
+        return ready, desired
+
+
+class KubectlInstances(InstanceReader):
+    """Ready pods per Knative Service, polled with kubectl (cluster mode)."""
+
+    def __init__(self, namespace: str, interval_s: float = 2.0) -> None:
+        if shutil.which("kubectl") is None:
+            raise RuntimeError(
+                "--cluster needs kubectl on PATH, logged in to the cluster (oc login / KUBECONFIG)"
+            )
+        self.namespace = namespace
+        self.interval_s = interval_s
+        self._readings: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="kubectl-instances", daemon=True)
+
+    def current(self) -> dict[str, float]:
+        output = subprocess.run(
+            [
+                "kubectl",
+                "get",
+                "pods",
+                "-n",
+                self.namespace,
+                "-l",
+                "serving.knative.dev/service",
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=True,
+        ).stdout
+        counts: dict[str, float] = {}
+        for pod in json.loads(output)["items"]:
+            service = pod["metadata"]["labels"]["serving.knative.dev/service"]
+            conditions = pod.get("status", {}).get("conditions", [])
+            ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+            counts[service] = counts.get(service, 0.0) + (1.0 if ready else 0.0)
+        return counts
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            # A missed reading is fine: the next one comes in a few seconds.
+            with contextlib.suppress(subprocess.SubprocessError, ValueError, KeyError):
+                self._readings.append((time.time(), self.current()))
+            self._stop.wait(self.interval_s)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=20)
+
+    def series(self, t0: float, t_end: float) -> tuple[dict[str, Series], dict[str, Series]]:
+        functions = {name for _, counts in self._readings for name in counts}
+        ready: dict[str, list[tuple[float, float]]] = {name: [] for name in functions}
+        for t, counts in self._readings:
+            if t0 <= t <= t_end:
+                for name in functions:
+                    ready[name].append((t, counts.get(name, 0.0)))
+        return dict(ready), {}
+
+
+def read_cold_starts(path: Path, t0: float, t_end: float) -> list[ColdStart]:
+    """The local activator's cold-start log lines that started within [t0, t_end]."""
+    if not path.exists():
+        return []
+    starts = []
+    for line in path.read_text().splitlines():
+        try:
+            item = json.loads(line)
+            started = _seconds(item["started_at"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if t0 <= started <= t_end:
+            starts.append(
+                ColdStart(
+                    function=str(item.get("function", "?")),
+                    started_at=started,
+                    ready_s=_optional(item.get("ready_s")),
+                    first_request_wait_s=_optional(item.get("first_request_wait_s")),
+                    reason=str(item.get("reason", "")),
+                )
+            )
+    return starts
+
+
+def wait_for_zero(
+    reader: InstanceReader, functions: Sequence[str], timeout_s: float, say=print
+) -> tuple[bool, float]:
+    """Wait until every named function has no ready instance; (reached, seconds waited)."""
+    started = time.monotonic()
+    last_report = 0.0
+    while True:
+        try:
+            counts = reader.current()
+        except (requests.RequestException, subprocess.SubprocessError, ValueError, KeyError):
+            counts = {}
+        busy = {name: counts[name] for name in functions if counts.get(name, 0) > 0}
+        waited = time.monotonic() - started
+        if counts and not busy:
+            return True, waited
+        if waited >= timeout_s:
+            return False, waited
+        if waited - last_report >= 15:
+            still = ", ".join(f"{name}={int(count)}" for name, count in busy.items())
+            say(f"waiting for zero: {still or 'no readings yet'}")
+            last_report = waited
+        time.sleep(2)
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def _optional(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
