@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import requests
 from cloudevents.conversion import to_binary
@@ -21,6 +22,11 @@ from dead_letters.store import original_event
 from sqlalchemy import func, select, update
 
 from ripple_consumer.database import make_engine
+
+try:  # the local stack's helper (run from the repository); the function's image has no Pushgateway
+    from ripple_stack.batch_runs import push_run
+except ImportError:
+    push_run = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=1000)
     parser.add_argument("--dry-run", action="store_true", help="list, do not send")
     arguments = parser.parse_args(argv)
+    started = time.monotonic()
     try:
         engine = make_engine(Config.from_env())
     except ConfigError as error:
@@ -69,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             print(f"  not accepted: {reason}", file=sys.stderr)
     print(f"{len(rows)} dead letters, {sent} replayed, {failed} refused")
+    if push_run is not None and not arguments.dry_run:
+        counts = {"dead_letters": len(rows), "replayed": sent, "refused": failed}
+        duration_s = time.monotonic() - started
+        push_run("dead-letter-replay", duration_s=duration_s, passed=not failed, counts=counts)
     return 1 if failed else 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from test_manifests import schema_problem
 # The pinned helm that `make helm` builds; any helm on PATH otherwise.
 PINNED_HELM = REPO_ROOT / ".ripple" / "dist" / "bin" / "helm"
 HELM = str(PINNED_HELM) if PINNED_HELM.exists() else shutil.which("helm") or str(PINNED_HELM)
+KEYCLOAK_FIXTURES = REPO_ROOT / "infra" / "keycloak" / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +90,34 @@ def test_parts_can_be_switched_off_and_images_moved(chart):
     assert images and all(image.startswith("quay.io/acme/") for image in images)
 
 
-def test_realm_import_carries_the_realm_file_without_secrets(chart):
+def test_realm_import_carries_the_production_realm_without_secrets(chart):
     documents = render(chart, "keycloak.importRealm=true")
     (realm_import,) = [d for d in documents if d["kind"] == "KeycloakRealmImport"]
-    assert realm_import["spec"]["realm"]["realm"] == "ripple"
-    assert set(realm_import["spec"]["placeholders"]) == {
-        "RIPPLE_PUBLISHER_CLIENT_SECRET",
-        "RIPPLE_TEST_CLIENT_SECRET",
-        "RIPPLE_TEST_USER_PASSWORD",
-    }
+    realm = realm_import["spec"]["realm"]
+    assert realm["realm"] == "ripple"
+    assert {role["name"] for role in realm["roles"]["realm"]} >= {"orders.publish", "aggregates.read"}
+    assert "ripple-gateway" in {client["clientId"] for client in realm["clients"]}
+    assert "placeholders" not in realm_import["spec"]
+    assert "${" not in json.dumps(realm), "the production realm needs no secret"
+
+
+def test_no_test_fixture_reaches_what_the_chart_renders(chart):
+    """The local stack's Keycloak fixtures (test clients, sample users, extra realms) stay local."""
+    fixtures = [json.loads(path.read_text()) for path in sorted(KEYCLOAK_FIXTURES.glob("*.json"))]
+    # The auth tests' clients and the sample people, whichever file holds them.
+    clients = {"ripple-norole", "ripple-noaudience"}
+    clients |= {client["clientId"] for realm in fixtures for client in realm.get("clients", [])}
+    users = {"alice", "bob"} | {user["username"] for realm in fixtures for user in realm.get("users", [])}
+    realms = {realm["realm"] for realm in fixtures} - {"ripple"}
+    documents = render(chart, "keycloak.importRealm=true", "secrets.postgresPassword=example")
+    rendered = [d for d in documents if d["kind"] == "KeycloakRealmImport"]
+    assert rendered, "the realm import was not rendered"
+    for document in rendered:
+        realm = document["spec"]["realm"]
+        assert realm["realm"] not in realms
+        assert not clients & {client["clientId"] for client in realm.get("clients", [])}
+        assert not users & {user["username"] for user in realm.get("users", [])}
+    # Nowhere else either (a ConfigMap or Secret carrying a realm file, say).
+    text = yaml.safe_dump_all(documents)
+    leaked = sorted(name for name in clients | users if re.search(rf"\b{re.escape(name)}\b", text))
+    assert not leaked, f"test fixtures in the chart: {leaked}"

@@ -179,4 +179,7 @@ def main(profiles: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from ripple_stack.batch_runs import pushed_run  # duration and pass/fail to the Pushgateway
+
+    with pushed_run("bench-edge"):
+        sys.exit(main(sys.argv[1:]))

@@ -188,4 +188,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ripple_stack.batch_runs import pushed_run  # duration and pass/fail to the Pushgateway
+
+    with pushed_run("bench-flink"):
+        sys.exit(main())

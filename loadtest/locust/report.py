@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from loadtest.scenarios.stats import markdown_table
+from ripple_stack.batch_runs import push_run
 
 AGGREGATED = "Aggregated"
 REJECTED = "429 rejected"
@@ -139,7 +140,8 @@ def stored_events(run_id: str) -> str | None:
 
 def main(argv: list[str]) -> int:
     if not argv:
-        print("usage: python -m loadtest.locust.report <report-dir> [run-id]", file=sys.stderr)
+        usage = "usage: python -m loadtest.locust.report <report-dir> [run-id [locust-exit-code]]"
+        print(usage, file=sys.stderr)
         return 2
     directory = Path(argv[0])
     stats_file = directory / "locust_stats.csv"
@@ -175,7 +177,21 @@ def main(argv: list[str]) -> int:
     (directory / "report.md").write_text(text)
     print(text)
     print(f"report: {directory / 'report.md'}")
+    if len(argv) > 2:  # a real run (`make load` passes Locust's exit code); re-reporting pushes nothing
+        push_result(stats, seconds, locust_exit=int(argv[2]))
     return 0
+
+
+def push_result(stats: list[dict[str, str]], seconds: int | None, locust_exit: int) -> None:
+    """The run's counts to the Pushgateway (job "load"); it passed when Locust says so (exit 0)."""
+    by_name = {row["Name"]: row for row in stats}
+    counts = {
+        "requests": int(by_name[AGGREGATED]["Request Count"]) if AGGREGATED in by_name else 0,
+        "failures": int(by_name[AGGREGATED]["Failure Count"]) if AGGREGATED in by_name else 0,
+        "rejected": int(by_name[REJECTED]["Request Count"]) if REJECTED in by_name else 0,
+    }
+    passed = locust_exit == 0 and counts["requests"] > 0
+    push_run("load", duration_s=seconds or 0, passed=passed, counts=counts)
 
 
 if __name__ == "__main__":

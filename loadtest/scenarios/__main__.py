@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
+from ripple_stack.batch_runs import push_run
 from ripple_stack.component import PrerequisiteError
 
 from .config import load_config
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         from dataclasses import replace
 
         SCENARIOS[arguments.scenario] = replace(scenario, failure_s=arguments.failure)
+    job, started = f"scenario-{arguments.scenario}", time.monotonic()
     try:
         _, summary = run_scenario(arguments.scenario, load_config(), options)
     except KeyboardInterrupt:
@@ -86,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     except (PrerequisiteError, TokenError) as error:
         # A component that does not come back, or Keycloak refusing tokens: what to do, no traceback.
         print(f"loadtest: {arguments.scenario} aborted: {error}", file=sys.stderr)
+        push_run(job, duration_s=time.monotonic() - started, passed=False)
         return 2
     print(summary)
+    push_run(job, duration_s=time.monotonic() - started, passed="verdict: PASS" in summary)
     if "verdict: PASS" in summary:
         return 0
     return 3 if "verdict: INCONCLUSIVE" in summary else 1

@@ -252,7 +252,7 @@ def test_too_many_connections_from_one_address_are_limited(private_edge, stack):
 
 def test_query_route_without_query_function_is_a_problem_not_html(private_edge):
     with private_edge("strict") as proxy:
-        reply = proxy.post(None, path="/query/aggregates")
+        reply = proxy.post(None, path="/query/v1/aggregates/totals")
     assert reply.status == 502
     assert reply.problem()["type"] == "https://ripple.dev/problems/upstream-unavailable"
 
@@ -334,13 +334,16 @@ def test_shared_edge_exports_connections_and_rejections_to_prometheus(stack):
 
 
 def test_shared_edge_routes_query_to_the_query_function(stack):
+    import urllib.error
     import urllib.request
 
     if edge.query_address(stack.settings) == edge.NOT_DEPLOYED_ADDRESS:
         pytest.skip("no query function is declared in knative/")
-    with urllib.request.urlopen(f"{stack.nginx_url}/query/healthz", timeout=10) as response:
-        assert response.status == 200
-        assert response.headers["X-Request-ID"]
+    # No token: the query function's own 401 problem shows the request reached it.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{stack.nginx_url}/query/v1/aggregates/totals", timeout=10)
+    assert refused.value.code == 401
+    assert refused.value.headers["X-Request-ID"]
 
 
 def test_malformed_requests_get_problems_not_html(private_edge):

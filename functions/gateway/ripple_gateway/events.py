@@ -3,7 +3,9 @@
 Parsing is the cloudevents SDK's (`from_http` for binary and structured mode; the 1.x SDK has
 no batch reader, so each batch element goes through `from_dict` after the same attribute
 checks). On top of the SDK this module enforces what the SDK lets through: specversion exactly
-1.0 (the SDK also takes 0.3), attribute names per the spec, RFC 3339 `time`, JSON data only.
+1.0 (the SDK also takes 0.3), attribute names per the spec, RFC 3339 `time`, JSON data only
+(a binary-mode request without Content-Type is JSON data: an absent datacontenttype means
+application/json).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 from cloudevents import exceptions as ce_errors
 from cloudevents.http import CloudEvent, from_dict, from_http
@@ -28,10 +31,13 @@ JSON = "application/json"
 REQUIRED = ("specversion", "id", "source", "type")
 # CloudEvents 1.0: names are lower-case ASCII letters and digits; 20 characters at most (SHOULD).
 ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+# CloudEvents Integer: 32-bit signed.
+INT32 = (-(2**31), 2**31 - 1)
 # Event time drives Flink's watermark for every tenant: one event stamped far in the future
 # would make everyone's events "late". Clock skew of a few minutes is tolerated.
 MAX_TIME_AHEAD = timedelta(minutes=5)
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # Set by the gateway whatever the client sent: a client never chooses its tenant or key.
 STAMPED = ("tenant", "partitionkey")
 
@@ -89,8 +95,17 @@ def attribute_errors(attributes: Mapping[str, Any], index: int) -> list[dict[str
             continue
         if not ATTRIBUTE_NAME.match(name):
             error(name, f"attribute name {name!r} is invalid: use 1-20 lower-case letters and digits")
-        elif value is None or isinstance(value, float | dict | list):
+        elif value is None or isinstance(value, dict | list):
             error(name, f"attribute '{name}' must be a string, integer or boolean")
+        elif isinstance(value, float) and not value.is_integer():
+            # JSON has one number type: 7.0 is the Integer 7 (as JSON Schema says), 7.5 is none.
+            error(name, f"attribute '{name}' must be a string, integer or boolean (not a fraction)")
+        elif (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and not INT32[0] <= value <= INT32[1]
+        ):
+            error(name, f"attribute '{name}' is outside the CloudEvents Integer range (32-bit signed)")
     time = attributes.get("time")
     moment = _rfc3339(time) if isinstance(time, str) else None
     if time is not None and moment is None:
@@ -119,6 +134,8 @@ def _attribute_string(value: Any) -> str:
     # The JSON format allows boolean and integer extensions; the Kafka binding carries strings.
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value))  # integral: attribute_errors refused the others
     return str(value)
 
 
@@ -130,11 +147,27 @@ def _unsupported(detail: str) -> Problem:
     return Problem(415, "unsupported-media-type", detail)
 
 
+def _not_json(name: str) -> Any:
+    # Python's json module reads NaN and Infinity, which are not JSON (RFC 8259).
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _load_json(body: bytes, what: str) -> Any:
     try:
-        return json.loads(body)
+        value = json.loads(body, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as error:
         raise _malformed(f"{what} is not valid JSON: {error}") from None
+    # JSON text may escape a lone UTF-16 surrogate (\ud800): Python parses it into a string that
+    # cannot be encoded as UTF-8 (Kafka headers, the record value). Only such escapes can make
+    # one, so the full check runs only on bodies that contain them.
+    if SURROGATE_ESCAPE.search(body):
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise _malformed(
+                f"{what} has a lone UTF-16 surrogate (\\uD800-\\uDFFF): not Unicode text"
+            ) from None
+    return value
 
 
 def _check_datacontenttype(attributes: Mapping[str, Any], index: int) -> None:
@@ -146,6 +179,9 @@ def _check_datacontenttype(attributes: Mapping[str, Any], index: int) -> None:
 def _from_structured(document: Any, index: int, body: bytes | None) -> Incoming | list[dict[str, Any]]:
     if not isinstance(document, dict):
         return [{"index": index, "path": "", "message": "an event must be a JSON object"}]
+    # The JSON format lets an optional attribute be null: it is then absent.
+    nulls = [name for name, value in document.items() if value is None and name != "data"]
+    document = {name: value for name, value in document.items() if name not in nulls}
     errors = attribute_errors(document, index)
     if errors:
         return errors
@@ -157,6 +193,9 @@ def _from_structured(document: Any, index: int, body: bytes | None) -> Incoming 
             event = from_http({"content-type": STRUCTURED}, body, data_unmarshaller=lambda raw: raw)
             for name, value in attributes.items():
                 event[name] = value
+            for name in nulls:
+                if name in event:  # the SDK kept the JSON null as None
+                    del event[name]
         else:
             event = from_dict({**attributes, "data": None})
     except ce_errors.GenericException as error:
@@ -203,20 +242,54 @@ def parse_request(headers: Mapping[str, str], body: bytes, max_batch: int) -> li
     return [result for result in results if isinstance(result, Incoming)]
 
 
+def _header_value(value: str) -> str:
+    """An attribute value as the HTTP binding encodes it in a ce-* header, decoded.
+
+    HTTP binding 3.1.3.2: a receiver first unescapes an RFC 7230 quoted-string, then performs one
+    round of percent-decoding (UTF-8). Senders that follow it (the Python SDK 2.x, for one) encode
+    a space as %20; the 1.x SDK sends values as they are, which decoding leaves unchanged unless
+    they contain a %XX sequence.
+    """
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = re.sub(r"\\(.)", r"\1", value[1:-1])
+    return unquote(value, errors="strict") if "%" in value else value
+
+
 def _from_binary(
     headers: Mapping[str, str], binary_headers: Mapping[str, str], body: bytes, content_type: str
 ) -> Incoming | list[dict[str, Any]]:
-    attributes = {name[3:]: value for name, value in binary_headers.items()}
+    attributes: dict[str, str] = {}
+    for name, value in binary_headers.items():
+        try:
+            attributes[name[3:]] = _header_value(value)
+        except UnicodeDecodeError:
+            return [
+                {
+                    "index": 0,
+                    "path": f"/{name[3:]}",
+                    "message": f"{name}: percent-encoded bytes are not UTF-8",
+                }
+            ]
     errors = attribute_errors(attributes, 0)
     if errors:
         return errors
-    if not _is_json(content_type):
+    if not media_type(content_type):
+        # No Content-Type means no datacontenttype, and an absent datacontenttype means
+        # application/json (CloudEvents JSON format 3.1.1; the Python SDK's to_binary of dict data
+        # sends none, and Knative's broker ingress takes such a request). The implied type is
+        # made explicit on the event, as the spec asks when re-encoding it for another binding.
+        content_type = JSON
+        data = _load_json(body, f"the event data (request body without Content-Type, so {JSON})")
+    elif not _is_json(content_type):
         raise _unsupported(f"binary-mode data must be {JSON} (Content-Type), got {content_type!r}")
-    data = _load_json(body, "the event data (request body)")
+    else:
+        data = _load_json(body, "the event data (request body)")
     try:
         # Keep the body's bytes: the Kafka record value is exactly what the client sent.
         event = from_http(
-            {"content-type": content_type, **binary_headers}, body, data_unmarshaller=lambda raw: raw
+            {"content-type": content_type, **{f"ce-{name}": value for name, value in attributes.items()}},
+            body,
+            data_unmarshaller=lambda raw: raw,
         )
     except ce_errors.GenericException as error:
         return [{"index": 0, "path": "", "message": str(error)}]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psycopg2
 
+from .batch_runs import pushed_run
 from .component import PrerequisiteError, Say
 from .components.flink import Flink, rest_get
 from .settings import REPO_ROOT, Settings
@@ -270,6 +271,11 @@ def _rest_post(settings: Settings, path: str, body: dict) -> dict:
 
 def stop_with_savepoint(settings: Settings, say: Say, timeout_s: float = 300) -> Path:
     """Stop the running job with a savepoint (REST stop-with-savepoint); returns its path."""
+    with pushed_run("flink-savepoint"):
+        return _stop_with_savepoint(settings, say, timeout_s)
+
+
+def _stop_with_savepoint(settings: Settings, say: Say, timeout_s: float) -> Path:
     job = running_job(settings)
     if job is None or job.state != "RUNNING":
         raise PrerequisiteError(f"{JOB_NAME} is not RUNNING: nothing to savepoint (see `make flink-status`).")
@@ -299,10 +305,11 @@ def stop_with_savepoint(settings: Settings, say: Say, timeout_s: float = 300) ->
 
 def upgrade(settings: Settings, secrets: Mapping[str, str], say: Say) -> str:
     """Stop with a savepoint and submit the (possibly changed) job from it."""
-    apply_schema(settings, secrets)
-    with exclusive(settings):
-        savepoint = stop_with_savepoint(settings, say)
-        job_id = submit(settings, secrets, savepoint)
+    with pushed_run("flink-upgrade"):
+        apply_schema(settings, secrets)
+        with exclusive(settings):
+            savepoint = stop_with_savepoint(settings, say)
+            job_id = submit(settings, secrets, savepoint)
     say(f"{JOB_NAME} resubmitted as {job_id} from {savepoint}")
     return job_id
 

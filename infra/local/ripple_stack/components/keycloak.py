@@ -1,7 +1,15 @@
-"""Keycloak in development mode, from the Maven Central distribution, with ripple's realms."""
+"""Keycloak in development mode, from the Maven Central distribution, with ripple's realms.
+
+The realm a cluster imports (infra/keycloak/realms/) holds only what production needs: roles, the
+gateway's audience client, the tenant attribute. The local stack adds its test fixtures on top
+(infra/keycloak/fixtures/: sample users, the publisher and CLI clients, the clients the auth tests
+need, a second realm for forged issuers), merged here into the one file per realm that Keycloak
+imports, because Keycloak skips a second import file of a realm it already has.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,9 +18,35 @@ from ..component import Component, Program, Say, ScrapeTarget, http_status, mave
 from ..settings import REPO_ROOT, Settings
 
 POM = REPO_ROOT / "infra" / "keycloak" / "pom.xml"
-# Realm exports imported at start. Secrets in them are ${ENV} placeholders that Keycloak
-# resolves from its environment, so the files hold none.
+# Realm exports imported at start: production realms, then the local fixtures merged into them.
+# Secrets in them are ${ENV} placeholders that Keycloak resolves from its environment, so the
+# files hold none.
 REALMS_DIR = REPO_ROOT / "infra" / "keycloak" / "realms"
+FIXTURES_DIR = REPO_ROOT / "infra" / "keycloak" / "fixtures"
+
+
+def local_realms() -> dict[str, dict]:
+    """Realm name -> the realm the local stack imports: production realm plus the fixtures.
+
+    Lists (clients, users, roles) of a fixtures file are appended to the production realm's;
+    a fixtures file of a realm that production does not have is a realm of its own."""
+    realms: dict[str, dict] = {}
+    for path in [*sorted(REALMS_DIR.glob("*.json")), *sorted(FIXTURES_DIR.glob("*.json"))]:
+        realm = json.loads(path.read_text())
+        realms[realm["realm"]] = merge(realms.get(realm["realm"], {}), realm)
+    return realms
+
+
+def merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, list) and isinstance(merged.get(key), list):
+            merged[key] = [*merged[key], *value]
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 class Keycloak(Component):
@@ -42,8 +76,10 @@ class Keycloak(Component):
         if imports.exists():
             shutil.rmtree(imports)
         imports.mkdir()
-        for realm in REALMS_DIR.glob("*.json"):
-            shutil.copy(realm, imports / realm.name)
+        # Keycloak imports a realm it does not have yet and skips one it has (its dev database
+        # under data/keycloak keeps realms across restarts; `make clean` starts afresh).
+        for name, realm in local_realms().items():
+            (imports / f"{name}-realm.json").write_text(json.dumps(realm, indent=2))
 
     def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
         host = settings.host
