@@ -1,14 +1,37 @@
-"""Alerts to Kafka in the CloudEvents Kafka binding (binary mode), acks=all."""
+"""Alerts out: to Kafka (CloudEvents Kafka binding, binary mode, acks=all), then to the Broker.
+
+1. ripple.shop.alerts (ALERT_TOPIC) keeps the replayable record of every alert, which the
+   event-store KafkaSource reads.
+2. The notifications Broker (BROKER_URL, an HTTP CloudEvents ingress) routes the alert to its
+   Triggers (notifier, event-store). Its 202 means RabbitMQ confirmed the event; anything else
+   (503 while RabbitMQ is down, no answer) stops the request with 503 problem+json, so the
+   KafkaSource retries and the alert, not yet marked emitted, is sent again with the same id.
+   An empty BROKER_URL sends to Kafka only.
+
+| variable | default | what |
+|---|---|---|
+| BROKER_URL | (empty: no Broker) | the Broker's ingress (notifications-broker-ingress) |
+| BROKER_TIMEOUT_S | 10 | a Broker that does not answer in time fails the request (503, retried) |
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 
+import requests
+from cloudevents.conversion import to_binary as to_http_binary
 from cloudevents.http import CloudEvent
 from cloudevents.kafka import to_binary
 from kafka import KafkaProducer
 
+from ripple_consumer.database import env_number
+from ripple_consumer.http import abort_with_problem
+
 from .config import Config
+
+log = logging.getLogger("order-alerts")
 
 
 class AlertPublisher:
@@ -16,6 +39,9 @@ class AlertPublisher:
         self.config = config
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
+        self.broker_url = os.environ.get("BROKER_URL", "").strip()
+        self.broker_timeout_s = env_number(os.environ, "BROKER_TIMEOUT_S", 10)
+        self._local = threading.local()
 
     def _get(self) -> KafkaProducer:
         # Created on first use, in the serving worker (gunicorn forks after import).
@@ -30,10 +56,40 @@ class AlertPublisher:
             return self._producer
 
     def publish(self, event: CloudEvent) -> None:
-        """Return once Kafka acknowledged the event; raise KafkaError otherwise."""
+        """Return once Kafka acknowledged the event and the Broker confirmed it.
+
+        Raises KafkaError when Kafka did not acknowledge; stops the request with 503
+        broker-unavailable when the Broker did not answer 2xx.
+        """
         message = to_binary(event)
         key = message.key.encode() if isinstance(message.key, str) else message.key
         future = self._get().send(
             self.config.topic, key=key, value=message.value, headers=list(message.headers.items())
         )
         future.get(timeout=self.config.ack_timeout_s)
+        if self.broker_url:
+            self._to_broker(event)
+
+    def _to_broker(self, event: CloudEvent) -> None:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        headers, body = to_http_binary(event)
+        try:
+            response = session.post(
+                self.broker_url, data=body, headers=headers, timeout=self.broker_timeout_s
+            )
+            status = response.status_code
+        except requests.RequestException as error:
+            status, response = None, None
+            log.warning("the Broker at %s did not answer: %r", self.broker_url, error)
+        if status is not None and 200 <= status < 300:
+            return
+        if response is not None:
+            log.warning("the Broker answered %s: %s", status, response.text[:200])
+        abort_with_problem(
+            503,
+            "broker-unavailable",
+            "Broker unavailable",
+            f"the notifications Broker did not confirm the alert (status {status}); retry later",
+        )

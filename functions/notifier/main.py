@@ -1,0 +1,60 @@
+"""notifier: e-mails the fraud desk once per flagged order, fed by the notifications Broker.
+
+For each dev.ripple.shop.order.flagged event (other types are acknowledged and ignored) one
+e-mail to FRAUD_DESK_ADDRESS, once per (source, id) however often the event is delivered
+(notifier/notify.py). 503 while PostgreSQL or the SMTP server cannot be reached (the Trigger's
+dispatcher retries, then dead-letters); 422 for an event that can never be e-mailed.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+
+import flask
+import functions_framework
+from cloudevents.http import CloudEvent
+from notifier.config import Config, ConfigError
+from notifier.mail import FLAGGED, PermanentError
+from notifier.notify import notify_once
+from prometheus_client import Counter
+from sqlalchemy.exc import SQLAlchemyError
+
+from ripple_consumer.database import LazyEngine
+from ripple_consumer.http import abort_with_problem, add_routes
+
+log = logging.getLogger("notifier")
+try:
+    CONFIG = Config.from_env()
+except ConfigError as error:
+    raise SystemExit(f"notifier: {error}") from None
+HANDLED = Counter("ripple_notifier_events", "Events handled by the notifier", ["outcome"])
+
+engine = LazyEngine(CONFIG)
+
+
+if flask.has_app_context():
+    add_routes(flask.current_app)
+
+
+@functions_framework.cloud_event
+def handle(event: CloudEvent) -> None:
+    if event["type"] != FLAGGED:
+        HANDLED.labels("ignored").inc()
+        return
+    try:
+        sent = notify_once(engine(), event, CONFIG)
+    except PermanentError as error:
+        HANDLED.labels("rejected").inc()
+        abort_with_problem(422, "unnotifiable-event", "Event cannot be e-mailed", str(error))
+    except (smtplib.SMTPException, OSError) as error:
+        HANDLED.labels("smtp_unavailable").inc()
+        log.warning("SMTP %s:%s: %r", CONFIG.smtp_host, CONFIG.smtp_port, error)
+        abort_with_problem(503, "smtp-unavailable", "Mail server unavailable", "the e-mail was not accepted")
+    except SQLAlchemyError as error:
+        HANDLED.labels("database_unavailable").inc()
+        log.warning("PostgreSQL: %s", str(error).splitlines()[0])
+        abort_with_problem(
+            503, "database-unavailable", "Database unavailable", "the notification was not recorded"
+        )
+    HANDLED.labels("sent" if sent else "duplicate").inc()

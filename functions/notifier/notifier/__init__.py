@@ -1,0 +1,1 @@
+"""notifier: e-mails the fraud desk once per flagged order (dev.ripple.shop.order.flagged)."""

@@ -1,0 +1,64 @@
+"""Every setting of the notifier function, read from the environment in this one place
+(the database settings through ripple_consumer.database).
+
+| variable | default | what |
+|---|---|---|
+| FRAUD_DESK_ADDRESS | (required) | where the e-mails go |
+| MAIL_FROM | ripple-notifier@ripple.invalid | their sender |
+| SMTP_SERVER | smtp.ripple.svc:25 | host:port of the SMTP server (locally the mail sink) |
+| SMTP_STARTTLS | false | true: STARTTLS before sending (a relay outside the cluster) |
+| SMTP_USERNAME / SMTP_PASSWORD | (none) | login, when the server wants one (from a Secret) |
+| SMTP_TIMEOUT_S | 10 | an SMTP server that does not answer in time fails the request with 503 |
+| POSTGRES_* / DB_* | see ripple_consumer.database | the notifications table |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from ripple_consumer.database import ConfigError, DatabaseConfig, env_number
+
+__all__ = ["Config", "ConfigError"]
+
+
+@dataclass(frozen=True)
+class Config(DatabaseConfig):
+    fraud_desk: str
+    mail_from: str
+    smtp_host: str
+    smtp_port: int
+    smtp_starttls: bool
+    smtp_username: str | None
+    smtp_password: str | None
+    smtp_timeout_s: float
+
+    MANIFEST = "knative/notifier/service.yaml"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
+        database = cls.database_from_env(env)
+        desk = env.get("FRAUD_DESK_ADDRESS", "")
+        if "@" not in desk:
+            raise ConfigError(
+                f"FRAUD_DESK_ADDRESS={desk!r} must be an e-mail address ({cls.MANIFEST} sets it)."
+            )
+        server = env.get("SMTP_SERVER", "smtp.ripple.svc:25")
+        host, _, port = server.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"SMTP_SERVER={server!r} must be host:port.")
+        starttls = env.get("SMTP_STARTTLS", "false").lower()
+        if starttls not in ("true", "false"):
+            raise ConfigError(f"SMTP_STARTTLS={starttls!r} must be true or false.")
+        return cls(
+            **{field.name: getattr(database, field.name) for field in fields(DatabaseConfig)},
+            fraud_desk=desk,
+            mail_from=env.get("MAIL_FROM", "ripple-notifier@ripple.invalid"),
+            smtp_host=host,
+            smtp_port=int(port),
+            smtp_starttls=starttls == "true",
+            smtp_username=env.get("SMTP_USERNAME") or None,
+            smtp_password=env.get("SMTP_PASSWORD") or None,
+            smtp_timeout_s=env_number(env, "SMTP_TIMEOUT_S", 10, minimum=1),
+        )

@@ -1,0 +1,127 @@
+"""notifier against the real PostgreSQL and the stack's mail sink (a real SMTP server): one mail
+per flagged event however often it arrives, 503 while SMTP is down (and nothing recorded), 422
+for an event that can never be e-mailed, other types acknowledged and ignored."""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import json
+import socket
+import sys
+import uuid
+from pathlib import Path
+
+import functions_framework
+import pytest
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent
+from sqlalchemy import create_engine, text
+
+pytestmark = pytest.mark.integration
+
+FUNCTION_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    patch = pytest.MonkeyPatch()
+    patch.setenv("POSTGRES_ADDRESS", f"{stack.settings.host}:{stack.settings.ports['postgres']}")
+    patch.setenv("POSTGRES_PASSWORD", stack.secrets["RIPPLE_POSTGRES_PASSWORD"])
+    patch.setenv("FRAUD_DESK_ADDRESS", "desk@test.invalid")
+    patch.setenv("SMTP_SERVER", f"{stack.settings.host}:{stack.settings.ports['mail_sink']}")
+    patch.chdir(FUNCTION_DIR)
+    app = functions_framework.create_app("handle", str(FUNCTION_DIR / "main.py"), "cloudevent")
+    client = app.test_client()
+    # functions-framework registers the source as module "main"; keep ours (other functions' too).
+    client.function_module = sys.modules["main"]
+    yield client
+    patch.undo()
+
+
+@pytest.fixture(scope="module")
+def database(stack):
+    engine = create_engine(stack.postgres_url, pool_pre_ping=True)
+    yield engine
+    engine.dispose()
+
+
+def flagged(data: object = None, event_type: str = "dev.ripple.shop.order.flagged") -> CloudEvent:
+    return CloudEvent(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/test/notifier",
+            "type": event_type,
+            "datacontenttype": "application/json",
+            "tenant": "acme",
+        },
+        {"orderId": "o-1", "amount": 5000, "currency": "EUR", "reason": "amount above 1000"}
+        if data is None
+        else data,
+    )
+
+
+def post(client, event: CloudEvent):
+    headers, body = to_binary(event)
+    return client.post("/", headers=headers, data=body)
+
+
+def mails(stack, event_id: str) -> list[email.message.Message]:
+    found = []
+    for path in Path(stack.settings.mail_dir).glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes())
+        if message["X-Ripple-Event-Id"] == event_id:
+            found.append(message)
+    return found
+
+
+def recorded(database, event_id: str) -> int:
+    with database.connect() as connection:
+        return connection.execute(
+            text("SELECT count(*) FROM notifications WHERE source = '/test/notifier' AND id = :i"),
+            {"i": event_id},
+        ).scalar_one()
+
+
+def test_a_flagged_order_is_mailed_once_however_often_it_arrives(client, stack, database):
+    event = flagged()
+    for _ in range(3):
+        assert post(client, event).status_code == 200
+    (mail,) = mails(stack, event["id"])
+    assert mail["To"] == "desk@test.invalid"
+    assert mail["Subject"] == "Flagged order acme/o-1: 5000 EUR"
+    assert "amount above 1000" in mail.get_payload()
+    assert recorded(database, event["id"]) == 1
+
+
+def test_smtp_down_is_a_retryable_503_and_records_nothing(client, stack, database, monkeypatch):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        unused = probe.getsockname()[1]
+    module = client.function_module
+    monkeypatch.setattr(module, "CONFIG", dataclasses.replace(module.CONFIG, smtp_port=unused))
+    event = flagged()
+    response = post(client, event)
+    assert response.status_code == 503
+    assert response.content_type == "application/problem+json"
+    assert json.loads(response.data)["type"] == "https://ripple.dev/problems/smtp-unavailable"
+    assert recorded(database, event["id"]) == 0
+    monkeypatch.undo()
+    assert post(client, event).status_code == 200  # the retry, with SMTP back
+    assert len(mails(stack, event["id"])) == 1
+
+
+def test_an_event_without_an_order_is_refused_for_good(client, stack):
+    event = flagged({"amount": 5})
+    response = post(client, event)
+    assert response.status_code == 422
+    assert json.loads(response.data)["type"] == "https://ripple.dev/problems/unnotifiable-event"
+    assert mails(stack, event["id"]) == []
+
+
+def test_other_types_are_acknowledged_and_ignored(client, stack, database):
+    event = flagged(event_type="dev.ripple.shop.order.placed")
+    assert post(client, event).status_code == 200
+    assert mails(stack, event["id"]) == []
+    assert recorded(database, event["id"]) == 0

@@ -1,0 +1,108 @@
+"""RabbitMQ Brokers of knative/ run as a local ingress plus one dispatcher per Trigger.
+
+For each Broker of class RabbitMQBroker (knative/notifications/) one supervised
+`python -m ripple_stack.rabbitmq ingress <broker>` (component broker-<broker>, the address that
+cluster manifests call <broker>-broker-ingress), and per Trigger one
+`python -m ripple_stack.rabbitmq dispatch <broker> <trigger>` (component trigger-<trigger>), as
+eventing-rabbitmq runs one ingress Deployment per Broker and one dispatcher per Trigger.
+Ports: RIPPLE_BROKER_INGRESS_PORT + Broker index, RIPPLE_TRIGGER_DISPATCHER_PORT + Trigger index
+(name order); each port is the readiness probe and a Prometheus target.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+
+from ..component import Component, PrerequisiteError, Program, ScrapeTarget, http_status
+from ..rabbitmq.manifest import Broker, ManifestError, Trigger, knative_manifests, load_all
+from ..settings import REPO_ROOT, Settings
+from .functions import KNATIVE_DIR
+
+
+def _program(name: str, settings: Settings, *arguments: str) -> Program:
+    return Program(
+        name=name,
+        command=[sys.executable, "-m", "ripple_stack.rabbitmq", *arguments],
+        cwd=REPO_ROOT,
+        env={"PYTHONUNBUFFERED": "1", "RIPPLE_HOME": str(settings.home)},
+        # In-flight deliveries settle within 15 s; anything unsettled is redelivered by RabbitMQ.
+        stop_wait_s=20,
+    )
+
+
+class BrokerIngress(Component):
+    # Needs RabbitMQ (tier 0) ready to declare its exchange.
+    start_tier = 1
+
+    def __init__(self, broker: Broker, index: int) -> None:
+        self.broker = broker
+        self.index = index
+        self.name = f"broker-{broker.name}"
+        self.description = f"Broker {broker.name} ingress (RabbitMQ)"
+
+    def port(self, settings: Settings) -> int:
+        return settings.ports["broker_ingress"] + self.index
+
+    def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
+        return [
+            _program(self.name, settings, "ingress", self.broker.name, "--port", str(self.port(settings)))
+        ]
+
+    def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
+        status = http_status(f"http://{settings.host}:{self.port(settings)}/healthz")
+        return None if status == 200 else f"ingress answered {status}"
+
+    def address(self, settings: Settings) -> str:
+        return f"http://{settings.host}:{self.port(settings)}/"
+
+    def scrape_targets(self, settings: Settings) -> list[ScrapeTarget]:
+        return [ScrapeTarget("brokers", f"{settings.host}:{self.port(settings)}")]
+
+
+class TriggerDispatcher(Component):
+    # Delivers to functions, which must be up first.
+    start_tier = 2
+
+    def __init__(self, broker: Broker, trigger: Trigger, index: int) -> None:
+        self.broker = broker
+        self.trigger = trigger
+        self.index = index
+        self.name = f"trigger-{trigger.name}"
+        self.description = f"Trigger {trigger.name} -> dispatcher"
+
+    def port(self, settings: Settings) -> int:
+        return settings.ports["trigger_dispatchers"] + self.index
+
+    def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
+        arguments = (
+            "dispatch",
+            self.broker.name,
+            self.trigger.name,
+            "--metrics-port",
+            str(self.port(settings)),
+        )
+        return [_program(self.name, settings, *arguments)]
+
+    def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
+        status = http_status(f"http://{settings.host}:{self.port(settings)}/metrics")
+        return None if status == 200 else f"metrics port answered {status}"
+
+    def address(self, settings: Settings) -> str:
+        return f"http://{settings.host}:{self.port(settings)}/metrics"
+
+    def scrape_targets(self, settings: Settings) -> list[ScrapeTarget]:
+        return [ScrapeTarget("triggers", f"{settings.host}:{self.port(settings)}")]
+
+
+def broker_components() -> tuple[list[BrokerIngress], list[TriggerDispatcher]]:
+    try:
+        everything = load_all(knative_manifests(KNATIVE_DIR))
+    except ManifestError as error:
+        raise PrerequisiteError(str(error)) from None
+    ingresses = [BrokerIngress(n.broker, index) for index, n in enumerate(everything)]
+    triggers = [t for n in everything for t in ((n.broker, trigger) for trigger in n.triggers)]
+    dispatchers = [
+        TriggerDispatcher(broker, trigger, index) for index, (broker, trigger) in enumerate(triggers)
+    ]
+    return ingresses, dispatchers

@@ -1,0 +1,275 @@
+"""One Trigger's dispatcher: its queue -> its subscriber, acknowledged only after a 2xx.
+
+As eventing-rabbitmq's pkg/dispatcher: the Trigger's queue is consumed with manual acks and a
+prefetch of `parallelism` (the rabbitmq.eventing.knative.dev/parallelism annotation), each
+message is delivered by one of `parallelism` workers as a binary-mode CloudEvent, retried per
+the delivery spec (which failures are retried and how long to wait: the KafkaSource stand-in's
+delivery module, the same Knative rules), and then:
+- 2xx: the message is acked;
+- failed for good, with a dead-letter sink: the event, with knativeerrordest, knativeerrorcode and
+  knativeerrordata, is published to the Trigger's dead-letter exchange (confirmed), then acked.
+  The dead-letter queue is consumed by this same process and delivered to the dead-letter sink;
+- failed for good, without one: acked and counted as discarded (upstream drops it too).
+Anything not acked when RabbitMQ or this process goes away is redelivered by RabbitMQ: at least
+once, never lost (subscribers are idempotent on source+id).
+
+Deviations (README.md): upstream acks a dead letter even when its publish to the DLX failed and
+acks a dead-letter-queue message even when the dead-letter sink failed; ripple requeues both
+instead of losing them. Reply events from the subscriber are not sent back to the Broker.
+
+Threads: the main thread owns the pika connection (not thread-safe): it consumes, acks and
+publishes. Workers do the HTTP deliveries and hand their outcome back with
+add_callback_threadsafe. The metrics server has its own thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pika
+import pika.exceptions
+import requests
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent
+from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+from ..kafkasource.convert import with_error_extensions
+from ..kafkasource.delivery import backoff_s, dead_letter_backoff_s, is_retryable, is_success
+from .manifest import Notifications, Trigger
+from .message import NotACloudEvent, from_message, to_message
+from .metrics import DispatcherMetrics
+from .topology import dead_letter_exchange_name, dead_letter_queue_name, declare_trigger, queue_name
+
+log = logging.getLogger("ripple.broker.dispatcher")
+AMQP_FAILURES = (pika.exceptions.AMQPError, OSError)
+DEPTH_INTERVAL_S = 2.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int | None  # None: no response (timeout, connection refused)
+    body: bytes | None
+
+
+class Sender:
+    """POSTs CloudEvents in HTTP binary mode; one keep-alive session per worker thread."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._local = threading.local()
+
+    def post(self, url: str, event: CloudEvent) -> Outcome:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        headers, body = to_binary(event)
+        try:
+            response = session.post(url, data=body, headers=headers, timeout=self.timeout_s)
+        except requests.RequestException:
+            return Outcome(None, None)
+        return Outcome(response.status_code, response.content)
+
+
+class TriggerDispatcher:
+    def __init__(
+        self,
+        notifications: Notifications,
+        trigger: Trigger,
+        amqp_url: str,
+        subscriber_url: str,
+        dead_letter_url: str | None,
+        metrics: DispatcherMetrics,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.broker = notifications.broker
+        self.trigger = trigger
+        self.delivery = notifications.delivery_of(trigger)
+        self.parameters = pika.URLParameters(amqp_url)
+        self.parameters.connection_attempts = 1
+        self.parameters.socket_timeout = 5
+        self.subscriber_url = subscriber_url
+        self.dead_letter_url = dead_letter_url
+        self.metrics = metrics
+        self.sender = Sender(self.delivery.timeout_s)
+        self.sleep = sleep
+        self.parallelism = trigger.parallelism
+        # Main queue and dead-letter queue each have `parallelism` messages in flight at most.
+        self.pool = ThreadPoolExecutor(max_workers=2 * self.parallelism, thread_name_prefix="deliver")
+        self.in_flight = 0
+        self._lock = threading.Lock()
+        self.stop = threading.Event()
+
+    # --- delivery (worker threads) ----------------------------------------------------------
+
+    def deliver(self, url: str, event: CloudEvent) -> Outcome:
+        """Deliver with the delivery spec's retries; the last outcome."""
+        outcome = self.sender.post(url, event)
+        retries = 0
+        while (
+            not is_success(outcome.status or 0)
+            and is_retryable(outcome.status)
+            and retries < self.delivery.retry
+        ):
+            retries += 1
+            self.metrics.retried.labels(self.trigger.name).inc()
+            self.sleep(backoff_s(self.delivery, retries))
+            outcome = self.sender.post(url, event)
+        return outcome
+
+    def _work(
+        self,
+        connection: BlockingConnection,
+        channel: BlockingChannel,
+        publisher: BlockingChannel,
+        tag: int,
+        headers: dict | None,
+        body: bytes,
+    ) -> None:
+        started = time.monotonic()
+        try:
+            event = from_message(headers, body)
+        except NotACloudEvent as error:
+            log.warning("dropping a message that is not a CloudEvent: %s", error)
+            self.metrics.discarded.labels(self.trigger.name, "not-a-cloudevent").inc()
+            self._hand_back(connection, functools.partial(channel.basic_ack, tag))
+            return
+        outcome = self.deliver(self.subscriber_url, event)
+        self.metrics.latency.labels(self.trigger.name).observe(time.monotonic() - started)
+        if is_success(outcome.status or 0):
+            self.metrics.delivered.labels(self.trigger.name).inc()
+            self._hand_back(connection, functools.partial(channel.basic_ack, tag))
+            return
+        log.warning("delivery to %s failed for good (status %s)", self.subscriber_url, outcome.status)
+        if self.dead_letter_url is None:
+            self.metrics.discarded.labels(self.trigger.name, "no-dead-letter-sink").inc()
+            self._hand_back(connection, functools.partial(channel.basic_ack, tag))
+            return
+        dead = with_error_extensions(event, self.subscriber_url, outcome.status, outcome.body)
+        self._hand_back(connection, functools.partial(self._dead_letter, channel, publisher, tag, dead))
+
+    def _work_dead_letter(
+        self,
+        connection: BlockingConnection,
+        channel: BlockingChannel,
+        tag: int,
+        headers: dict | None,
+        body: bytes,
+    ) -> None:
+        try:
+            event = from_message(headers, body)
+        except NotACloudEvent:
+            self._hand_back(connection, functools.partial(channel.basic_ack, tag))
+            return
+        outcome = self.deliver(self.dead_letter_url or "", event)
+        if is_success(outcome.status or 0):
+            self.metrics.dead_lettered.labels(self.trigger.name).inc()
+            self._hand_back(connection, functools.partial(channel.basic_ack, tag))
+            return
+        self.metrics.dead_letter_failures.labels(self.trigger.name).inc()
+        # Kept, not dropped: wait, then give it back to the dead-letter queue for another try.
+        self.sleep(dead_letter_backoff_s(self.delivery, 1))
+        self._hand_back(connection, functools.partial(channel.basic_nack, tag, requeue=True))
+
+    def _hand_back(self, connection: BlockingConnection, action: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                action()
+            except AMQP_FAILURES as error:  # the connection is gone: RabbitMQ redelivers
+                log.warning("could not settle a message: %r", error)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+
+        try:
+            connection.add_callback_threadsafe(run)
+        except AMQP_FAILURES:
+            with self._lock:
+                self.in_flight -= 1
+
+    # --- the connection's thread ----------------------------------------------------------
+
+    def _dead_letter(
+        self, channel: BlockingChannel, publisher: BlockingChannel, tag: int, event: CloudEvent
+    ) -> None:
+        properties, body = to_message(event)
+        try:
+            publisher.basic_publish(dead_letter_exchange_name(self.trigger), "", body, properties)
+        except (pika.exceptions.NackError, pika.exceptions.UnroutableError):
+            channel.basic_nack(tag, requeue=True)
+            return
+        channel.basic_ack(tag)
+
+    def _submit(self, work: Callable[..., None], *arguments: object) -> None:
+        with self._lock:
+            self.in_flight += 1
+        self.pool.submit(work, *arguments)
+
+    def _session(self) -> None:
+        connection = pika.BlockingConnection(self.parameters)
+        try:
+            channel = connection.channel()
+            declare_trigger(channel, self.broker, self.trigger)
+            publisher = connection.channel()
+            publisher.confirm_delivery()
+            channel.basic_qos(prefetch_count=self.parallelism)
+            channel.basic_consume(
+                queue_name(self.trigger),
+                lambda ch, method, props, body: self._submit(
+                    self._work, connection, ch, publisher, method.delivery_tag, props.headers, body
+                ),
+            )
+            dead_channel = connection.channel()
+            if self.dead_letter_url is not None:
+                dead_channel.basic_qos(prefetch_count=self.parallelism)
+                dead_channel.basic_consume(
+                    dead_letter_queue_name(self.trigger),
+                    lambda ch, method, props, body: self._submit(
+                        self._work_dead_letter, connection, ch, method.delivery_tag, props.headers, body
+                    ),
+                )
+            log.info(
+                "consuming %s -> %s (parallelism %d)",
+                queue_name(self.trigger),
+                self.subscriber_url,
+                self.parallelism,
+            )
+            self.metrics.connected.labels(self.trigger.name).set(1)
+            next_depth = 0.0
+            while not self.stop.is_set():
+                connection.process_data_events(time_limit=0.2)
+                if time.monotonic() >= next_depth:
+                    next_depth = time.monotonic() + DEPTH_INTERVAL_S
+                    for name in (queue_name(self.trigger), dead_letter_queue_name(self.trigger)):
+                        depth = dead_channel.queue_declare(name, passive=True).method.message_count
+                        self.metrics.depth.labels(self.trigger.name, name).set(depth)
+                self.metrics.in_flight.labels(self.trigger.name).set(self.in_flight)
+            # Stopping: take no more, let in-flight deliveries finish and settle (bounded).
+            channel.stop_consuming()
+            dead_channel.stop_consuming()
+            deadline = time.monotonic() + 15
+            while self.in_flight > 0 and time.monotonic() < deadline:
+                connection.process_data_events(time_limit=0.2)
+        finally:
+            self.metrics.connected.labels(self.trigger.name).set(0)
+            with contextlib.suppress(AMQP_FAILURES):
+                connection.close()
+
+    def run(self) -> None:
+        """Consume until stop is set; reconnect (once a second) whenever RabbitMQ goes away."""
+        while not self.stop.is_set():
+            try:
+                self._session()
+            except AMQP_FAILURES as error:
+                self.metrics.reconnects.labels(self.trigger.name).inc()
+                log.warning("RabbitMQ connection lost or refused (%r); retrying", error)
+                # Deliveries of the lost session cannot settle (their hand-back fails and only
+                # counts down): RabbitMQ redelivers them to the next session.
+                self.stop.wait(1.0)
+        self.pool.shutdown(wait=False, cancel_futures=True)

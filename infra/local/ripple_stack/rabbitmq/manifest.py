@@ -1,0 +1,298 @@
+"""Parse the Brokers, RabbitmqBrokerConfigs and Triggers of knative/, strictly.
+
+The JSON schemas in infra/schemas validate the fields a cluster accepts (infra/tests); this module
+is the model of what the local data plane runs, and refuses what it would silently ignore: a
+Broker of another class, a filter on something other than exact attributes, an annotation it does
+not know, a Trigger naming a Broker that does not exist. Defaults mirror eventing-rabbitmq
+(pkg/reconciler/trigger: a Trigger without `delivery` uses its Broker's; the parallelism annotation
+defaults to 1; queue type defaults to quorum).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..kafkasource.manifest import EXPONENTIAL, LINEAR, Delivery, Destination, parse_duration
+
+BROKER_CLASS_ANNOTATION = "eventing.knative.dev/broker.class"
+BROKER_CLASS = "RabbitMQBroker"
+PARALLELISM_ANNOTATION = "rabbitmq.eventing.knative.dev/parallelism"
+CONFIG_API_VERSION = "eventing.knative.dev/v1alpha1"
+QUORUM, CLASSIC = "quorum", "classic"
+# eventing-rabbitmq's dispatcher has no per-attempt timeout unless `delivery.timeout` is set
+# (a feature-flagged field); locally a hung subscriber must not hold a message forever.
+LOCAL_TIMEOUT_S = 30.0
+# The filter binds on message headers, which carry only attribute values: exact match only.
+FILTER_ATTRIBUTE_MAX = 20
+
+
+class ManifestError(Exception):
+    """A manifest the local Broker cannot run; the message names the file and the field path."""
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    name: str
+    namespace: str
+    queue_type: str
+    cluster_name: str
+
+
+@dataclass(frozen=True)
+class Broker:
+    path: Path
+    name: str
+    namespace: str
+    config: BrokerConfig
+    delivery: Delivery | None
+
+
+@dataclass(frozen=True)
+class Trigger:
+    path: Path
+    name: str
+    namespace: str
+    broker: str
+    filters: dict[str, str]
+    subscriber: Destination
+    delivery: Delivery | None
+    parallelism: int = 1
+
+
+@dataclass(frozen=True)
+class Notifications:
+    """Everything of one Broker: itself and the Triggers that name it."""
+
+    broker: Broker
+    triggers: tuple[Trigger, ...] = field(default_factory=tuple)
+
+    def delivery_of(self, trigger: Trigger) -> Delivery:
+        """The Trigger's delivery, else its Broker's, else none: one attempt, no dead letters."""
+        return trigger.delivery or self.broker.delivery or Delivery(retry=0, timeout_s=LOCAL_TIMEOUT_S)
+
+    def trigger(self, name: str) -> Trigger:
+        for trigger in self.triggers:
+            if trigger.name == name:
+                return trigger
+        known = ", ".join(t.name for t in self.triggers) or "none"
+        raise ManifestError(f"Broker {self.broker.name} has no Trigger {name!r} (known: {known})")
+
+
+class _Reader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, message: str) -> ManifestError:
+        return ManifestError(f"{self.path}: {where}: {message}")
+
+    def mapping(self, value: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(where, "must be a mapping")
+        for key in value:
+            if key not in allowed:
+                raise self.fail(
+                    f"{where}.{key}",
+                    f"unknown or unsupported field (supported: {', '.join(sorted(allowed))})",
+                )
+        for key in sorted(required - value.keys()):
+            raise self.fail(f"{where}.{key}", "is required")
+        return value
+
+    def string(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(where, "must be a non-empty string")
+        return value
+
+    def destination(self, value: Any, where: str) -> Destination:
+        spec = self.mapping(value, where, {"ref", "uri"})
+        if "ref" not in spec:
+            uri = self.string(spec.get("uri"), f"{where}.uri")
+            if not uri.startswith(("http://", "https://")):
+                raise self.fail(f"{where}.uri", "must be an absolute http(s) URL when there is no ref")
+            return Destination(uri=uri)
+        ref = self.mapping(
+            spec["ref"],
+            f"{where}.ref",
+            {"apiVersion", "kind", "name", "namespace"},
+            {"apiVersion", "kind", "name"},
+        )
+        return Destination(
+            ref_api_version=self.string(ref["apiVersion"], f"{where}.ref.apiVersion"),
+            ref_kind=self.string(ref["kind"], f"{where}.ref.kind"),
+            ref_name=self.string(ref["name"], f"{where}.ref.name"),
+            ref_namespace=ref.get("namespace"),
+            uri=spec.get("uri"),
+        )
+
+    def delivery(self, value: Any, where: str) -> Delivery:
+        spec = self.mapping(
+            value, where, {"retry", "backoffPolicy", "backoffDelay", "timeout", "deadLetterSink"}
+        )
+        retry = spec.get("retry", 0)
+        if not isinstance(retry, int) or isinstance(retry, bool) or retry < 0:
+            raise self.fail(f"{where}.retry", "must be a whole number >= 0")
+        policy = spec.get("backoffPolicy", EXPONENTIAL)
+        if policy not in (LINEAR, EXPONENTIAL):
+            raise self.fail(f"{where}.backoffPolicy", f"must be {LINEAR} or {EXPONENTIAL} (got {policy!r})")
+        try:
+            delay = parse_duration(spec["backoffDelay"]) if "backoffDelay" in spec else 0.2
+            timeout = parse_duration(spec["timeout"]) if "timeout" in spec else LOCAL_TIMEOUT_S
+        except ValueError as error:
+            raise self.fail(where, str(error)) from None
+        return Delivery(
+            retry=retry,
+            backoff_policy=policy,
+            backoff_delay_s=delay,
+            timeout_s=timeout,
+            dead_letter_sink=self.destination(spec["deadLetterSink"], f"{where}.deadLetterSink")
+            if "deadLetterSink" in spec
+            else None,
+        )
+
+    def metadata(self, top: dict, annotations: set[str]) -> tuple[str, str, dict[str, str]]:
+        metadata = self.mapping(
+            top["metadata"], "metadata", {"name", "namespace", "labels", "annotations"}, {"name"}
+        )
+        found = metadata.get("annotations") or {}
+        for key in found:
+            if key not in annotations:
+                raise self.fail(
+                    f"metadata.annotations.{key}",
+                    f"unknown annotation (known: {', '.join(sorted(annotations))})",
+                )
+        return (
+            self.string(metadata["name"], "metadata.name"),
+            self.string(metadata.get("namespace", "default"), "metadata.namespace"),
+            {str(k): str(v) for k, v in found.items()},
+        )
+
+
+def _config(document: dict, reader: _Reader) -> BrokerConfig:
+    name, namespace, _ = reader.metadata(document, set())
+    spec = reader.mapping(document["spec"], "spec", {"rabbitmqClusterReference", "queueType", "vhost"})
+    if spec.get("vhost", "/") != "/":
+        raise reader.fail("spec.vhost", "only the default vhost / runs locally")
+    reference = reader.mapping(
+        spec.get("rabbitmqClusterReference"),
+        "spec.rabbitmqClusterReference",
+        {"name", "namespace", "connectionSecret"},
+    )
+    if "name" not in reference:
+        raise reader.fail(
+            "spec.rabbitmqClusterReference.name", "is required locally (connectionSecret is not supported)"
+        )
+    queue_type = spec.get("queueType", QUORUM)
+    if queue_type not in (QUORUM, CLASSIC):
+        raise reader.fail("spec.queueType", f"must be {QUORUM} or {CLASSIC}")
+    return BrokerConfig(
+        name, namespace, queue_type, reader.string(reference["name"], "spec.rabbitmqClusterReference.name")
+    )
+
+
+def _broker(document: dict, reader: _Reader, configs: dict[tuple[str, str], BrokerConfig]) -> Broker:
+    name, namespace, annotations = reader.metadata(document, {BROKER_CLASS_ANNOTATION})
+    if annotations.get(BROKER_CLASS_ANNOTATION) != BROKER_CLASS:
+        raise reader.fail(f"metadata.annotations.{BROKER_CLASS_ANNOTATION}", f"must be {BROKER_CLASS}")
+    spec = reader.mapping(document["spec"], "spec", {"config", "delivery"}, {"config"})
+    ref = reader.mapping(
+        spec["config"],
+        "spec.config",
+        {"apiVersion", "kind", "name", "namespace"},
+        {"apiVersion", "kind", "name"},
+    )
+    if ref["apiVersion"] != CONFIG_API_VERSION or ref["kind"] != "RabbitmqBrokerConfig":
+        raise reader.fail("spec.config", f"must reference a {CONFIG_API_VERSION} RabbitmqBrokerConfig")
+    config = configs.get((ref.get("namespace", namespace), ref["name"]))
+    if config is None:
+        raise reader.fail("spec.config.name", f"there is no RabbitmqBrokerConfig {ref['name']!r} in knative/")
+    delivery = reader.delivery(spec["delivery"], "spec.delivery") if "delivery" in spec else None
+    return Broker(reader.path, name, namespace, config, delivery)
+
+
+def _trigger(document: dict, reader: _Reader) -> Trigger:
+    name, namespace, annotations = reader.metadata(document, {PARALLELISM_ANNOTATION})
+    spec = reader.mapping(
+        document["spec"], "spec", {"broker", "filter", "subscriber", "delivery"}, {"broker", "subscriber"}
+    )
+    filters: dict[str, str] = {}
+    if "filter" in spec:
+        block = reader.mapping(spec["filter"], "spec.filter", {"attributes"})
+        attributes = block.get("attributes") or {}
+        if not isinstance(attributes, dict):
+            raise reader.fail("spec.filter.attributes", "must be a mapping of attribute name to exact value")
+        for key, value in attributes.items():
+            if not isinstance(key, str) or key.startswith("x-") or not key:
+                raise reader.fail(f"spec.filter.attributes.{key}", "must be a CloudEvent attribute name")
+            filters[key] = reader.string(value, f"spec.filter.attributes.{key}")
+    raw = annotations.get(PARALLELISM_ANNOTATION, "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise reader.fail(
+            f"metadata.annotations.{PARALLELISM_ANNOTATION}", "must be a whole number from 1 to 1000"
+        )
+    return Trigger(
+        path=reader.path,
+        name=name,
+        namespace=namespace,
+        broker=reader.string(spec["broker"], "spec.broker"),
+        filters=filters,
+        subscriber=reader.destination(spec["subscriber"], "spec.subscriber"),
+        delivery=reader.delivery(spec["delivery"], "spec.delivery") if "delivery" in spec else None,
+        parallelism=int(raw),
+    )
+
+
+def load_all(paths: list[Path]) -> list[Notifications]:
+    """Every RabbitMQ Broker of the given files with its Triggers, in name order."""
+    documents: list[tuple[Path, dict]] = []
+    for path in paths:
+        try:
+            loaded = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        except (OSError, yaml.YAMLError) as error:
+            raise ManifestError(f"{path}: cannot be read as YAML: {error}") from None
+        for document in loaded:
+            if not isinstance(document, dict) or document.get("kind") not in (
+                "Broker",
+                "Trigger",
+                "RabbitmqBrokerConfig",
+            ):
+                continue
+            reader = _Reader(path)
+            reader.mapping(
+                document,
+                "",
+                {"apiVersion", "kind", "metadata", "spec"},
+                {"apiVersion", "kind", "metadata", "spec"},
+            )
+            documents.append((path, document))
+    configs = {}
+    for path, document in documents:
+        if document["kind"] == "RabbitmqBrokerConfig":
+            config = _config(document, _Reader(path))
+            configs[(config.namespace, config.name)] = config
+    brokers = {}
+    for path, document in documents:
+        if document["kind"] == "Broker":
+            broker = _broker(document, _Reader(path), configs)
+            brokers[(broker.namespace, broker.name)] = broker
+    triggers: dict[tuple[str, str], list[Trigger]] = {key: [] for key in brokers}
+    for path, document in documents:
+        if document["kind"] == "Trigger":
+            trigger = _trigger(document, _Reader(path))
+            key = (trigger.namespace, trigger.broker)
+            if key not in brokers:
+                raise ManifestError(
+                    f"{path}: spec.broker: there is no Broker {trigger.broker!r} in {trigger.namespace}"
+                )
+            triggers[key].append(trigger)
+    return [
+        Notifications(brokers[key], tuple(sorted(triggers[key], key=lambda t: t.name)))
+        for key in sorted(brokers)
+    ]
+
+
+def knative_manifests(knative_dir: Path) -> list[Path]:
+    return sorted(knative_dir.glob("*/*.yaml"))

@@ -1,0 +1,100 @@
+"""The Trigger dispatcher's delivery decisions, with a scripted subscriber (no server).
+
+Which answers are retried, how often, how long it waits, and what the dead letter carries: the
+Knative rules shared with the KafkaSource stand-in, applied per the Trigger's delivery spec.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+from cloudevents.http import CloudEvent
+
+from ripple_stack.kafkasource.convert import with_error_extensions
+from ripple_stack.rabbitmq import manifest
+from ripple_stack.rabbitmq.dispatcher import Outcome, TriggerDispatcher
+from ripple_stack.rabbitmq.metrics import DispatcherMetrics
+
+BROKER = """
+apiVersion: eventing.knative.dev/v1alpha1
+kind: RabbitmqBrokerConfig
+metadata: {name: c, namespace: ns}
+spec: {rabbitmqClusterReference: {name: r}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: b, namespace: ns, annotations: {eventing.knative.dev/broker.class: RabbitMQBroker}}
+spec: {config: {apiVersion: eventing.knative.dev/v1alpha1, kind: RabbitmqBrokerConfig, name: c}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: t, namespace: ns}
+spec:
+  broker: b
+  subscriber: {uri: "http://subscriber.invalid/"}
+  delivery: {retry: 3, backoffPolicy: linear, backoffDelay: PT0.5S}
+"""
+
+
+class Script:
+    """A subscriber that answers the given statuses in order (None: no answer)."""
+
+    def __init__(self, statuses: list[int | None]) -> None:
+        self.statuses = list(statuses)
+        self.calls = 0
+
+    def post(self, url: str, event: CloudEvent) -> Outcome:
+        self.calls += 1
+        status = self.statuses.pop(0)
+        return Outcome(status, b'{"title":"nope"}' if status else None)
+
+
+@pytest.fixture
+def dispatcher(tmp_path: Path):
+    path = tmp_path / "broker.yaml"
+    path.write_text(BROKER)
+    (notifications,) = manifest.load_all([path])
+    waits: list[float] = []
+    dispatcher = TriggerDispatcher(
+        notifications,
+        notifications.triggers[0],
+        "amqp://u:p@127.0.0.1:1/%2F",
+        "http://subscriber.invalid/",
+        None,
+        DispatcherMetrics(),
+        sleep=waits.append,
+    )
+    dispatcher.waits = waits
+    yield dispatcher
+    dispatcher.pool.shutdown()
+
+
+EVENT = CloudEvent({"specversion": "1.0", "id": "1", "source": "/s", "type": "t"}, b"x")
+
+
+@pytest.mark.parametrize(
+    ("statuses", "final", "calls", "waits"),
+    [
+        ([202], 202, 1, []),
+        ([503, 200], 200, 2, [0.5]),
+        ([None, 429, 404, 200], 200, 4, [0.5, 1.0, 1.5]),  # linear: delay * n
+        ([503, 503, 503, 503], 503, 4, [0.5, 1.0, 1.5]),  # retry: 3, then give up
+        ([400], 400, 1, []),  # not retryable: straight to the dead-letter path
+        ([500, 422], 422, 2, [0.5]),
+    ],
+)
+def test_retries_follow_the_delivery_spec(dispatcher, statuses, final, calls, waits):
+    script = Script(statuses)
+    dispatcher.sender = script
+    assert dispatcher.deliver("http://subscriber.invalid/", EVENT).status == final
+    assert script.calls == calls
+    assert dispatcher.waits == waits
+
+
+def test_the_dead_letter_carries_the_knative_error_extensions():
+    dead = with_error_extensions(EVENT, "http://subscriber.invalid/", 503, b'{"title":"nope"}')
+    assert dead["knativeerrordest"] == "http://subscriber.invalid/"
+    assert dead["knativeerrorcode"] == "503"
+    assert base64.b64decode(dead["knativeerrordata"]) == b'{"title":"nope"}'

@@ -1,0 +1,268 @@
+"""The notifications Broker's manifests and the pure parts of its local data plane (no server).
+
+knative/notifications/ and infra/rabbitmq/ validate against their vendored schemas (strictly:
+an unknown field is an error) and parse into the model the local Broker runs; the model refuses
+what it would silently ignore; Trigger filters become the headers-exchange bindings of
+eventing-rabbitmq; CloudEvents survive the trip through an AMQP message; and the ingress
+answers 503 problem+json when RabbitMQ cannot be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from cloudevents.http import CloudEvent
+from prometheus_client import CollectorRegistry
+from test_manifests import schema_problem
+
+from ripple_stack.components.brokers import broker_components
+from ripple_stack.rabbitmq import manifest
+from ripple_stack.rabbitmq.ingress import Ingress, serve
+from ripple_stack.rabbitmq.message import NotACloudEvent, from_message, to_message
+from ripple_stack.rabbitmq.topology import binding_arguments, exchange_name, queue_arguments, queue_name
+from ripple_stack.settings import REPO_ROOT
+
+NOTIFICATIONS = REPO_ROOT / "knative" / "notifications"
+FILES = [*sorted(NOTIFICATIONS.glob("*.yaml")), REPO_ROOT / "infra" / "rabbitmq" / "cluster.yaml"]
+
+
+def documents(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_manifests_match_their_vendored_schemas(path):
+    for index, document in enumerate(documents(path)):
+        assert schema_problem(f"{path.name}#{index}", document) is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec"),
+    [
+        (
+            "RabbitmqBrokerConfig",
+            {"queueType": "quorum", "rabbitmqClusterReference": {"name": "x"}, "typo": 1},
+        ),
+        ("RabbitmqBrokerConfig", {"queueType": "stream"}),
+        (
+            "Trigger",
+            {"broker": "notifications", "subscriber": {"ref": {"kind": "Service", "name": "n"}}, "x": 1},
+        ),
+        ("Broker", {"config": {"name": "c"}, "delivery": {"retries": 3}}),
+    ],
+)
+def test_the_schemas_refuse_unknown_fields_and_values(kind, spec):
+    api = "eventing.knative.dev/v1alpha1" if kind == "RabbitmqBrokerConfig" else "eventing.knative.dev/v1"
+    document = {
+        "apiVersion": api,
+        "kind": kind,
+        "metadata": {"name": "n", "namespace": "ripple"},
+        "spec": spec,
+    }
+    assert schema_problem("test", document) is not None
+
+
+def test_the_notifications_broker_and_its_triggers():
+    (notifications,) = manifest.load_all(manifest.knative_manifests(REPO_ROOT / "knative"))
+    broker = notifications.broker
+    assert (broker.name, broker.namespace, broker.config.queue_type) == ("notifications", "ripple", "quorum")
+    assert broker.config.cluster_name == "ripple-rabbitmq"
+    triggers = {t.name: t for t in notifications.triggers}
+    assert triggers["notifier"].filters == {"type": "dev.ripple.shop.order.flagged"}
+    assert triggers["notifier"].subscriber.ref_name == "notifier"
+    assert triggers["notifier"].parallelism == 4
+    assert triggers["event-store"].filters == {}  # the whole history
+    delivery = notifications.delivery_of(triggers["event-store"])  # the Broker's
+    assert delivery.retry == 5 and delivery.dead_letter_sink.ref_name == "dead-letters"
+
+
+def test_every_broker_and_trigger_is_a_component_of_the_stack():
+    ingresses, dispatchers = broker_components()
+    assert [c.name for c in ingresses] == ["broker-notifications"]
+    assert [c.name for c in dispatchers] == ["trigger-event-store", "trigger-notifier"]
+    assert all(c.start_tier == 2 for c in dispatchers)
+
+
+BROKER = """
+apiVersion: eventing.knative.dev/v1alpha1
+kind: RabbitmqBrokerConfig
+metadata: {name: c, namespace: ns}
+spec: {rabbitmqClusterReference: {name: r}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: b, namespace: ns, annotations: {eventing.knative.dev/broker.class: RabbitMQBroker}}
+spec: {config: {apiVersion: eventing.knative.dev/v1alpha1, kind: RabbitmqBrokerConfig, name: c}}
+"""
+TRIGGER = """
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: t, namespace: ns}
+spec:
+  broker: b
+  subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: s}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        (BROKER.replace("RabbitMQBroker", "MTChannelBasedBroker"), "must be RabbitMQBroker"),
+        (BROKER.replace("name: r}", "name: r}, vhost: other"), "only the default vhost"),
+        (BROKER + TRIGGER.replace("broker: b", "broker: missing"), "no Broker 'missing'"),
+        (
+            BROKER
+            + TRIGGER.replace("{name: t, namespace: ns}", "{name: t, namespace: ns, annotations: {a/b: c}}"),
+            "unknown annotation",
+        ),
+        (
+            BROKER
+            + TRIGGER.replace(
+                "namespace: ns}",
+                "namespace: ns, annotations: {rabbitmq.eventing.knative.dev/parallelism: '0'}}",
+            ),
+            "whole number from 1 to 1000",
+        ),
+        (
+            BROKER + TRIGGER + "  filter: {attributes: {x-match: any}}\n",
+            "must be a CloudEvent attribute name",
+        ),
+        (BROKER + TRIGGER + "  filters: [{exact: {type: a}}]\n", "unknown or unsupported field"),
+        (BROKER + TRIGGER + "  delivery: {retry: -1}\n", "retry: must be a whole number"),
+    ],
+)
+def test_the_model_refuses_what_it_would_ignore(tmp_path, text, complaint):
+    path = tmp_path / "broker.yaml"
+    path.write_text(text)
+    with pytest.raises(manifest.ManifestError, match=complaint):
+        manifest.load_all([path])
+
+
+def test_defaults_follow_eventing_rabbitmq(tmp_path):
+    path = tmp_path / "broker.yaml"
+    path.write_text(BROKER + TRIGGER)
+    (notifications,) = manifest.load_all([path])
+    (trigger,) = notifications.triggers
+    assert trigger.parallelism == 1 and trigger.filters == {}
+    assert notifications.broker.config.queue_type == "quorum"
+    delivery = notifications.delivery_of(trigger)  # neither Trigger nor Broker has one
+    assert delivery.retry == 0 and delivery.dead_letter_sink is None
+
+
+def test_filters_become_headers_bindings_matching_all_attributes(tmp_path):
+    path = tmp_path / "broker.yaml"
+    path.write_text(BROKER + TRIGGER + "  filter: {attributes: {type: a.b, source: /s}}\n")
+    (notifications,) = manifest.load_all([path])
+    (trigger,) = notifications.triggers
+    assert binding_arguments(trigger) == {
+        "x-match": "all",
+        "x-knative-trigger": "t",
+        "type": "a.b",
+        "source": "/s",
+    }
+    assert exchange_name(notifications.broker) == "b.ns.b"
+    assert queue_name(trigger) == "t.ns.t"
+    assert queue_arguments(notifications.broker.config) == {"x-queue-type": "quorum"}
+
+
+def flagged(**extra: str) -> CloudEvent:
+    attributes = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/test",
+        "type": "dev.ripple.shop.order.flagged",
+        "datacontenttype": "application/json",
+        "tenant": "acme",
+        **extra,
+    }
+    return CloudEvent(attributes, b'{"orderId":"o-1"}')
+
+
+def test_a_cloudevent_survives_the_amqp_message():
+    event = flagged(subject="o-1")
+    properties, body = to_message(event)
+    assert properties.delivery_mode == 2 and properties.message_id == event["id"]
+    assert properties.headers["type"] == "dev.ripple.shop.order.flagged"
+    assert properties.headers["content-type"] == "application/json"
+    back = from_message({**properties.headers, "x-death": "ignored"}, body)
+    assert back.get_attributes() == event.get_attributes()
+    assert back.get_data() == b'{"orderId":"o-1"}'
+
+
+def test_a_message_without_the_required_attributes_is_not_an_event():
+    with pytest.raises(NotACloudEvent, match="id, source, type"):
+        from_message({"specversion": "1.0"}, b"")
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def ingress_without_rabbitmq(tmp_path):
+    path = tmp_path / "broker.yaml"
+    path.write_text(BROKER)
+    (notifications,) = manifest.load_all([path])
+    # Nothing listens on this port: RabbitMQ is "down".
+    ingress = Ingress(notifications.broker, f"amqp://u:p@127.0.0.1:{unused_port()}/%2F", CollectorRegistry())
+    server = serve(ingress, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_the_ingress_answers_503_problem_when_rabbitmq_is_down(ingress_without_rabbitmq):
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-id": "1",
+        "ce-source": "/t",
+        "ce-type": "t",
+        "content-type": "text/plain",
+    }
+    status, response_headers, body = post(ingress_without_rabbitmq + "/", b"x", headers)
+    assert status == 503
+    assert response_headers["Content-Type"] == "application/problem+json"
+    assert response_headers["Retry-After"] == "1"
+    assert json.loads(body)["type"] == "https://ripple.dev/problems/broker-unavailable"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status", "slug"),
+    [
+        ("/", {"content-type": "application/json"}, 400, "invalid-cloudevent"),
+        (
+            "/other",
+            {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/t", "ce-type": "t"},
+            404,
+            "not-found",
+        ),
+    ],
+)
+def test_the_ingress_refuses_bad_requests_with_a_problem(
+    ingress_without_rabbitmq, path, headers, status, slug
+):
+    got, response_headers, body = post(ingress_without_rabbitmq + path, b"{}", headers)
+    assert got == status
+    assert response_headers["Content-Type"] == "application/problem+json"
+    assert json.loads(body)["type"].endswith(slug)
