@@ -5,12 +5,18 @@
 #   make bench-edge      wrk: one client far above the edge's limits and one inside, per profile
 #   make bench-gateway   wrk: gateway direct and through nginx, single events and batches of 100 (BENCH_SECONDS=15)
 #   make edge-manifests  regenerate infra/edge/generated-config.yaml from nginx/ (RIPPLE_NGINX_PROFILE)
-#   make bench-dispatcher  events/s Kafka -> KafkaSource dispatcher -> event-store -> PostgreSQL (EVENTS=20000)
+#   make bench-dispatcher  events/s and CPU/event of the KafkaSource dispatcher: alone to a trivial sink, and Kafka -> dispatcher -> event-store -> PostgreSQL (EVENTS=20000)
+#   make bench-broker    events/s into the RabbitMQ Broker's ingress and through one Trigger, beside the KafkaSource path (BROKER_EVENTS=5000)
+#   make bench-consumers   wrk straight at event-store / order-alerts: req/s, p99, CPU ms/event
+#   make bench-peers     ripple vs Knative's Kafka data plane and the Strimzi bridge, built from source; one table (PEERS_SOURCES=)
 #   make load    Locust shop traffic through nginx, headless (LOAD_SECONDS=60 LOAD_USERS=20 LOAD_SHAPE=spike)
 #   make scenario-<name>  failure drill under load + report: flink-down postgres-down postgres-slow kafka-down overload baseline
 #   make flink-status    the aggregation job: state, last checkpoint, Kafka lag (flink-submit starts it if not running)
 #   make flink-savepoint stop the aggregation job with a savepoint; make flink-upgrade: savepoint + resubmit from it
 #   make bench-flink     events/s the Flink job sustains into PostgreSQL, event-to-row delay p50/p99 (FLINK_EVENTS=50000)
+#   make demo-autoscale  zero -> N -> zero: consumers at zero, step + spike through nginx, back to zero; report (DEMO_ARGS=)
+#   make images          container images of the functions and the Flink job (podman; make test-images runs them)
+#   make registry push   a local registry and the images in it; make chart-registry pins them by digest
 # See README.md for the rest.
 
 SHELL := /bin/bash
@@ -19,7 +25,7 @@ PY := $(VENV)/bin/python
 STACK := $(PY) -m ripple_stack
 # Debian packages of the servers that are not fetched from Maven Central or PyPI.
 APT_PACKAGES := postgresql nginx libnginx-mod-http-js prometheus prometheus-pushgateway \
-	prometheus-nginx-exporter wrk mtail
+	prometheus-nginx-exporter wrk mtail rabbitmq-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: up down clean distclean status test test-unit lint prereqs venv helm chart
@@ -42,7 +48,7 @@ venv: $(VENV)/.installed
 ## Debian packages, installed only when one of their programs is missing.
 prereqs:
 	@missing=""; \
-	for bin in /usr/lib/postgresql/*/bin/postgres nginx prometheus prometheus-pushgateway prometheus-nginx-exporter wrk mtail; do \
+	for bin in /usr/lib/postgresql/*/bin/postgres nginx prometheus prometheus-pushgateway prometheus-nginx-exporter wrk mtail /usr/lib/rabbitmq/bin/rabbitmq-server; do \
 		[ -x "$$bin" ] || command -v "$$bin" >/dev/null 2>&1 || missing="$$missing $$bin"; \
 	done; \
 	[ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || missing="$$missing njs"; \
@@ -94,7 +100,7 @@ $(HELM):
 helm: $(HELM)
 
 chart: venv helm
-	$(PY) infra/helm/build_chart.py --helm $(HELM)
+	$(PY) infra/helm/build_chart.py --helm $(HELM) $(CHART_ARGS)
 
 test: up lint helm
 	$(PY) -m pytest
@@ -112,6 +118,12 @@ EVENTS ?= 20000
 .PHONY: bench-dispatcher
 bench-dispatcher: venv
 	$(PY) loadtest/dispatcher/bench.py --events $(EVENTS)
+
+## The consumer functions alone (no dispatcher): wrk straight at event-store and order-alerts.
+BENCH_CONSUMERS_ARGS ?=
+.PHONY: bench-consumers
+bench-consumers: venv
+	$(PY) loadtest/consumers/bench.py $(BENCH_CONSUMERS_ARGS)
 
 ## Locust and the failure scenarios (loadtest/README.md); they need the `load` extra.
 LOAD_SECONDS ?= 60
@@ -132,10 +144,21 @@ load: venv-load
 	RIPPLE_LOADTEST_SHAPE=$(LOAD_SHAPE) RIPPLE_LOADTEST_RUN_ID=$$run $(PY) -m locust \
 		-f loadtest/locust/locustfile.py --headless -u $(LOAD_USERS) -r $(LOAD_SPAWN_RATE) -t $(LOAD_SECONDS)s \
 		--csv $$dir/locust --csv-full-history --only-summary --loglevel WARNING; rc=$$?; \
-	$(PY) -m loadtest.locust.report $$dir $$run; exit $$rc
+	$(PY) -m loadtest.locust.report $$dir $$run $$rc; exit $$rc
 
 scenario-%: venv-load
 	$(PY) -m loadtest.scenarios $* $(SCENARIO_ARGS)
+
+## The autoscale-from-zero demo (loadtest/autoscale): report under loadtest/reports/autoscale-<time>/.
+DEMO_ARGS ?=
+.PHONY: demo-autoscale
+demo-autoscale: venv-load
+	$(PY) -m loadtest.autoscale $(DEMO_ARGS)
+
+## ripple side by side with its peers, built from source (loadtest/peers/README.md: PEERS_* settings).
+.PHONY: bench-peers
+bench-peers: venv
+	$(PY) -m loadtest.peers
 
 ## wrk against the gateway (direct and through nginx), single events and batches of 100.
 BENCH_SECONDS ?= 15
@@ -161,3 +184,93 @@ flink-upgrade: venv
 
 bench-flink: venv
 	$(PY) loadtest/flink/bench_flink.py --events $(FLINK_EVENTS)
+
+## Container images, the local registry and the delivery steps (README "Container images and delivery").
+## podman (Debian's, with runc) keeps its configuration and storage under $(RIPPLE_HOME)/containers.
+## RIPPLE_BASE_IMAGE=local-debian builds on stand-in bases made from Debian packages, because the
+## real bases (UBI python-311, flink:2.0.2) cannot be pulled here; set it empty on a machine that
+## can pull them (CI does). IMAGE_REGISTRY/IMAGE_NAMESPACE name where `make push` sends them.
+RIPPLE_BASE_IMAGE ?= local-debian
+export RIPPLE_BASE_IMAGE
+IMAGES := $(PY) -m ripple_stack.images
+CRANE_VERSION := v0.22.1
+CRANE := .ripple/dist/bin/crane
+.PHONY: podman images images-functions save-images test-images registry push chart-registry kn-commands kn \
+	deploy smoke-deployed promote
+
+## podman, runc (crun fails on this cgroup layout) and mmdebstrap (the stand-in bases), only when missing.
+podman:
+	@if [ "$$RIPPLE_CONTAINER_ENGINE" = buildah ]; then command -v buildah >/dev/null || { echo "ripple: RIPPLE_CONTAINER_ENGINE=buildah but buildah is missing."; exit 2; }; exit 0; fi; \
+	missing=""; for bin in podman runc mmdebstrap; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
+	if [ -n "$$missing" ]; then \
+		command -v apt-get >/dev/null || { echo "ripple: images need podman, runc and mmdebstrap (missing:$$missing): install them and rerun."; exit 2; }; \
+		echo "installing Debian packages (missing:$$missing)…"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends podman runc mmdebstrap >/dev/null; \
+	fi
+
+$(CRANE):
+	@command -v go >/dev/null || { echo "ripple: Go is missing: install Go 1.24+ to build crane (make registry)."; exit 2; }
+	@echo "building crane $(CRANE_VERSION) with go install (once)…"
+	GOBIN=$(abspath .ripple/dist/bin) go install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
+
+## Every functions/*/Containerfile and flink/Containerfile, tagged with the git commit.
+images: venv podman
+	$(IMAGES) build
+
+images-functions: venv podman
+	$(IMAGES) build --only-functions
+
+## The last build as OCI archives under .ripple/containers/archives (CI hands them to the push job).
+save-images: venv podman
+	$(IMAGES) save
+
+## The images run as their Knative manifests run them, against the local stack.
+test-images: up podman
+	$(PY) -m pytest infra/tests/test_images.py -m integration -v
+
+## A local OCI registry (crane registry serve) on RIPPLE_REGISTRY_PORT (default 15000).
+registry: venv $(CRANE)
+	$(IMAGES) registry --crane $(CRANE)
+
+push: venv podman
+	$(IMAGES) push
+
+## The Helm chart with image references by digest from the registry `make push` filled.
+chart-registry: venv helm
+	$(MAKE) chart CHART_ARGS=--images-from-registry
+
+## kn service create/update for every function, with the references the last build/push produced.
+kn-commands: venv
+	@$(IMAGES) kn
+
+## kn (Knative CLI), built from its module source: it does not `go install` (its go.mod replaces
+## knative.dev/client/pkg with a folder the module zip lacks), so the replace is swapped for the
+## pkg version that client release was cut with. GOSUMDB=off: that edited go.mod has no sum entry.
+KN_VERSION := v0.44.0
+KN_PKG_VERSION := v0.0.0-20250120185908-9baddba98cbd
+KN := .ripple/dist/bin/kn
+$(KN):
+	@command -v go >/dev/null || { echo "ripple: Go is missing: install Go 1.24+ to build kn (make kn)."; exit 2; }
+	@echo "building kn $(KN_VERSION) from its module source (once, 5-10 min)…"
+	src=$$(go mod download -json knative.dev/client@$(KN_VERSION) | $(PY) -c 'import json, sys; print(json.load(sys.stdin)["Dir"])') && \
+	rm -rf .ripple/dist/kn-src && cp -r "$$src" .ripple/dist/kn-src && chmod -R u+w .ripple/dist/kn-src && \
+	cd .ripple/dist/kn-src && go mod edit -dropreplace knative.dev/client/pkg -require knative.dev/client/pkg@$(KN_PKG_VERSION) && \
+	GOWORK=off GOSUMDB=off GOFLAGS=-mod=mod go build -o $(abspath $(KN)) ./cmd/kn
+
+kn: $(KN)
+
+deploy: venv helm
+	$(IMAGES) deploy --helm $(HELM)
+
+smoke-deployed: venv
+	$(IMAGES) smoke-deployed
+
+promote: venv helm
+	$(IMAGES) deploy --helm $(HELM) --production
+
+## The notifications Broker (RabbitMQ): ingress and Trigger throughput beside the KafkaSource path.
+BROKER_EVENTS ?= 5000
+.PHONY: bench-broker
+bench-broker: venv
+	$(PY) loadtest/broker/bench.py --events $(BROKER_EVENTS) $(BROKER_BENCH_ARGS)

@@ -32,6 +32,21 @@ PORTS: dict[str, tuple[str, int]] = {
     "query": ("RIPPLE_QUERY_PORT", 18082),
     "prometheus": ("RIPPLE_PROMETHEUS_PORT", 19090),
     "pushgateway": ("RIPPLE_PUSHGATEWAY_PORT", 19091),
+    # RabbitMQ (AMQP, Erlang distribution, rabbitmq_prometheus) and the notifications Broker.
+    "rabbitmq": ("RIPPLE_RABBITMQ_PORT", 15772),
+    "rabbitmq_dist": ("RIPPLE_RABBITMQ_DIST_PORT", 15773),
+    "rabbitmq_prometheus": ("RIPPLE_RABBITMQ_PROMETHEUS_PORT", 15774),
+    "broker_ingress": ("RIPPLE_BROKER_INGRESS_PORT", 18600),
+    "trigger_dispatchers": ("RIPPLE_TRIGGER_DISPATCHER_PORT", 18610),
+    "mail_sink": ("RIPPLE_MAIL_SINK_PORT", 18025),
+    "mail_sink_metrics": ("RIPPLE_MAIL_SINK_METRICS_PORT", 18026),
+    # Functions pinned to a port so that adding a function (name order) moves no other one.
+    "order-alerts": ("RIPPLE_ORDER_ALERTS_PORT", 18403),
+    "notifier": ("RIPPLE_NOTIFIER_PORT", 18405),
+    # Serving (scale to zero): each function's activator serves /metrics and /status on
+    # serving_admin + its index; its instances listen on serving_instances + 32 x index + n.
+    "serving_admin": ("RIPPLE_SERVING_ADMIN_PORT", 18700),
+    "serving_instances": ("RIPPLE_SERVING_INSTANCE_PORT", 18720),
 }
 
 # Secrets the stack needs. Taken from the environment when set; otherwise generated once
@@ -42,6 +57,7 @@ SECRET_NAMES: tuple[str, ...] = (
     "RIPPLE_PUBLISHER_CLIENT_SECRET",
     "RIPPLE_TEST_CLIENT_SECRET",
     "RIPPLE_TEST_USER_PASSWORD",
+    "RIPPLE_RABBITMQ_PASSWORD",
 )
 
 
@@ -71,6 +87,7 @@ class Settings:
     postgres_user: str = "ripple"
     postgres_database: str = "ripple"
     keycloak_realm: str = "ripple"
+    rabbitmq_user: str = "ripple"
 
     # Directories under RIPPLE_HOME. "dist" holds what was downloaded and survives `make clean`.
     @property
@@ -121,6 +138,14 @@ class Settings:
     def pushgateway_url(self) -> str:
         return f"http://{self.host}:{self.ports['pushgateway']}"
 
+    def amqp_url(self, password: str) -> str:
+        return f"amqp://{self.rabbitmq_user}:{password}@{self.host}:{self.ports['rabbitmq']}/%2F"
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the local mail sink writes every message it receives (one .eml file each)."""
+        return self.home / "mail"
+
     def postgres_url(self, password: str, driver: str = "postgresql+psycopg2") -> str:
         return (
             f"{driver}://{self.postgres_user}:{password}@{self.host}:{self.ports['postgres']}"
@@ -141,6 +166,9 @@ class Settings:
             "pushgateway.ripple.svc:9091": f"{local}:{self.ports['pushgateway']}",
             "ripple-flink-rest.ripple.svc:8081": f"{local}:{self.ports['flink_rest']}",
             "gateway.ripple.svc:80": f"{local}:{self.ports['gateway']}",
+            "ripple-rabbitmq.ripple.svc:5672": f"{local}:{self.ports['rabbitmq']}",
+            "notifications-broker-ingress.ripple.svc:80": f"{local}:{self.ports['broker_ingress']}",
+            "smtp.ripple.svc:25": f"{local}:{self.ports['mail_sink']}",
         }
 
 
