@@ -89,14 +89,20 @@ def parse_duration(text: str) -> float:
     return sum(float(v) * _SECONDS[k] for k, v in match.groupdict().items() if v is not None)
 
 
-class _Reader:
-    """Walks a YAML mapping and names the exact path of whatever is wrong."""
+class ManifestReader:
+    """Walks a YAML mapping and names the exact path of whatever is wrong.
+
+    Shared by the Knative stand-ins that read Destinations and DeliverySpecs (the RabbitMQ
+    Broker's Triggers too); `error` is the exception type each of them raises.
+    """
+
+    error: type[Exception] = ManifestError
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def fail(self, where: str, message: str) -> ManifestError:
-        return ManifestError(f"{self.path}: {where}: {message}")
+    def fail(self, where: str, message: str) -> Exception:
+        return self.error(f"{self.path}: {where}: {message}")
 
     def mapping(self, value: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
         if not isinstance(value, dict):
@@ -157,7 +163,8 @@ class _Reader:
             uri=uri,
         )
 
-    def delivery(self, value: Any, where: str) -> Delivery:
+    def delivery(self, value: Any, where: str, default_timeout_s: float = 600.0) -> Delivery:
+        """A DeliverySpec; a missing timeout is Knative's data-plane default unless told otherwise."""
         spec = self.mapping(
             value, where, {"retry", "backoffPolicy", "backoffDelay", "timeout", "deadLetterSink"}
         )
@@ -174,7 +181,9 @@ class _Reader:
             if "backoffDelay" in spec
             else 0.2,
             # Knative's data plane defaults a missing per-attempt timeout to 600 s.
-            timeout_s=self.duration(spec["timeout"], f"{where}.timeout") if "timeout" in spec else 600.0,
+            timeout_s=self.duration(spec["timeout"], f"{where}.timeout")
+            if "timeout" in spec
+            else default_timeout_s,
             dead_letter_sink=(
                 self.destination(spec["deadLetterSink"], f"{where}.deadLetterSink")
                 if "deadLetterSink" in spec
@@ -185,7 +194,7 @@ class _Reader:
 
 def parse(document: Any, path: Path) -> KafkaSource:
     """The KafkaSource a manifest declares, or ManifestError naming the field that is wrong."""
-    reader = _Reader(path)
+    reader = ManifestReader(path)
     top = reader.mapping(
         document, "", {"apiVersion", "kind", "metadata", "spec"}, {"apiVersion", "kind", "metadata", "spec"}
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ..kafkasource.manifest import EXPONENTIAL, LINEAR, Delivery, Destination, parse_duration
+from ..kafkasource.manifest import Delivery, Destination, ManifestReader
 
 BROKER_CLASS_ANNOTATION = "eventing.knative.dev/broker.class"
 BROKER_CLASS = "RabbitMQBroker"
@@ -82,76 +82,13 @@ class Notifications:
         raise ManifestError(f"Broker {self.broker.name} has no Trigger {name!r} (known: {known})")
 
 
-class _Reader:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+class _Reader(ManifestReader):
+    """The KafkaSource reader's checks (mappings, Destinations, DeliverySpecs) plus metadata."""
 
-    def fail(self, where: str, message: str) -> ManifestError:
-        return ManifestError(f"{self.path}: {where}: {message}")
+    error = ManifestError
 
-    def mapping(self, value: Any, where: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
-        if not isinstance(value, dict):
-            raise self.fail(where, "must be a mapping")
-        for key in value:
-            if key not in allowed:
-                raise self.fail(
-                    f"{where}.{key}",
-                    f"unknown or unsupported field (supported: {', '.join(sorted(allowed))})",
-                )
-        for key in sorted(required - value.keys()):
-            raise self.fail(f"{where}.{key}", "is required")
-        return value
-
-    def string(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.fail(where, "must be a non-empty string")
-        return value
-
-    def destination(self, value: Any, where: str) -> Destination:
-        spec = self.mapping(value, where, {"ref", "uri"})
-        if "ref" not in spec:
-            uri = self.string(spec.get("uri"), f"{where}.uri")
-            if not uri.startswith(("http://", "https://")):
-                raise self.fail(f"{where}.uri", "must be an absolute http(s) URL when there is no ref")
-            return Destination(uri=uri)
-        ref = self.mapping(
-            spec["ref"],
-            f"{where}.ref",
-            {"apiVersion", "kind", "name", "namespace"},
-            {"apiVersion", "kind", "name"},
-        )
-        return Destination(
-            ref_api_version=self.string(ref["apiVersion"], f"{where}.ref.apiVersion"),
-            ref_kind=self.string(ref["kind"], f"{where}.ref.kind"),
-            ref_name=self.string(ref["name"], f"{where}.ref.name"),
-            ref_namespace=ref.get("namespace"),
-            uri=spec.get("uri"),
-        )
-
-    def delivery(self, value: Any, where: str) -> Delivery:
-        spec = self.mapping(
-            value, where, {"retry", "backoffPolicy", "backoffDelay", "timeout", "deadLetterSink"}
-        )
-        retry = spec.get("retry", 0)
-        if not isinstance(retry, int) or isinstance(retry, bool) or retry < 0:
-            raise self.fail(f"{where}.retry", "must be a whole number >= 0")
-        policy = spec.get("backoffPolicy", EXPONENTIAL)
-        if policy not in (LINEAR, EXPONENTIAL):
-            raise self.fail(f"{where}.backoffPolicy", f"must be {LINEAR} or {EXPONENTIAL} (got {policy!r})")
-        try:
-            delay = parse_duration(spec["backoffDelay"]) if "backoffDelay" in spec else 0.2
-            timeout = parse_duration(spec["timeout"]) if "timeout" in spec else LOCAL_TIMEOUT_S
-        except ValueError as error:
-            raise self.fail(where, str(error)) from None
-        return Delivery(
-            retry=retry,
-            backoff_policy=policy,
-            backoff_delay_s=delay,
-            timeout_s=timeout,
-            dead_letter_sink=self.destination(spec["deadLetterSink"], f"{where}.deadLetterSink")
-            if "deadLetterSink" in spec
-            else None,
-        )
+    def delivery(self, value: Any, where: str, default_timeout_s: float = LOCAL_TIMEOUT_S) -> Delivery:
+        return super().delivery(value, where, default_timeout_s)
 
     def metadata(self, top: dict, annotations: set[str]) -> tuple[str, str, dict[str, str]]:
         metadata = self.mapping(
