@@ -134,11 +134,17 @@ class Scaler:
             if time.monotonic() >= self.retry_at:
                 free = [s for s in range(len(self.spec.instance_ports)) if s not in self.instances]
                 for slot in free[: self.desired - len(live)]:
-                    self._spawn(self._start(slot))
+                    # Claimed here, not in the task: every held request pokes a reconcile before
+                    # the task first runs, and each would otherwise start the same slot again.
+                    instance = Instance(self.spec.name, slot, self.spec.host, self.spec.instance_ports[slot])
+                    self.instances[slot] = instance
+                    self._spawn(self._start(instance))
         elif len(live) > self.desired:
             # Starting ones first (they serve nobody yet), then the least busy ready ones.
             victims = sorted(live, key=lambda i: (i.state == READY, i.active))[: len(live) - self.desired]
             for instance in victims:
+                self.throttler.remove(instance)
+                instance.state = DRAINING  # at once, so that the next reconcile does not pick it again
                 self._spawn(self._stop(instance))
         self._publish()
 
@@ -155,9 +161,7 @@ class Scaler:
         task.add_done_callback(self.tasks.discard)
 
     # --- one instance's life ---
-    async def _start(self, slot: int) -> None:
-        instance = Instance(self.spec.name, slot, self.spec.host, self.spec.instance_ports[slot])
-        self.instances[slot] = instance
+    async def _start(self, instance: Instance) -> None:
         cold = self.ready == 0
         # Why it starts: a request waits at zero, the revision's initial scale, or load.
         cause = "initial" if not self.state.initial_reached else "scale-out"
@@ -169,6 +173,9 @@ class Scaler:
             await instance.start(self.spec.command, self.spec.cwd, self.spec.env, log_path)
         except OSError as error:
             self._failed(instance, f"{instance.name} could not be started: {error}")
+            return
+        if instance.state != STARTING:  # scaled down before its process existed: stop that too
+            await instance.stop()
             return
         assert self.session is not None and instance.process is not None
         watcher = asyncio.get_running_loop().create_task(instance.process.wait())
