@@ -38,6 +38,9 @@ INT32 = (-(2**31), 2**31 - 1)
 MAX_TIME_AHEAD = timedelta(minutes=5)
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# An escaped NUL (\u0000) is valid JSON, but PostgreSQL's text and jsonb cannot hold it: one such
+# string reaching the aggregation's sink stopped the Flink job, so the gateway refuses it.
+NUL_ESCAPE = re.compile(rb"\\u0000")
 # Set by the gateway whatever the client sent: a client never chooses its tenant or key.
 STAMPED = ("tenant", "partitionkey")
 
@@ -152,6 +155,16 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    return False
+
+
 def _load_json(body: bytes, what: str) -> Any:
     try:
         value = json.loads(body, parse_constant=_not_json)
@@ -167,6 +180,8 @@ def _load_json(body: bytes, what: str) -> Any:
             raise _malformed(
                 f"{what} has a lone UTF-16 surrogate (\\uD800-\\uDFFF): not Unicode text"
             ) from None
+    if NUL_ESCAPE.search(body) and _has_nul(value):
+        raise _malformed(f"{what} has a NUL character (\\u0000), which no consumer can store")
     return value
 
 
