@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ripple_stack.component import Program
+from ripple_stack.component import PrerequisiteError, Program, let_reach
 from ripple_stack.components.functions import KnativeFunction, ManifestError
 from ripple_stack.components.kafka import declared_topics
 from ripple_stack.secrets import load_secrets
-from ripple_stack.settings import SECRET_NAMES, ConfigError, load_settings
+from ripple_stack.settings import SECRET_NAMES, ConfigError, Settings, load_settings
 from ripple_stack.supervisor import render_config
 
 
@@ -98,3 +99,17 @@ def test_declared_topics_read_strimzi_manifests(tmp_path):
         "kind: ConfigMap\nmetadata: {name: ignored}\n"
     )
     assert declared_topics(path) == [{"name": "a.b", "partitions": 6, "config": {"retention.ms": "1000"}}]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="servers switch to their own accounts only when run as root")
+def test_an_account_that_cannot_enter_a_folder_above_the_checkout_is_a_clear_error(tmp_path):
+    # A `mktemp -d` folder is 0700: postgres cannot pass it to reach its data under RIPPLE_HOME.
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    private.chmod(0o700)
+    home = private / "checkout" / ".ripple"
+    (home / "data" / "postgres").mkdir(parents=True)
+    settings = Settings(home=home, ports={})
+    with pytest.raises(PrerequisiteError, match=f"cannot enter {private} .*chmod o\\+x {private}"):
+        let_reach("postgres", settings, home / "data" / "postgres")
+    assert (home / "data").stat().st_mode & 0o001, "inside RIPPLE_HOME ripple opens the way itself"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import shutil
+import stat
 import subprocess
 import urllib.error
 import urllib.request
@@ -79,6 +82,38 @@ class Component:
 
 def running_as_root() -> bool:
     return os.geteuid() == 0
+
+
+def let_reach(user: str, settings: Settings, *paths: Path) -> None:
+    """Let a system account (postgres, rabbitmq, www-data) reach paths inside the state directory.
+
+    Servers that refuse to run as root run as their Debian account, which must be able to enter
+    every directory above its files. Inside RIPPLE_HOME ripple adds search permission (x, never
+    read); above it ripple changes nothing and, where the account cannot pass, stops with the
+    directory and what to do (a `mktemp -d` folder is 0700, for example) instead of the server's
+    own "Permission denied" later.
+    """
+    if not running_as_root():
+        return
+    account = pwd.getpwnam(user)
+    groups = {account.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    for path in paths:
+        for parent in path.parents:
+            if parent == settings.home or settings.home in parent.parents:
+                parent.chmod(parent.stat().st_mode | 0o011)
+                continue
+            mode = parent.stat()
+            passable = (
+                mode.st_mode & stat.S_IXOTH
+                or (mode.st_uid == account.pw_uid and mode.st_mode & stat.S_IXUSR)
+                or (mode.st_gid in groups and mode.st_mode & stat.S_IXGRP)
+            )
+            if not passable:
+                raise PrerequisiteError(
+                    f"the `{user}` account cannot enter {parent} (mode {stat.filemode(mode.st_mode)}), "
+                    f"so it cannot reach {path}: run `chmod o+x {parent}` or put the checkout "
+                    "(or RIPPLE_HOME) under a directory others may enter, and rerun."
+                )
 
 
 def run(command: list[str], *, say: Say | None = None, **kwargs: object) -> None:

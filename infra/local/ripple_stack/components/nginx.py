@@ -31,6 +31,7 @@ from ..component import (
     Say,
     ScrapeTarget,
     http_status,
+    let_reach,
     require_binary,
     run,
     running_as_root,
@@ -296,6 +297,8 @@ class Nginx(Component):
 
     def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
         write_config(self.run_dir(settings), self.values(settings))
+        # Workers run as www-data and buffer large bodies in the temp folders.
+        let_reach(WORKER_USER, settings, *(self.run_dir(settings) / temp for temp in TEMP_DIRS))
         check_config(self.config_file(settings))
 
     def after_ready(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:

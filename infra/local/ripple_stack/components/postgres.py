@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..component import Component, PrerequisiteError, Program, Say, run, running_as_root
+from ..component import Component, PrerequisiteError, Program, Say, let_reach, run, running_as_root
 from ..settings import Settings
 
 # Debian's packages put the server outside PATH, one directory per major version (Debian 12
@@ -53,11 +53,7 @@ class Postgres(Component):
         if running_as_root():
             for path in (data, password_file):
                 shutil.chown(path, POSTGRES_OS_USER)
-            # The server user must be able to reach its data directory through the tree.
-            for parent in data.parents:
-                if parent == settings.home.parent:
-                    break
-                parent.chmod(parent.stat().st_mode | 0o011)
+        let_reach(POSTGRES_OS_USER, settings, data, sockets, password_file)
         try:
             run(
                 _as_server_user(

@@ -14,7 +14,16 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..component import Component, PrerequisiteError, Program, Say, ScrapeTarget, http_status, running_as_root
+from ..component import (
+    Component,
+    PrerequisiteError,
+    Program,
+    Say,
+    ScrapeTarget,
+    http_status,
+    let_reach,
+    running_as_root,
+)
 from ..settings import Settings
 
 # Debian installs the real scripts here; /usr/sbin/rabbitmq-server is a wrapper that insists on
@@ -89,12 +98,7 @@ class RabbitMQ(Component):
                 shutil.chown(path, RABBITMQ_OS_USER, RABBITMQ_OS_USER)
             for path in (base / "home").glob(".erlang.cookie"):
                 shutil.chown(path, RABBITMQ_OS_USER, RABBITMQ_OS_USER)
-            # The node's user must be able to reach its directories through the tree.
-            for start in (base, config, settings.log_dir):
-                for parent in start.parents:
-                    if parent == settings.home.parent:
-                        break
-                    parent.chmod(parent.stat().st_mode | 0o011)
+        let_reach(RABBITMQ_OS_USER, settings, base, config, settings.log_dir / "rabbitmq")
 
     def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
         return [
