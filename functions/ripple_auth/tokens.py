@@ -170,6 +170,7 @@ class Authenticator:
         self._clock = clock
         self._keys: dict[str, jwk.JWK] = {}
         self._lock = threading.Lock()
+        self._generation = 0  # how many times the key set was replaced
         self._last_attempt = float("-inf")
         self._check_claims = {"iss": settings.issuer, "aud": settings.audience, "exp": None, "typ": "Bearer"}
         # token -> (principal, exp) of tokens that passed every check. A client reuses its token
@@ -193,10 +194,15 @@ class Authenticator:
             if self._keys
             else min(EMPTY_RETRY_S, self._settings.jwks_refresh_min_s)
         )
-        # Non-blocking: while one thread fetches, the others answer with what is cached.
-        if not self._lock.acquire(blocking=False):
+        # A thread that finds a fetch under way waits for it (bounded by the fetch's own timeout)
+        # and uses its result: answering from the cache meanwhile turned the first concurrent
+        # requests of a cold-started instance, whose cache is still empty, into 401 unknown_kid.
+        generation = self._generation
+        if not self._lock.acquire(timeout=self._settings.keycloak_timeout_s + 1):
             return False
         try:
+            if self._generation != generation:
+                return True  # replaced while this thread waited
             now = self._clock()
             if now - self._last_attempt < interval:
                 return False
@@ -215,6 +221,7 @@ class Authenticator:
             JWKS_REFRESHES.labels(outcome="ok").inc()
             if keys:
                 self._keys = keys  # replaced atomically; readers never see a half-built dict
+                self._generation += 1
             return bool(keys)
         finally:
             self._lock.release()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from jwcrypto import jwk, jwt
@@ -130,6 +132,28 @@ def test_unknown_kid_refreshes_once_per_interval(auth, realm, clock):
     clock.now += 31
     assert reason_of(auth, realm.token(key=stranger)) == (401, "unknown_kid")
     assert realm.fetches == 2
+
+
+def test_concurrent_first_requests_wait_for_the_first_fetch(monkeypatch, realm, clock):
+    # A cold-started instance: its cache is empty and several requests arrive at once. Those that
+    # find the fetch under way wait for it instead of answering 401 unknown_kid.
+    monkeypatch.setenv("KEYCLOAK_URL", "http://127.0.0.1:18180")
+    fetching, release = threading.Event(), threading.Event()
+
+    def slow_jwks() -> dict:
+        fetching.set()
+        release.wait(10)
+        return realm.jwks()
+
+    auth = Authenticator(TokenSettings.from_environment(), fetch_jwks=slow_jwks, clock=clock)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        first = pool.submit(auth.authenticate, f"Bearer {realm.token()}")
+        fetching.wait(10)
+        others = [pool.submit(auth.authenticate, f"Bearer {realm.token(sub=f'u-{n}')}") for n in range(3)]
+        release.set()
+        principals = [first.result(10), *(other.result(10) for other in others)]
+    assert [p.tenant for p in principals] == ["acme"] * 4
+    assert realm.fetches == 1, "the waiting requests used the fetch they waited for"
 
 
 def test_rotated_key_is_picked_up(auth, realm, clock):
