@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 
-import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 from dead_letters.config import Config, ConfigError
@@ -19,7 +18,7 @@ from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
 
 from ripple_consumer.database import LazyEngine
-from ripple_consumer.http import abort_with_problem, add_routes
+from ripple_consumer.http import abort_with_problem
 
 log = logging.getLogger("dead-letters")
 try:
@@ -29,10 +28,6 @@ except ConfigError as error:
 STORED = Counter("ripple_dead_letters_events", "Dead letters handled", ["outcome"])
 
 engine = LazyEngine(CONFIG)
-
-
-if flask.has_app_context():
-    add_routes(flask.current_app)
 
 
 @functions_framework.cloud_event

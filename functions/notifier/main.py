@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import smtplib
 
-import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 from notifier.config import Config, ConfigError
@@ -21,7 +20,7 @@ from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
 
 from ripple_consumer.database import LazyEngine
-from ripple_consumer.http import abort_with_problem, add_routes
+from ripple_consumer.http import abort_with_problem
 
 log = logging.getLogger("notifier")
 try:
@@ -31,10 +30,6 @@ except ConfigError as error:
 HANDLED = Counter("ripple_notifier_events", "Events handled by the notifier", ["outcome"])
 
 engine = LazyEngine(CONFIG)
-
-
-if flask.has_app_context():
-    add_routes(flask.current_app)
 
 
 @functions_framework.cloud_event

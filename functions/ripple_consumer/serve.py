@@ -15,7 +15,8 @@ The garbage collector is off while the migration and the function are imported (
 allocates a lot and frees little: ~45 ms of ~330 ms CPU measured for order-alerts) and the
 objects that exist then are frozen before gunicorn forks its worker, so collections in the
 worker do not touch, and copy, the pages it shares with the master.
-Every argument is functions-framework's own.
+Every argument is functions-framework's own. The app it builds, Flask or (for a function of
+functions_framework.aio) Starlette, gets the probe and metrics routes (ripple_consumer.http).
 """
 
 from __future__ import annotations
@@ -74,7 +75,10 @@ def main(argv: list[str]) -> None:
 
     create_server = _cli.create_server
 
+    from ripple_consumer.http import add_routes
+
     def create_server_after_start_up(app: object, debug: bool, **options: object) -> object:
+        add_routes(app)  # type: ignore[arg-type]
         gc.freeze()
         gc.enable()
         return create_server(app, debug, **options)

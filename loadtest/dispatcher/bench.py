@@ -7,6 +7,9 @@
   sink `make bench-peers` gives Knative's dispatcher): what the dispatcher itself costs.
 - `store`: Kafka -> dispatcher -> event-store -> PostgreSQL with the whole stack running (`make up`:
   Kafka, PostgreSQL, the event-store and dead-letters functions).
+- `alerts`: Kafka -> dispatcher -> order-alerts, as knative/order-alerts/kafkasource.yaml runs it
+  (ordered: one event in flight per partition). The orders are below ALERT_THRESHOLD (what most
+  orders are), so the function answers from its fast path and no notification is sent.
 
 For each path and mode it pre-fills a fresh 3-partition topic with N order events (CloudEvents
 Kafka binding, binary mode, ~230-byte body), starts `python -m ripple_stack.kafkasource` on a
@@ -216,7 +219,7 @@ def main() -> int:
     parser.add_argument(
         "--store-events", type=int, default=None, help="events of the store path (default: --events)"
     )
-    parser.add_argument("--paths", default="sink,store", help="comma-separated: sink, store")
+    parser.add_argument("--paths", default="sink,store", help="comma-separated: sink, store, alerts")
     parser.add_argument("--modes", default="ordered,unordered", help="comma-separated: ordered, unordered")
     parser.add_argument("--max-in-flight", type=int, default=None, help="RIPPLE_DISPATCHER_MAX_IN_FLIGHT")
     parser.add_argument("--profile", type=Path, default=None, help="directory for py-spy flame graphs")
@@ -229,9 +232,10 @@ def main() -> int:
     settings = load_settings()
     engine = create_engine(settings.postgres_url(load_secrets(settings)["RIPPLE_POSTGRES_PASSWORD"]))
     urls = {f.name: f.url(settings) + "/" for f in knative_functions()}
-    if "event-store" not in urls or "dead-letters" not in urls:
+    if not {"event-store", "order-alerts", "dead-letters"} <= urls.keys():
         print(
-            "bench: knative/event-store and knative/dead-letters are needed; run `make up`.", file=sys.stderr
+            "bench: knative/event-store, order-alerts and dead-letters are needed; run `make up`.",
+            file=sys.stderr,
         )
         return 2
     env = {}
@@ -256,9 +260,9 @@ def main() -> int:
                         events = arguments.store_events
                     print(f"pre-filling {topic} with {events} events…", flush=True)
                     prefill(settings.kafka_bootstrap, topic, source, events)
-                    sink = sink_url if path_name == "sink" else urls["event-store"]
-                    path = manifest(Path(scratch), topic, ordering, sink, urls["dead-letters"])
-                    if path_name == "sink":
+                    sink = {"sink": sink_url, "store": urls["event-store"], "alerts": urls["order-alerts"]}
+                    path = manifest(Path(scratch), topic, ordering, sink[path_name], urls["dead-letters"])
+                    if path_name in ("sink", "alerts"):
                         done = delivered
                     else:
                         done = lambda _port, source=source: stored_rows(engine, source)  # noqa: E731
@@ -294,7 +298,8 @@ def main() -> int:
             f"{result.overall:>9.0f} {result.steady:>9.0f} {result.cpu_ms_per_event:>12.3f}  {load}"
         )
     print(
-        "sink: dispatcher -> nginx `return 202`; store: dispatcher -> event-store -> PostgreSQL. "
+        "sink: dispatcher -> nginx `return 202`; store: dispatcher -> event-store -> PostgreSQL; "
+        "alerts: dispatcher -> order-alerts (orders below the threshold). "
         "CPU: the dispatcher process only, steady window."
     )
     return 0

@@ -10,11 +10,12 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import functions_framework
 import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from sqlalchemy import create_engine, text
+
+from ripple_consumer.http import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ def environment(stack):
 
 @pytest.fixture(scope="module")
 def client(environment):
-    app = functions_framework.create_app("handle", str(FUNCTION_DIR / "main.py"), "cloudevent")
+    app = create_app(str(FUNCTION_DIR / "main.py"))
     return app.test_client()
 
 

@@ -8,12 +8,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import functions_framework
 import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
+
+from ripple_consumer.http import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +33,11 @@ def app(stack):
         loaded = REGISTRY._names_to_collectors.get(name)
         if loaded is not None:
             REGISTRY.unregister(loaded)
-    app = functions_framework.create_app("handle", str(FUNCTION_DIR / "main.py"), "cloudevent")
+    app = create_app(str(FUNCTION_DIR / "main.py"))
     app.function_module = sys.modules["main"]
-    yield app
+    with TestClient(app) as client:  # one event loop, as in the function's server
+        app.client = client
+        yield app
     # The other test modules load main.py again: free the names of its metrics for them.
     REGISTRY.unregister(app.function_module.STORED)
     REGISTRY.unregister(app.function_module.BATCH_ROWS)
@@ -63,7 +67,7 @@ def test_concurrent_deliveries_share_commits_and_a_bad_row_fails_alone(app, stac
 
     def post(ce: CloudEvent) -> int:
         headers, body = to_binary(ce)
-        return app.test_client().post("/", headers=headers, data=body).status_code
+        return app.client.post("/", headers=headers, content=body).status_code
 
     try:
         with ThreadPoolExecutor(20) as pool:

@@ -7,13 +7,14 @@ import sys
 import uuid
 from pathlib import Path
 
-import functions_framework
 import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
 
 from ripple_consumer.database import LazyEngine
+from ripple_consumer.http import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +27,12 @@ def client(stack):
     patch.setenv("POSTGRES_ADDRESS", f"{stack.settings.host}:{stack.settings.ports['postgres']}")
     patch.setenv("POSTGRES_PASSWORD", stack.secrets["RIPPLE_POSTGRES_PASSWORD"])
     patch.chdir(FUNCTION_DIR)
-    app = functions_framework.create_app("handle", str(FUNCTION_DIR / "main.py"), "cloudevent")
-    client = app.test_client()
-    # functions-framework registers the source as module "main"; keep ours (other functions' too).
-    client.function_module = sys.modules["main"]
-    yield client
+    app = create_app(str(FUNCTION_DIR / "main.py"))
+    # One event loop for the module's requests, as the function has in its server.
+    with TestClient(app) as client:
+        # functions-framework registers the source as module "main"; keep ours (other functions' too).
+        client.function_module = sys.modules["main"]
+        yield client
     patch.undo()
 
 
@@ -57,7 +59,7 @@ def event(data: object = None, **attributes: str) -> CloudEvent:
 
 def post(client, ce: CloudEvent, body: bytes | None = None):
     headers, payload = to_binary(ce)
-    return client.post("/", headers=headers, data=payload if body is None else body)
+    return client.post("/", headers=headers, content=payload if body is None else body)
 
 
 def rows(database, ce: CloudEvent) -> list:
@@ -87,8 +89,8 @@ def test_data_that_is_not_json_is_refused_for_good(client, database):
     ce = event(datacontenttype="text/plain")
     response = post(client, ce, body=b"not json at all")
     assert response.status_code == 422
-    assert response.mimetype == "application/problem+json"
-    assert response.json["type"] == "https://ripple.dev/problems/unstorable-event"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "https://ripple.dev/problems/unstorable-event"
     assert rows(database, ce) == []
 
 
@@ -96,7 +98,7 @@ def test_malformed_time_is_refused_for_good(client, database):
     ce = event(time="yesterday")
     response = post(client, ce)
     assert response.status_code == 422
-    assert "time" in response.json["detail"]
+    assert "time" in response.json()["detail"]
 
 
 def test_unreachable_database_answers_503_so_the_dispatcher_retries(client, stack, monkeypatch):
@@ -106,7 +108,14 @@ def test_unreachable_database_answers_503_so_the_dispatcher_retries(client, stac
     monkeypatch.setattr(module, "engine", LazyEngine(type(config)(dead, 1, 2)))
     response = post(client, event())
     assert response.status_code == 503
-    assert response.json["type"] == "https://ripple.dev/problems/database-unavailable"
+    assert response.json()["type"] == "https://ripple.dev/problems/database-unavailable"
+
+
+def test_a_request_that_is_no_cloudevent_gets_a_problem(client):
+    response = client.post("/", headers={"content-type": "application/json"}, content=b"{}")
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "https://ripple.dev/problems/malformed-event"
 
 
 def test_probes_and_metrics(client):
@@ -114,4 +123,4 @@ def test_probes_and_metrics(client):
     assert client.get("/readyz").status_code == 200
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
-    assert b"ripple_event_store_events_total" in metrics.data
+    assert b"ripple_event_store_events_total" in metrics.content

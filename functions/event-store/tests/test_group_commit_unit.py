@@ -3,8 +3,8 @@ the outcome of its own row (a result, its own error, or the error that failed it
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -17,50 +17,81 @@ class Recorder:
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
         self.release = threading.Event()
-        self.lock = threading.Lock()
 
     def write(self, key: str, rows: list[int]) -> list[object]:
         self.release.wait(10)
-        with self.lock:
-            self.batches.append(list(rows))
+        self.batches.append(list(rows))
         return [ValueError(f"row {row} is bad") if row < 0 else (key, row * 10) for row in rows]
+
+
+async def gather(commit: GroupCommit, submissions: list[tuple[str, int]]) -> list[object]:
+    submitted = (commit.submit(key, row) for key, row in submissions)
+    return await asyncio.gather(*submitted, return_exceptions=True)
 
 
 def test_every_submitter_gets_the_outcome_of_its_own_row_and_writes_are_shared():
     recorder = Recorder()
     commit = GroupCommit(recorder.write, max_rows=50, max_flushes=1)
     rows = [*range(1, 40), -7]
-    with ThreadPoolExecutor(len(rows)) as pool:
-        futures = {row: pool.submit(commit.submit, "db", row) for row in rows}
+
+    async def scenario() -> list[object]:
+        pending = asyncio.ensure_future(gather(commit, [("db", row) for row in rows]))
+        await asyncio.sleep(0.05)  # every submitter queued behind the first write
         recorder.release.set()
-        for row, future in futures.items():
-            if row < 0:
-                with pytest.raises(ValueError, match="row -7"):
-                    future.result(10)
-            else:
-                assert future.result(10) == ("db", row * 10)
+        return await pending
+
+    outcomes = asyncio.run(scenario())
+    for row, outcome in zip(rows, outcomes, strict=True):
+        if row < 0:
+            assert isinstance(outcome, ValueError) and "row -7" in str(outcome)
+        else:
+            assert outcome == ("db", row * 10)
     written = [row for batch in recorder.batches for row in batch]
     assert sorted(written) == sorted(rows)  # each row written exactly once
     assert len(recorder.batches) < len(rows)  # and rows shared writes
 
 
 def test_rows_of_different_keys_never_share_a_write():
-    recorder = Recorder()
-    recorder.release.set()
     seen: list[tuple[str, list[int]]] = []
 
     def write(key: str, rows: list[int]) -> list[object]:
         seen.append((key, list(rows)))
-        return recorder.write(key, rows)
+        return [(key, row * 10) for row in rows]
 
     commit = GroupCommit(write, max_rows=10, max_flushes=2)
-    with ThreadPoolExecutor(16) as pool:
-        futures = [pool.submit(commit.submit, f"db{n % 2}", n) for n in range(1, 33)]
-        results = [future.result(10) for future in futures]
+    results = asyncio.run(gather(commit, [(f"db{n % 2}", n) for n in range(1, 33)]))
     assert results == [(f"db{n % 2}", n * 10) for n in range(1, 33)]
     for key, rows in seen:
         assert {f"db{row % 2}" for row in rows} == {key}
         assert len(rows) <= 10
+
+
+@pytest.mark.parametrize("max_flushes", [1, 2, 4])
+def test_at_most_max_flushes_writes_run_at_once_and_none_is_left_behind(max_flushes):
+    running, peak = 0, 0
+    lock = threading.Lock()
+
+    def write(key: str, rows: list[int]) -> list[object]:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        threading.Event().wait(0.002)
+        with lock:
+            running -= 1
+        return list(rows)
+
+    commit = GroupCommit(write, max_rows=3, max_flushes=max_flushes)
+
+    async def waves() -> list[object]:
+        results: list[object] = []
+        for wave in range(5):  # later waves arrive while or after earlier writers finish
+            results += await gather(commit, [("db", wave * 100 + n) for n in range(20)])
+        return results
+
+    results = asyncio.run(waves())
+    assert results == [wave * 100 + n for wave in range(5) for n in range(20)]
+    assert peak <= max_flushes
 
 
 def test_a_failed_write_fails_the_requests_of_its_batch_and_the_next_ones_go_on():
@@ -73,6 +104,10 @@ def test_a_failed_write_fails_the_requests_of_its_batch_and_the_next_ones_go_on(
         return list(rows)
 
     commit = GroupCommit(write)
-    with pytest.raises(ConnectionError):
-        commit.submit("db", 1)
-    assert commit.submit("db", 2) == 2
+
+    async def scenario() -> object:
+        with pytest.raises(ConnectionError):
+            await commit.submit("db", 1)
+        return await commit.submit("db", 2)
+
+    assert asyncio.run(scenario()) == 2

@@ -12,11 +12,12 @@ import sys
 import uuid
 from pathlib import Path
 
-import functions_framework
 import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from sqlalchemy import create_engine, text
+
+from ripple_consumer.http import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ def client(stack):
     patch.setenv("FRAUD_DESK_ADDRESS", "desk@test.invalid")
     patch.setenv("SMTP_SERVER", f"{stack.settings.host}:{stack.settings.ports['mail_sink']}")
     patch.chdir(FUNCTION_DIR)
-    app = functions_framework.create_app("handle", str(FUNCTION_DIR / "main.py"), "cloudevent")
+    app = create_app(str(FUNCTION_DIR / "main.py"))
     client = app.test_client()
     # functions-framework registers the source as module "main"; keep ours (other functions' too).
     client.function_module = sys.modules["main"]

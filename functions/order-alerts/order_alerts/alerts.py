@@ -58,6 +58,11 @@ def order_of(event: AnyCloudEvent) -> tuple[str, str, Decimal, str | None]:
     return tenant, order_id, Decimal(str(amount)), currency if isinstance(currency, str) else None
 
 
+def above_threshold(event: AnyCloudEvent, threshold: float) -> bool:
+    """Whether the order raises an alert (PermanentError for an order that is not one)."""
+    return order_of(event)[2] > Decimal(str(threshold))
+
+
 def record_alert(engine: Engine, event: AnyCloudEvent, threshold: float) -> Alert | None:
     """The alert for this order (created once per tenant/order), or None below the threshold."""
     tenant, order_id, amount, currency = order_of(event)

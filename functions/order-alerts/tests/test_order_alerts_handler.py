@@ -6,13 +6,15 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import functions_framework
 import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
 from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
+
+from ripple_consumer.http import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +40,8 @@ def client(stack, alert_topic):
     patch.setenv("ALERT_TOPIC", alert_topic)
     patch.setenv("ALERT_THRESHOLD", "1000")
     patch.chdir(FUNCTION_DIR)
-    app = functions_framework.create_app("handle", str(FUNCTION_DIR / "main.py"), "cloudevent")
-    yield app.test_client()
+    with TestClient(create_app(str(FUNCTION_DIR / "main.py"))) as client:
+        yield client
     patch.undo()
 
 
@@ -67,7 +69,7 @@ def order(order_id: str, amount: float, **data: object) -> CloudEvent:
 
 def post(client, event: CloudEvent):
     headers, body = to_binary(event)
-    return client.post("/", headers=headers, data=body)
+    return client.post("/", headers=headers, content=body)
 
 
 def alerts_on(topic: str, bootstrap: str, order_id: str) -> list:
@@ -119,7 +121,7 @@ def test_order_without_amount_is_refused_for_good(client):
     event.data.pop("amount")
     response = post(client, event)
     assert response.status_code == 422
-    assert response.json["type"] == "https://ripple.dev/problems/unprocessable-order"
+    assert response.json()["type"] == "https://ripple.dev/problems/unprocessable-order"
 
 
 def test_other_event_types_are_acknowledged_and_ignored(client):

@@ -2,5 +2,5 @@
 
 `python -m ripple_stack.kafkasource <manifest>` consumes the manifest's topics and POSTs every
 record as a CloudEvent (HTTP binary mode) to the manifest's sink, with Knative's retry, backoff,
-dead-letter and offset-commit semantics (see README.md, "Add a consumer").
+dead-letter and offset-commit semantics (README.md beside this file: upstream and deviations).
 """

@@ -114,6 +114,8 @@ class Dispatcher:
             client_id=f"ripple-kafkasource-{self.source.name}",
             enable_auto_commit=False,
             auto_offset_reset=self.source.initial_offset,
+            # As Knative's dispatcher: records of aborted or open transactions are never sent.
+            isolation_level="read_committed",
             max_poll_records=self.config.max_in_flight,
         )
         sender = HttpSender(
