@@ -1,14 +1,21 @@
-"""Entry point of the gateway function: `functions-framework --target handle --source main.py`."""
+"""Entry point of the gateway function: `functions-framework --target handle --source main.py`.
+
+An asynchronous HTTP function (functions_framework.aio): functions-framework serves it with
+gunicorn and uvicorn's worker (uvloop, httptools) instead of Flask, because a request here is a
+short parse and a wait for Kafka, and Flask's per-request cost was most of the gateway's CPU
+(loadtest/gateway/profiles/). Every path and every error is answered by ripple_gateway.app.
+"""
 
 from __future__ import annotations
 
 import sys
 
-import flask
-import functions_framework
-from werkzeug.exceptions import HTTPException
+import functions_framework.aio
+from functions_framework import aio as framework_aio
+from starlette.requests import Request
+from starlette.responses import Response
 
-from ripple_gateway.app import gateway, http_exception_problem
+from ripple_gateway.app import gateway
 from ripple_gateway.config import ConfigError
 
 # Read configuration at import so a wrong setting stops the process with one clear message.
@@ -18,17 +25,12 @@ except ConfigError as error:
     sys.exit(f"gateway: {error}")
 
 
-@functions_framework.errorhandler(HTTPException)
-def _http_error(error: HTTPException) -> flask.Response:
-    return http_exception_problem(error)
+@functions_framework.aio.http
+async def handle(request: Request) -> Response:
+    return await _gateway.handle(request)
 
 
-@functions_framework.errorhandler(500)
-def _internal_error(error: Exception) -> flask.Response:
-    # Replaces functions-framework's crash handler, which echoes the exception text.
-    return http_exception_problem(HTTPException(description="internal error", response=None))
-
-
-@functions_framework.http
-def handle(request: flask.Request) -> flask.Response:
-    return _gateway.handle(request)
+# functions-framework routes GET /robots.txt and /favicon.ico to its own plain-text 404 (its app
+# is built after this module is imported, from this name); the gateway answers every path, with
+# a problem for those as for any other unknown path.
+framework_aio._handle_not_found = handle

@@ -150,6 +150,12 @@ def forbidden(reason: str, detail: str) -> Problem:
     )
 
 
+def _bearer_token(authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def _claims_reason(error: Exception) -> tuple[str, str]:
     message = str(error)
     for claim, reason in (("'iss'", "issuer"), ("'aud'", "audience"), ("'typ'", "token_type")):
@@ -232,20 +238,33 @@ class Authenticator:
             key = self._keys.get(kid)
         return key
 
-    def authenticate(self, authorization: str | None) -> Principal:
-        if not authorization:
-            AUTH_FAILURES.labels(reason="missing").inc()
-            return self._raise_missing()
-        scheme, _, token = authorization.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise _unauthorized("malformed", "send the token as 'Authorization: Bearer <token>'")
+    def cached(self, authorization: str | None) -> Principal | None:
+        """The principal of a token that passed every check before and has not expired, else None.
+
+        Never blocks: an asynchronous caller answers from here and hands a miss, which may fetch
+        the realm's keys, to `authenticate` on a worker thread.
+        """
+        token = _bearer_token(authorization)
+        if token is None:
+            return None
         cached = self._verified.get(token)
         if cached is not None:
             principal, expires = cached
             if time.time() <= expires + self._settings.leeway_s:
                 return principal
             self._verified.pop(token, None)
+        return None
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            AUTH_FAILURES.labels(reason="missing").inc()
+            return self._raise_missing()
+        token = _bearer_token(authorization)
+        if token is None:
+            raise _unauthorized("malformed", "send the token as 'Authorization: Bearer <token>'")
+        principal = self.cached(authorization)
+        if principal is not None:
+            return principal
         principal, expires = self._verify(token)
         if self._settings.token_cache_size:
             if len(self._verified) >= self._settings.token_cache_size:

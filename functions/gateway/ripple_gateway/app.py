@@ -1,5 +1,10 @@
 """The gateway's HTTP surface; main.handle delegates every request here.
 
+Asynchronous (functions_framework.aio on uvicorn): a request waiting for Kafka's
+acknowledgement is a coroutine, and the HTTP stack costs a fraction of Flask's per request.
+Anything that may block (a token not seen before, whose check may fetch the realm's keys; the
+readiness probe's metadata request) runs on a worker thread.
+
 POST /            CloudEvents (binary, structured, batch) -> Kafka; 202 once all are acknowledged
 GET  /healthz     liveness: the process answers
 GET  /readyz      readiness: Kafka reachable and the realm's keys loaded
@@ -9,6 +14,7 @@ GET  /openapi.yaml  the OpenAPI document of this surface
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -17,10 +23,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from flask import Request, Response
-from werkzeug.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 
-from ripple_auth import Authenticator, Problem, forbidden, require_roles
+from ripple_auth import PROBLEM_MEDIA_TYPE, Authenticator, Problem, forbidden, require_roles
 from ripple_events import load_catalog
 
 from . import events, metrics
@@ -62,20 +68,21 @@ class Gateway:
         self.auth = Authenticator(config.tokens)
         self.publisher = Publisher(config)
 
-    def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
         info: dict[str, Any] = {}
+        path = request.url.path
         try:
-            response = self._route(request, info)
+            response = await self._route(request, path, info)
         except Problem as problem:
             info["reason"] = problem.reason
-            response = problem.response()
+            response = problem_response(problem)
         except Exception:
             # The trace goes to the log only; the client gets a problem without internals.
-            log.exception("unexpected error handling %s %s", request.method, request.path)
-            response = Problem(500, "internal-error", "the gateway failed; retry later").response()
+            log.exception("unexpected error handling %s %s", request.method, path)
+            response = problem_response(Problem(500, "internal-error", "the gateway failed; retry later"))
         elapsed = time.perf_counter() - started
-        if request.path == "/" and request.method == "POST":
+        if path == "/" and request.method == "POST":
             metrics.REQUESTS.labels(
                 status=str(response.status_code), event_type=info.get("event_type", "none")
             ).inc()
@@ -86,7 +93,7 @@ class Gateway:
                         "time": events.receive_time(),
                         "request_id": request.headers.get("X-Request-ID"),
                         "method": request.method,
-                        "path": request.path,
+                        "path": path,
                         "status": response.status_code,
                         "duration_ms": round(elapsed * 1000, 2),
                         **info,
@@ -95,43 +102,46 @@ class Gateway:
             )
         return response
 
-    def _route(self, request: Request, info: dict[str, Any]) -> Response:
-        methods = ROUTES.get(request.path)
+    async def _route(self, request: Request, path: str, info: dict[str, Any]) -> Response:
+        methods = ROUTES.get(path)
         if methods is None:
-            raise Problem(404, "not-found", f"nothing at {request.path}: POST events to /")
+            raise Problem(404, "not-found", f"nothing at {path}: POST events to /")
         if request.method not in methods and not (request.method == "HEAD" and "GET" in methods):
             raise Problem(
                 405,
                 "method-not-allowed",
-                f"{request.method} is not allowed on {request.path}: use {', '.join(methods)}",
+                f"{request.method} is not allowed on {path}: use {', '.join(methods)}",
                 headers={"Allow": ", ".join(methods)},
             )
-        if request.path == "/":
-            return self.post_events(request, info)
-        if request.path == "/healthz":
-            return Response('{"status":"ok"}', mimetype="application/json")
-        if request.path == "/readyz":
-            return self.readiness()
-        if request.path == "/metrics":
+        if path == "/":
+            return await self.post_events(request, info)
+        if path == "/healthz":
+            return Response('{"status":"ok"}', media_type="application/json")
+        if path == "/readyz":
+            return await self.readiness()
+        if path == "/metrics":
             body, content_type = metrics.exposition()
-            return Response(body, content_type=content_type)
-        return Response(_openapi(), mimetype="application/yaml")
+            return Response(body, headers={"Content-Type": content_type})
+        return Response(_openapi(), media_type="application/yaml")
 
-    def readiness(self) -> Response:
+    async def readiness(self) -> Response:
         checks = {}
-        ok, checks["kafka"] = self.publisher.ready()
-        keys = self.auth.keys_loaded or self.auth.refresh()
+        ok, checks["kafka"] = await asyncio.to_thread(self.publisher.ready)
+        keys = self.auth.keys_loaded or await asyncio.to_thread(self.auth.refresh)
         checks["keys"] = "ok" if keys else "the realm's signing keys are not loaded (Keycloak unreachable?)"
         ready = ok and keys
         return Response(
             json.dumps({"status": "ready" if ready else "not ready", "checks": checks}),
-            status=200 if ready else 503,
-            mimetype="application/json",
+            status_code=200 if ready else 503,
+            media_type="application/json",
         )
 
-    def post_events(self, request: Request, info: dict[str, Any]) -> Response:
-        body = _read_body(request, self.config.max_body_bytes)
-        principal = self.auth.authenticate(request.headers.get("Authorization"))
+    async def post_events(self, request: Request, info: dict[str, Any]) -> Response:
+        body = await _read_body(request, self.config.max_body_bytes)
+        authorization = request.headers.get("Authorization")
+        principal = self.auth.cached(authorization) or await asyncio.to_thread(
+            self.auth.authenticate, authorization
+        )
         info.update(tenant=principal.tenant, client=principal.client)
         incoming = events.parse_request(request.headers, body, self.config.max_batch_events)
         info["events"] = len(incoming)
@@ -150,12 +160,12 @@ class Gateway:
             events.to_record(item, entry, principal.tenant, now)
             for item, entry in zip(incoming, entries, strict=True)
         ]
-        self.publisher.publish(records)
+        await self.publisher.publish(records)
         for record in records:
             metrics.EVENTS_ACCEPTED.labels(event_type=record.event_type).inc()
         metrics.BATCH_SIZE.observe(len(records))
         body_out = {"accepted": len(records), "ids": [record.event_id for record in records]}
-        return Response(json.dumps(body_out), status=202, mimetype="application/json")
+        return Response(json.dumps(body_out), status_code=202, media_type="application/json")
 
 
 def _too_large(limit: int) -> Problem:
@@ -167,41 +177,28 @@ def _too_large(limit: int) -> Problem:
     )
 
 
-def _read_body(request: Request, limit: int) -> bytes:
-    """The body, read at most limit+1 bytes deep; 413 above the limit.
-
-    functions-framework reads the whole body after every response (to keep the connection
-    usable). An oversized body is not read: the cached body is set empty and the connection
-    closed after the 413, so a huge upload costs neither memory nor time.
-    """
-    if request.content_length is not None and request.content_length > limit:
-        request._cached_data = b""  # werkzeug's get_data cache, read by functions-framework
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, read at most limit+1 bytes deep; 413 above the limit (the connection is closed)."""
+    declared = request.headers.get("Content-Length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    while size <= limit:
-        # The stream may return short reads; loop until the end or one byte past the limit.
-        chunk = request.stream.read(limit + 1 - size)
-        if not chunk:
-            break
+    async for chunk in request.stream():
         chunks.append(chunk)
         size += len(chunk)
-    if size > limit:
-        request._cached_data = b""
-        raise _too_large(limit)
-    body = b"".join(chunks)
-    request._cached_data = body
-    return body
+        if size > limit:
+            raise _too_large(limit)
+    return b"".join(chunks)
 
 
-def http_exception_problem(error: HTTPException) -> Response:
-    """Errors raised by Flask/werkzeug outside the handler, as problems (never HTML)."""
-    code = error.code or 500
-    slug = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(code, "internal-error")
-    if code < 500 and slug == "internal-error":
-        slug = "malformed-event"
-    detail = error.description if code < 500 else "the gateway failed; retry later"
-    return Problem(code, slug, str(detail)).response()
+def problem_response(problem: Problem) -> Response:
+    return Response(
+        json.dumps(problem.body()),
+        status_code=problem.status,
+        headers=problem.headers,
+        media_type=PROBLEM_MEDIA_TYPE,
+    )
 
 
 @cache

@@ -1,5 +1,4 @@
-"""One thread-safe Kafka producer per process (confluent-kafka, i.e. librdkafka), shared by all
-request threads.
+"""One Kafka producer per process (confluent-kafka, i.e. librdkafka), shared by all requests.
 
 acks=all + idempotence make an acknowledged record durable and not duplicated by producer
 retries. linger.ms lets the records of concurrent requests share produce requests, while each
@@ -12,13 +11,16 @@ partitioner, accumulator and sender thread took about a quarter of the gateway's
 GIL; librdkafka does that work in its own C threads. Records are partitioned with murmur2, as
 kafka-python and the Java client do, so a key keeps its partition (and its order).
 
-The producer is created lazily in the worker process (gunicorn imports the function in its
+The gateway is asynchronous: a request awaits the delivery reports of its records, which
+librdkafka hands to a thread of this module (poll); the thread settles the request's future on
+its event loop. The producer is created lazily in the worker process (gunicorn imports the function in its
 master and forks: a producer's threads would not survive the fork), and replaced after a fatal
 error (e.g. the idempotent producer's state is lost).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -63,23 +65,30 @@ def _too_large() -> Problem:
 
 
 class _Acks:
-    """The delivery reports of one request's records: done when all came, failed at the first error."""
+    """The delivery reports of one request's records: done when all came, failed at the first error.
 
-    __slots__ = ("_lock", "done", "error", "remaining")
+    `report` runs on the delivery-report thread; the request awaits `done` on its event loop.
+    """
 
-    def __init__(self, count: int) -> None:
+    __slots__ = ("_loop", "done", "error", "remaining")
+
+    def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
         self.remaining = count
         self.error: KafkaError | None = None
-        self.done = threading.Event()
-        self._lock = threading.Lock()
+        self._loop = loop
+        self.done: asyncio.Future[None] = loop.create_future()
 
     def report(self, error: KafkaError | None, _message: Message) -> None:
-        with self._lock:
-            if error is not None and self.error is None:
-                self.error = error
-            self.remaining -= 1
-            if self.remaining <= 0 or error is not None:
-                self.done.set()
+        # Only the report thread touches the counters: no lock needed.
+        if error is not None and self.error is None:
+            self.error = error
+        self.remaining -= 1
+        if self.remaining == 0 or (error is not None and self.error is error):
+            self._loop.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 class _Producer:
@@ -167,11 +176,11 @@ class Publisher:
                 raise KafkaUnavailable("Kafka is unreachable", self._config.retry_after_s) from None
             return self._current
 
-    def publish(self, records: Sequence[KafkaRecord]) -> None:
+    async def publish(self, records: Sequence[KafkaRecord]) -> None:
         """Return once Kafka acknowledged every record; KafkaUnavailable (503) otherwise."""
         producer = self._get().producer
         started = time.perf_counter()
-        acks = _Acks(len(records))
+        acks = _Acks(len(records), asyncio.get_running_loop())
         try:
             for record in records:
                 producer.produce(
@@ -191,7 +200,7 @@ class Publisher:
             raise KafkaUnavailable("the gateway's Kafka queue is full", self._config.retry_after_s) from None
         # A record is failed by the producer at delivery.timeout.ms; the margin covers the
         # report thread noticing it. The wait never lasts longer than that.
-        acks.done.wait(self._config.kafka_delivery_timeout_ms / 1000 + 1.0)
+        await asyncio.wait([acks.done], timeout=self._config.kafka_delivery_timeout_ms / 1000 + 1.0)
         error = acks.error
         if error is None and acks.remaining > 0:
             error = KafkaError(KafkaError._TIMED_OUT, "no delivery report in time")
