@@ -49,6 +49,14 @@ PARSE_CE_TIME = (
     "'(Z|[+-][0-9]{2}:[0-9]{2})$', 1), '^Z$', 'UTC'))"
 )
 
+# An order item the sinks must not see, found in JSON_STRING(items) (Flink SQL has no predicate
+# over array elements): sku NULL or empty; quantity NULL (missing, not a number, or beyond INT),
+# negative, or of 8 digits or more (>= 10^7); unitPrice NULL (also beyond DECIMAL(18, 2)),
+# negative, or of 11 integer digits or more (>= 10^10). JSON_STRING writes compact JSON, numbers
+# plainly (DECIMAL(18, 2) as 1.25) and keys in any order; a match cannot come from inside a string
+# value, where every quote is escaped, so the text before a key's closing quote is a real key.
+BAD_ITEM = '"(sku":(null|"")|quantity":(null|-|[0-9]{8})|unitPrice":(null|-|[0-9]{11}))'
+
 
 @dataclass(frozen=True)
 class JobConfig:
@@ -105,7 +113,9 @@ def render_statements(config: JobConfig) -> list[str]:
             "'properties.auto.offset.reset' = 'earliest'",
             "'properties.isolation.level' = 'read_committed'",
             "'value.format' = 'json'",
-            # A malformed value must not stop the aggregates: its fields read as NULL.
+            # A malformed value must not stop the aggregates: a value that is not JSON is skipped,
+            # a field of the wrong type or out of its column's range reads as NULL (and the
+            # checks in aggregates.sql then drop the event).
             "'value.json.ignore-parse-errors' = 'true'",
         ]
     )
@@ -121,6 +131,7 @@ def render_statements(config: JobConfig) -> list[str]:
     )
     text = Template(SQL_FILE.read_text() if SQL_FILE.exists() else SQL_FALLBACK.read_text()).substitute(
         PARSE_CE_TIME=PARSE_CE_TIME,
+        BAD_ITEM=_quote(BAD_ITEM),
         LATENESS_S=str(config.lateness_s),
         TOPIC_ORDERS=config.topic_orders,
         TOPIC_PAYMENTS=config.topic_payments,

@@ -76,27 +76,85 @@ CREATE TEMPORARY TABLE pageviews_source (
 )
 ;
 
+-- Checks: what the sinks cannot store, or would store wrongly, never reaches an aggregate ------
+-- The gateway refuses such events, but a producer writing straight to Kafka (an older gateway, a
+-- bug) can still send them, and ONE row the JDBC sink cannot write fails every flush: the job
+-- restarts from its checkpoint, replays the same row, fails again, forever — and no tenant's
+-- aggregates move. So every value a sink writes is checked here, and an event with a bad value is
+-- dropped WHOLE (reject_reason not NULL), never repaired: stripping a NUL or zeroing a number
+-- would store aggregates that silently differ from the events, while a dropped event is simply
+-- absent (the drops are counted by the filter's numRecordsIn - numRecordsOut metrics, see
+-- flink/README.md "Rejected records"). What the checks cover:
+-- * value not JSON: the format skips the record ('json.ignore-parse-errors', set in
+--   aggregates.py); a field of the wrong type or too large for its column (unitPrice 1e30 in
+--   DECIMAL(18, 2), quantity 1e12 in INT, amount "abc") reads as NULL.
+-- * required values NULL: tenant, id, type (headers), amount, items, sku, quantity, unitPrice.
+-- * U+0000 (NUL) in a string a sink writes (tenant, type, sku): PostgreSQL text refuses it.
+-- * numbers out of range: negative, or above bounds one digit over the gateway schema's maxima
+--   (quantity < 10^7, unitPrice < 10^10, amount < 10^13), so one order line stays < 10^17 and one
+--   event cannot overflow the sinks' DECIMAL(20, 2) (< 10^18).
+-- Item values are checked on JSON_STRING(items) (Flink SQL has no per-element predicate on
+-- arrays) with the regular expression BAD_ITEM of aggregates.py (unit-tested); NUL on
+-- CAST(items AS STRING), which keeps the characters raw (JSON_STRING escapes them).
+-- Computed in views on the sources and filtered in the de-duplication's WHERE: the planner
+-- merges it into the Calc that already follows each source, so the job graph, and with it the
+-- state a savepoint maps to operators, is the same as without the checks.
+CREATE TEMPORARY VIEW orders_checked AS
+SELECT *,
+  CASE
+    WHEN tenant IS NULL OR ce_id IS NULL THEN 'not-a-ripple-event'
+    WHEN ce_type IS NULL THEN 'no-type'
+    WHEN POSITION(CHR(0) IN tenant) > 0 OR POSITION(CHR(0) IN ce_type) > 0 THEN 'nul-character'
+    WHEN amount IS NULL OR amount < 0 OR amount >= 10000000000000 THEN 'bad-amount'
+    WHEN items IS NULL OR CARDINALITY(items) = 0
+      OR ARRAY_CONTAINS(items, CAST(NULL AS ROW<sku STRING, quantity INT, unitPrice DECIMAL(18, 2)>))
+      THEN 'no-items'
+    WHEN POSITION(CHR(0) IN CAST(items AS STRING)) > 0 THEN 'nul-character'
+    WHEN REGEXP(JSON_STRING(items), ${BAD_ITEM}) THEN 'bad-item'
+  END AS reject_reason
+FROM orders_source
+;
+CREATE TEMPORARY VIEW payments_checked AS
+SELECT *,
+  CASE
+    WHEN tenant IS NULL OR ce_id IS NULL THEN 'not-a-ripple-event'
+    WHEN ce_type IS NULL THEN 'no-type'
+    WHEN POSITION(CHR(0) IN tenant) > 0 OR POSITION(CHR(0) IN ce_type) > 0 THEN 'nul-character'
+    WHEN amount IS NULL OR amount < 0 OR amount >= 10000000000000 THEN 'bad-amount'
+  END AS reject_reason
+FROM payments_source
+;
+CREATE TEMPORARY VIEW pageviews_checked AS
+SELECT *,
+  CASE
+    WHEN tenant IS NULL OR ce_id IS NULL THEN 'not-a-ripple-event'
+    WHEN ce_type IS NULL THEN 'no-type'
+    WHEN POSITION(CHR(0) IN tenant) > 0 OR POSITION(CHR(0) IN ce_type) > 0 THEN 'nul-character'
+  END AS reject_reason
+FROM pageviews_source
+;
+
 -- De-duplication ------------------------------------------------------------------------------
 -- An event is (source, id): a client retrying a partly failed batch sends some events twice,
 -- and the gateway writes them twice. Keep the first copy (ORDER BY proc_time ASC): Flink runs
 -- this as an insert-only deduplication that keeps event_time a time attribute, so the window
--- below still works. Records without tenant or id are not ripple events and are skipped.
+-- below still works. Only checked events (reject_reason IS NULL, see Checks above) count.
 CREATE TEMPORARY VIEW orders AS
 SELECT tenant, ce_type, event_time, orderId, items, amount FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY ce_source, ce_id ORDER BY proc_time ASC) AS copy
-  FROM orders_source WHERE tenant IS NOT NULL AND ce_id IS NOT NULL
+  FROM orders_checked WHERE reject_reason IS NULL
 ) WHERE copy = 1
 ;
 CREATE TEMPORARY VIEW payments AS
 SELECT tenant, ce_type, event_time, amount FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY ce_source, ce_id ORDER BY proc_time ASC) AS copy
-  FROM payments_source WHERE tenant IS NOT NULL AND ce_id IS NOT NULL
+  FROM payments_checked WHERE reject_reason IS NULL
 ) WHERE copy = 1
 ;
 CREATE TEMPORARY VIEW pageviews AS
 SELECT tenant, ce_type, event_time FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY ce_source, ce_id ORDER BY proc_time ASC) AS copy
-  FROM pageviews_source WHERE tenant IS NOT NULL AND ce_id IS NOT NULL
+  FROM pageviews_checked WHERE reject_reason IS NULL
 ) WHERE copy = 1
 ;
 -- Every event once, with its amount where its type has one.

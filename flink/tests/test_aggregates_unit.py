@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,11 +26,63 @@ def test_statements_are_complete_and_quoted():
     assert not any("${" in s or "$$" in s for s in statements)
     kinds = [" ".join(s.split()[:3]) for s in statements]
     assert kinds.count("CREATE TEMPORARY TABLE") == 6  # three sources, three sinks
-    assert kinds.count("CREATE TEMPORARY VIEW") == 4
+    assert kinds.count("CREATE TEMPORARY VIEW") == 7  # three checks, three dedups, the union
     assert sum(s.startswith("INSERT INTO") for s in statements) == 3
     assert all("INTERVAL '45' SECOND" in s for s in statements if "WATERMARK" in s)
     # The password is a SQL literal with its quote doubled, never breaking the statement.
     assert sum("'password' = 's3cr''et'" in s for s in statements) == 3
+
+
+# JSON_STRING(items) as Flink 2.0.2 writes it (keys sorted, compact; taken from a local run of the
+# orders_checked view on the poison values below), and whether the event must be dropped.
+ITEMS_JSON = [
+    ('[{"quantity":2,"sku":"a","unitPrice":1.25}]', False),
+    # The largest values the bounds keep, and a sku that looks like a bad key from inside a string.
+    ('[{"quantity":9999999,"sku":"b\\"quantity\\":null","unitPrice":9999999999.99}]', False),
+    ('[{"quantity":1,"sku":"null","unitPrice":0.00},{"quantity":3,"sku":"\\"\\"","unitPrice":5.00}]', False),
+    ('[{"quantity":2,"sku":"a","unitPrice":null}]', True),  # unitPrice 1e30: NULL in DECIMAL(18, 2)
+    ('[{"quantity":2,"sku":"a","unitPrice":10000000000.00}]', True),  # >= 10^10
+    ('[{"quantity":null,"sku":"a","unitPrice":1.00}]', True),  # quantity 1e12 (beyond INT) or "x"
+    ('[{"quantity":10000000,"sku":"a","unitPrice":1.00}]', True),  # >= 10^7
+    ('[{"quantity":1,"sku":null,"unitPrice":1.00}]', True),  # no sku
+    ('[{"quantity":1,"sku":"","unitPrice":1.00}]', True),
+    ('[{"quantity":-3,"sku":"a","unitPrice":1.00}]', True),
+    ('[{"quantity":3,"sku":"a","unitPrice":-1.00}]', True),
+    ('[{"quantity":1,"sku":"ok","unitPrice":1.00},{"unitPrice":null,"sku":"a","quantity":1}]', True),
+]
+
+
+@pytest.mark.parametrize(("items_json", "bad"), ITEMS_JSON)
+def test_bad_item_pattern_finds_what_the_sinks_cannot_store(items_json, bad):
+    # Flink's REGEXP is Java's regex `find`; the pattern uses only syntax Python's re shares.
+    assert bool(re.search(aggregates.BAD_ITEM, items_json)) is bad
+
+
+def test_only_checked_events_reach_the_aggregates():
+    statements = aggregates.render_statements(config())
+    views = {s.split()[3]: s for s in statements if s.startswith("CREATE TEMPORARY VIEW")}
+    checks = {name: s for name, s in views.items() if name.endswith("_checked")}
+    assert set(checks) == {"orders_checked", "payments_checked", "pageviews_checked"}
+    # The pattern is one SQL literal (no quote of its own to break out of).
+    assert aggregates._quote(aggregates.BAD_ITEM) in checks["orders_checked"]
+    for name in ("orders", "payments", "pageviews"):
+        dedup = next(s for s in statements if s.startswith(f"CREATE TEMPORARY VIEW {name} AS"))
+        assert f"FROM {name}_checked WHERE reject_reason IS NULL" in dedup
+        assert f"{name}_source" not in dedup
+    # Every value a sink writes is checked: strings for NUL, numbers for NULL and range.
+    for check in checks.values():
+        assert "POSITION(CHR(0) IN tenant)" in check and "POSITION(CHR(0) IN ce_type)" in check
+    for name in ("orders_checked", "payments_checked"):
+        assert "amount IS NULL OR amount < 0" in checks[name]
+    assert "POSITION(CHR(0) IN CAST(items AS STRING))" in checks["orders_checked"]
+
+
+def test_every_reject_reason_is_documented():
+    sql = aggregates.SQL_FILE.read_text()
+    reasons = set(re.findall(r"THEN '([a-z-]+)'", sql))
+    assert {"not-a-ripple-event", "no-type", "nul-character", "bad-amount", "no-items", "bad-item"} <= reasons
+    readme = (aggregates.SQL_FILE.parents[1] / "README.md").read_text()
+    assert all(f"`{reason}`" in readme for reason in reasons), reasons
 
 
 def test_missing_password_stops_with_a_message():
@@ -63,3 +117,35 @@ def test_restore_point_is_the_newest_complete_checkpoint_of_our_jobs(tmp_path, m
     checkpoint("f" * 32, 9, True, 3000)  # another job's
     flink_job._save_state(settings, {"job_ids": ["a" * 32], "savepoints": []})
     assert flink_job.latest_restore_point(settings) == newest
+
+
+def test_a_job_that_cannot_take_its_state_is_left_stopped_with_a_reason(tmp_path, monkeypatch):
+    """A changed job graph fails `flink run` at restore: say what to do, and stop the keeper's resubmits."""
+    monkeypatch.setenv("RIPPLE_HOME", str(tmp_path))
+    settings = load_settings()
+    flink_job.Flink().state_dir(settings).mkdir(parents=True)
+    restore_from = tmp_path / "savepoint-1"
+    # What `flink run --detached --fromSavepoint` of Flink 2.0.2 printed for such a job (the client
+    # waits for the JobManager to restore the state; no JobID line).
+    output = (
+        "Caused by: org.apache.flink.runtime.client.JobInitializationException: Could not start the "
+        "JobMaster.\nCaused by: java.lang.IllegalStateException: Failed to rollback to checkpoint/savepoint "
+        f"file:{restore_from}. Cannot map checkpoint/savepoint state for operator "
+        "1d4c33aa18a3fd3246f4cb02dc044305 to the new program, because the operator is not available in "
+        "the new program.\norg.apache.flink.client.program.ProgramAbortException: Python process exits"
+    )
+    answer = subprocess.CompletedProcess([], 1, stdout="", stderr=output)
+    monkeypatch.setattr(flink_job.subprocess, "run", lambda *args, **kwargs: answer)
+    secrets = {"RIPPLE_POSTGRES_PASSWORD": "x"}
+    with pytest.raises(flink_job.StateMismatch, match="does not fit the changed job graph"):
+        flink_job.submit(settings, secrets, restore_from)
+    assert flink_job._load_state(settings)["stopped_by_operator"] is True
+
+    # Any other failure is reported with Flink's own words, and a success resumes as before.
+    answer.stderr = "java.net.ConnectException: Connection refused"
+    with pytest.raises(flink_job.PrerequisiteError, match="Connection refused") as failure:
+        flink_job.submit(settings, secrets, restore_from)
+    assert not isinstance(failure.value, flink_job.StateMismatch)
+    answer.stdout = "Job has been submitted with JobID " + "c" * 32
+    assert flink_job.submit(settings, secrets, restore_from) == "c" * 32
+    assert flink_job._load_state(settings)["stopped_by_operator"] is False

@@ -163,6 +163,15 @@ def latest_restore_point(settings: Settings) -> Path | None:
     return max(candidates, key=lambda path: (path / "_metadata").stat().st_mtime)
 
 
+# Flink's words when a checkpoint holds state for an operator the submitted job graph lacks. The
+# client waits for the JobManager to restore the state, so `flink run` itself fails with them.
+STATE_MISMATCH = "Cannot map checkpoint/savepoint state"
+
+
+class StateMismatch(PrerequisiteError):
+    """The job graph changed so that the state to resume from no longer maps to its operators."""
+
+
 def run_python_job(
     settings: Settings, job_file: Path, env: Mapping[str, str], restore_from: Path | None = None
 ) -> str:
@@ -180,6 +189,12 @@ def run_python_job(
         timeout=300,
     )
     found = re.search(r"JobID ([0-9a-f]{32})", result.stdout + result.stderr)
+    if not found and restore_from is not None and STATE_MISMATCH in result.stdout + result.stderr:
+        raise StateMismatch(
+            f"{job_file.name} cannot resume from {restore_from}: its state does not fit the changed job "
+            "graph (operators were added or removed in flink/sql or flink/jobs); put the previous version "
+            'back, or start fresh as flink/README.md "Upgrade path" says.'
+        )
     if not found:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
         raise PrerequisiteError(f"submitting {job_file.name} failed:\n{tail}")
@@ -188,7 +203,15 @@ def run_python_job(
 
 def submit(settings: Settings, secrets: Mapping[str, str], restore_from: Path | None = None) -> str:
     """Submit the job (from a checkpoint or savepoint when given); returns its job id."""
-    job_id = run_python_job(settings, JOB_FILE, job_env(settings, secrets), restore_from)
+    try:
+        job_id = run_python_job(settings, JOB_FILE, job_env(settings, secrets), restore_from)
+    except StateMismatch:
+        # Every resubmission from this state fails the same way: the keeper leaves the job
+        # stopped (as after `make flink-savepoint`) instead of resubmitting it in a loop.
+        state = _load_state(settings)
+        state["stopped_by_operator"] = True
+        _save_state(settings, state)
+        raise
     state = _load_state(settings)
     state["job_ids"].append(job_id)
     state["stopped_by_operator"] = False
