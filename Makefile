@@ -15,6 +15,7 @@
 #   make flink-savepoint stop the aggregation job with a savepoint; make flink-upgrade: savepoint + resubmit from it
 #   make bench-flink     events/s the Flink job sustains into PostgreSQL, event-to-row delay p50/p99 (FLINK_EVENTS=50000)
 #   make demo-autoscale  zero -> N -> zero: consumers at zero, step + spike through nginx, back to zero; report (DEMO_ARGS=)
+#   make bench-latency   1,008 events/s through nginx for 5 min: event -> row delay and lag (the demo's report)
 #   make images          container images of the functions and the Flink job (podman; make test-images runs them)
 #   make registry push   a local registry and the images in it; make chart-registry pins them by digest
 # See README.md for the rest.
@@ -154,6 +155,12 @@ DEMO_ARGS ?=
 .PHONY: demo-autoscale
 demo-autoscale: venv-load
 	$(PY) -m loadtest.autoscale $(DEMO_ARGS)
+
+## Issue 13's latency run: 1,008 events/s (18 req/s x 56 events through nginx) for 5 minutes,
+## event -> event-store row delay and lag over the run (the demo's report and plot).
+.PHONY: bench-latency
+bench-latency: venv-load
+	$(PY) -m loadtest.autoscale --step-rate 18 --batch 56 --step 300 --spike 1 --spike-rate 18 --drain-timeout 300
 
 ## ripple side by side with its peers, built from source (loadtest/peers/README.md: PEERS_* settings).
 .PHONY: bench-peers
