@@ -152,7 +152,23 @@ def job_has_checks(stack, job_id: str) -> bool:
 
 
 def dropped_by_checks(stack, job_id: str) -> dict[str, int]:
-    """Per source: records its check filter dropped since the job (re)started (numRecordsIn - Out)."""
+    """Per source: records its check filter dropped since the job (re)started (numRecordsIn - Out).
+
+    The JobManager serves a task's metrics only after its fetcher has collected them (every 10 s
+    by default), so a job that has just (re)started may not list them yet: asked again until it
+    does, for up to a minute.
+    """
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return _dropped_by_checks(stack, job_id)
+        except KeyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def _dropped_by_checks(stack, job_id: str) -> dict[str, int]:
     dropped = {}
     for vertex in rest_get(stack.settings, f"/jobs/{job_id}")["vertices"]:
         if not vertex["name"].startswith("Source: "):

@@ -27,7 +27,7 @@ from cloudevents.kafka import to_binary
 from kafka import KafkaProducer
 
 from ripple_consumer.database import env_number
-from ripple_consumer.http import abort_with_problem
+from ripple_consumer.http import problem
 
 from .config import Config
 
@@ -87,7 +87,7 @@ class AlertPublisher:
             return
         if response is not None:
             log.warning("the Broker answered %s: %s", status, response.text[:200])
-        abort_with_problem(
+        raise problem(
             503,
             "broker-unavailable",
             "Broker unavailable",
