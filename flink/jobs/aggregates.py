@@ -55,6 +55,11 @@ PARSE_CE_TIME = (
 # negative, or of 11 integer digits or more (>= 10^10). JSON_STRING writes compact JSON, numbers
 # plainly (DECIMAL(18, 2) as 1.25) and keys in any order; a match cannot come from inside a string
 # value, where every quote is escaped, so the text before a key's closing quote is a real key.
+# The first WHEN branches of every source's reject_reason (aggregates.sql): what each event
+# needs whatever its type, so that it can be keyed, typed and stored in a text column.
+ENVELOPE_CHECKS = """WHEN tenant IS NULL OR ce_id IS NULL THEN 'not-a-ripple-event'
+    WHEN ce_type IS NULL THEN 'no-type'
+    WHEN POSITION(CHR(0) IN tenant) > 0 OR POSITION(CHR(0) IN ce_type) > 0 THEN 'nul-character'"""
 BAD_ITEM = '"(sku":(null|"")|quantity":(null|-|[0-9]{8})|unitPrice":(null|-|[0-9]{11}))'
 
 
@@ -132,6 +137,7 @@ def render_statements(config: JobConfig) -> list[str]:
     text = Template(SQL_FILE.read_text() if SQL_FILE.exists() else SQL_FALLBACK.read_text()).substitute(
         PARSE_CE_TIME=PARSE_CE_TIME,
         BAD_ITEM=_quote(BAD_ITEM),
+        ENVELOPE_CHECKS=ENVELOPE_CHECKS,
         LATENESS_S=str(config.lateness_s),
         TOPIC_ORDERS=config.topic_orders,
         TOPIC_PAYMENTS=config.topic_payments,

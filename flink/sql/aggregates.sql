@@ -96,15 +96,15 @@ CREATE TEMPORARY TABLE pageviews_source (
 -- Item values are checked on JSON_STRING(items) (Flink SQL has no per-element predicate on
 -- arrays) with the regular expression BAD_ITEM of aggregates.py (unit-tested); NUL on
 -- CAST(items AS STRING), which keeps the characters raw (JSON_STRING escapes them).
+-- ENVELOPE_CHECKS (aggregates.py) are the checks every source shares: tenant, id and type present,
+-- no NUL in tenant or type.
 -- Computed in views on the sources and filtered in the de-duplication's WHERE: the planner
 -- merges it into the Calc that already follows each source, so the job graph, and with it the
 -- state a savepoint maps to operators, is the same as without the checks.
 CREATE TEMPORARY VIEW orders_checked AS
 SELECT *,
   CASE
-    WHEN tenant IS NULL OR ce_id IS NULL THEN 'not-a-ripple-event'
-    WHEN ce_type IS NULL THEN 'no-type'
-    WHEN POSITION(CHR(0) IN tenant) > 0 OR POSITION(CHR(0) IN ce_type) > 0 THEN 'nul-character'
+    ${ENVELOPE_CHECKS}
     WHEN amount IS NULL OR amount < 0 OR amount >= 10000000000000 THEN 'bad-amount'
     WHEN items IS NULL OR CARDINALITY(items) = 0
       OR ARRAY_CONTAINS(items, CAST(NULL AS ROW<sku STRING, quantity INT, unitPrice DECIMAL(18, 2)>))
@@ -117,9 +117,7 @@ FROM orders_source
 CREATE TEMPORARY VIEW payments_checked AS
 SELECT *,
   CASE
-    WHEN tenant IS NULL OR ce_id IS NULL THEN 'not-a-ripple-event'
-    WHEN ce_type IS NULL THEN 'no-type'
-    WHEN POSITION(CHR(0) IN tenant) > 0 OR POSITION(CHR(0) IN ce_type) > 0 THEN 'nul-character'
+    ${ENVELOPE_CHECKS}
     WHEN amount IS NULL OR amount < 0 OR amount >= 10000000000000 THEN 'bad-amount'
   END AS reject_reason
 FROM payments_source
@@ -127,9 +125,7 @@ FROM payments_source
 CREATE TEMPORARY VIEW pageviews_checked AS
 SELECT *,
   CASE
-    WHEN tenant IS NULL OR ce_id IS NULL THEN 'not-a-ripple-event'
-    WHEN ce_type IS NULL THEN 'no-type'
-    WHEN POSITION(CHR(0) IN tenant) > 0 OR POSITION(CHR(0) IN ce_type) > 0 THEN 'nul-character'
+    ${ENVELOPE_CHECKS}
   END AS reject_reason
 FROM pageviews_source
 ;
