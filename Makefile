@@ -124,7 +124,7 @@ bench-dispatcher: venv
 BENCH_CONSUMERS_ARGS ?=
 .PHONY: bench-consumers
 bench-consumers: venv
-	$(PY) loadtest/consumers/bench.py $(BENCH_CONSUMERS_ARGS)
+	$(PY) -m loadtest.consumers.bench $(BENCH_CONSUMERS_ARGS)
 
 ## Locust and the failure scenarios (loadtest/README.md); they need the `load` extra.
 LOAD_SECONDS ?= 60
@@ -172,7 +172,7 @@ BENCH_SECONDS ?= 15
 BENCH_CONNECTIONS ?= 32
 .PHONY: bench-gateway
 bench-gateway: venv
-	$(PY) loadtest/gateway/run.py --duration $(BENCH_SECONDS) --connections $(BENCH_CONNECTIONS)
+	$(PY) -m loadtest.gateway.run --duration $(BENCH_SECONDS) --connections $(BENCH_CONNECTIONS)
 
 ## The Flink aggregation job (flink/README.md): status, submission, savepoint-based upgrade, benchmark.
 FLINK_EVENTS ?= 50000

@@ -1,7 +1,7 @@
 """Throughput and CPU cost of the consumer functions alone (no dispatcher): wrk POSTs binary-mode
 CloudEvents straight to the running function, as a KafkaSource dispatcher delivers them.
 
-    .venv/bin/python loadtest/consumers/bench.py [--functions event-store,order-alerts]
+    .venv/bin/python -m loadtest.consumers.bench [--functions event-store,order-alerts]
         [--connections 3,64] [--duration 15] [--amount 9.5] [--profile DIR]
     make bench-consumers
 
@@ -18,9 +18,7 @@ Needs the stack (`make up`) and wrk.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -30,70 +28,19 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from loadtest import measure
 from ripple_stack.components.functions import knative_functions
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import load_settings
 
 SCRIPT = Path(__file__).resolve().parent / "events.lua"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def listening_pids(port: int) -> list[int]:
-    """Whoever listens on the function's port (gunicorn, or the local activator in front of its
-    instances) and all their descendants."""
-    output = subprocess.run(
-        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=False
-    ).stdout
-    pids = {int(p) for p in re.findall(r"pid=(\d+)", output)}
-    todo = list(pids)
-    while todo:
-        children = Path(f"/proc/{todo.pop()}/task")
-        for task in children.glob("*/children") if children.exists() else []:
-            for child in map(int, task.read_text().split()):
-                if child not in pids:
-                    pids.add(child)
-                    todo.append(child)
-    return sorted(pids)
-
-
-def is_function(pid: int) -> bool:
-    try:
-        return b"functions-framework" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return False
-
-
-def cpu_seconds(pids: list[int], reaped: bool = True) -> float:
-    """User + system CPU of the processes, and (reaped) of their children that already exited
-    (the activator stops instances as it scales down; gunicorn replaces workers)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += sum(int(f) for f in fields[11 : 15 if reaped else 13])
-    return total / CLOCK_TICKS
 
 
 def run_wrk(url: str, connections: int, args: argparse.Namespace, run_id: str) -> dict:
-    env = os.environ | {"RUN_ID": run_id, "AMOUNT": args.amount}
-    command = [
-        "wrk",
-        f"-t{min(2, connections)}",
-        f"-c{connections}",
-        f"-d{args.duration}s",
-        "--timeout",
-        "30s",
-        "-s",
-        str(SCRIPT),
-        url,
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    line = next((x for x in result.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        sys.exit(f"wrk failed for {url}:\n{result.stdout}\n{result.stderr}")
-    return json.loads(line.removeprefix("RESULT "))
+    env = {"RUN_ID": run_id, "AMOUNT": args.amount}
+    return measure.run_wrk(
+        SCRIPT, url, threads=min(2, connections), connections=connections, duration_s=args.duration, env=env
+    )
 
 
 def main() -> None:
@@ -139,8 +86,8 @@ def main() -> None:
     runs = [(name, c) for c in concurrencies for name in urls] * args.rounds
     for name, connections in runs:
         url = urls[name]
-        port = int(url.rsplit(":", 1)[1].split("/")[0])
-        pids = listening_pids(port)
+        port = measure.port_of(url)
+        pids = measure.processes_on_port(port)
         if not pids:
             sys.exit(f"nothing listens on {port} for {name}: start it (make up, make start-<name>).")
         run_id = f"{name}-c{connections}-{time.time_ns()}"
@@ -164,12 +111,10 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             )
         # The process on the port: gunicorn's master, or the activator in front of instances.
-        front = [pid for pid in pids if not is_function(pid)]
-        before, before_proxy = cpu_seconds(pids), cpu_seconds(front, reaped=False)
+        before, before_proxy = measure.function_cpu_seconds(port) or (0.0, 0.0)
         result = run_wrk(url, connections, args, run_id)
-        pids = sorted(set(pids) | set(listening_pids(port)))  # instances started meanwhile
-        proxy = cpu_seconds(front, reaped=False) - before_proxy
-        cpu = cpu_seconds(pids) - before - proxy
+        after, after_proxy = measure.function_cpu_seconds(port) or (before, before_proxy)
+        proxy, cpu = after_proxy - before_proxy, after - before
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes the flame graph on SIGINT
             spy.wait(60)
@@ -192,7 +137,7 @@ def main() -> None:
             f"{result['p99_us'] / 1000:.1f}",
             str(result["non_2xx"] + result["socket_errors"]),
             f"{1000 * cpu / max(ok, 1):.2f}",
-            f"{1000 * proxy / max(ok, 1):.2f}" if front else "-",
+            f"{1000 * proxy / max(ok, 1):.2f}" if after_proxy else "-",  # no activator in front
             rows,
             f"{os.getloadavg()[0]:.1f}",
         )

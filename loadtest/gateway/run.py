@@ -2,53 +2,26 @@
 
 Fetches a token for ripple-publisher from the local Keycloak (client credentials, secret from
 .ripple/secrets.env), runs loadtest/gateway/events.lua for each combination and prints a table.
-Usage: .venv/bin/python loadtest/gateway/run.py [--duration 15] [--threads 2] [--connections 32]
+Usage: .venv/bin/python -m loadtest.gateway.run [--duration 15] [--threads 2] [--connections 32]
            [--url old=http://127.0.0.1:18971 --rounds 2]   (A/B against another build, in turn)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from keycloak import KeycloakOpenID
 
+from loadtest import measure
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import load_settings
 
 SCRIPT = Path(__file__).resolve().parent / "events.lua"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def function_cpu_seconds(url: str) -> float | None:
-    """CPU (user+system, exited children included) of the gunicorn processes behind url's port:
-    those listening on it and their descendants, less a local activator's own CPU in front."""
-    port = url.rsplit(":", 1)[-1].split("/")[0]
-    output = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
-    todo = [int(p) for p in re.findall(r"pid=(\d+)", output)]
-    total, seen = 0, set()
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            is_function = b"functions-framework" in Path(f"/proc/{pid}/cmdline").read_bytes()
-            for task in Path(f"/proc/{pid}/task").glob("*/children"):
-                todo.extend(int(c) for c in task.read_text().split())
-        except FileNotFoundError:
-            continue
-        own, children = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
-        total += (own if is_function else 0) + children
-    return total / CLOCK_TICKS if seen else None
 
 
 def token(settings, secrets) -> str:
@@ -62,23 +35,10 @@ def token(settings, secrets) -> str:
 
 
 def run_wrk(url: str, batch: int, args: argparse.Namespace, access_token: str) -> dict:
-    env = os.environ | {"TOKEN": access_token, "BATCH": str(batch), "RUN_ID": f"wrk{time.time_ns()}"}
-    command = [
-        "wrk",
-        f"-t{args.threads}",
-        f"-c{args.connections}",
-        f"-d{args.duration}s",
-        "--timeout",
-        "30s",
-        "-s",
-        str(SCRIPT),
-        url,
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    line = next((x for x in result.stdout.splitlines() if x.startswith("RESULT ")), None)
-    if line is None:
-        sys.exit(f"wrk failed for {url}:\n{result.stdout}\n{result.stderr}")
-    return json.loads(line.removeprefix("RESULT "))
+    env = {"TOKEN": access_token, "BATCH": str(batch), "RUN_ID": f"wrk{time.time_ns()}"}
+    return measure.run_wrk(
+        SCRIPT, url, threads=args.threads, connections=args.connections, duration_s=args.duration, env=env
+    )
 
 
 def main() -> None:
@@ -124,9 +84,11 @@ def main() -> None:
     print("-" * len(header))
     runs = [(t, int(b)) for b in args.batches.split(",") for t in targets] * args.rounds
     for target, batch in runs:
-        cpu_before = function_cpu_seconds(urls[target])
+        # Behind nginx's port are nginx's processes, not the gateway's: no CPU figure for them.
+        port = None if target == "nginx" else measure.port_of(urls[target])
+        cpu_before = measure.function_cpu_seconds(port) if port else None
         r = run_wrk(urls[target], batch, args, access_token)
-        cpu_after = function_cpu_seconds(urls[target])
+        cpu_after = measure.function_cpu_seconds(port) if port else None
         seconds = r["duration_us"] / 1e6
         ok = r["requests"] - r["non_2xx"]
         cells = (
@@ -136,7 +98,7 @@ def main() -> None:
             f"{r['p50_us'] / 1000:.1f}",
             f"{r['p99_us'] / 1000:.1f}",
             f"{r['non_2xx'] + r['socket_errors']}",
-            f"{1000 * (cpu_after - cpu_before) / max(ok * batch, 1):.3f}"
+            f"{1000 * (cpu_after[0] - cpu_before[0]) / max(ok * batch, 1):.3f}"
             if cpu_before is not None and cpu_after is not None
             else "-",
             f"{os.getloadavg()[0]:.1f}",

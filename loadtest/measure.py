@@ -1,0 +1,104 @@
+"""What the wrk benchmarks share: one wrk run, and the CPU of the function behind a port.
+
+- `run_wrk`: wrk with one of this folder's Lua scripts, which print their figures as one
+  `RESULT {json}` line (requests, non_2xx, socket_errors, duration_us, p50_us, p99_us).
+- `function_cpu_seconds`: user+system CPU of whoever serves a port and all its descendants,
+  exited ones included (the local activator stops instances as it scales down, gunicorn replaces
+  workers), less the local activator's own CPU, which is the queue-proxy's share, not the
+  function's; that share is returned apart.
+
+Used by `python -m loadtest.gateway.run` and `python -m loadtest.consumers.bench`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    script: Path, url: str, *, threads: int, connections: int, duration_s: int, env: Mapping[str, str]
+) -> dict:
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration_s}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(script),
+        url,
+    ]
+    result = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, check=False)
+    line = next((x for x in result.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"wrk failed for {url}:\n{result.stdout}\n{result.stderr}")
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[-1].split("/")[0])
+
+
+def processes_on_port(port: int) -> list[int]:
+    """Whoever listens on the port (gunicorn, or the local activator in front of the function's
+    instances) and all their descendants."""
+    output = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=False
+    ).stdout
+    pids = {int(p) for p in re.findall(r"pid=(\d+)", output)}
+    todo = list(pids)
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            try:
+                children = map(int, task.read_text().split())
+            except FileNotFoundError:
+                continue
+            for child in children:
+                if child not in pids:
+                    pids.add(child)
+                    todo.append(child)
+    return sorted(pids)
+
+
+def _cpu(pid: int) -> tuple[int, int] | None:
+    """(own, exited children's) clock ticks of a process, None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+
+def _is_activator(pid: int) -> bool:
+    try:
+        return b"ripple_stack.serving.activator" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False
+
+
+def function_cpu_seconds(port: int) -> tuple[float, float] | None:
+    """(the function's CPU seconds, the local activator's own) so far; None if nothing listens."""
+    pids = processes_on_port(port)
+    if not pids:
+        return None
+    function = activator = 0
+    for pid in pids:
+        ticks = _cpu(pid)
+        if ticks is None:
+            continue
+        own, children = ticks
+        if _is_activator(pid):
+            activator += own
+            function += children  # its instances that already exited
+        else:
+            function += own + children
+    return function / CLOCK_TICKS, activator / CLOCK_TICKS
