@@ -118,7 +118,7 @@ edge-manifests: venv
 EVENTS ?= 20000
 .PHONY: bench-dispatcher
 bench-dispatcher: venv
-	$(PY) loadtest/dispatcher/bench.py --events $(EVENTS)
+	$(PY) -m loadtest.dispatcher.bench --events $(EVENTS)
 
 ## The consumer functions alone (no dispatcher): wrk straight at event-store and order-alerts.
 BENCH_CONSUMERS_ARGS ?=
@@ -280,4 +280,4 @@ promote: venv helm
 BROKER_EVENTS ?= 5000
 .PHONY: bench-broker
 bench-broker: venv
-	$(PY) loadtest/broker/bench.py --events $(BROKER_EVENTS) $(BROKER_BENCH_ARGS)
+	$(PY) -m loadtest.broker.bench --events $(BROKER_EVENTS) $(BROKER_BENCH_ARGS)

@@ -2,12 +2,14 @@
 
 - `run_wrk`: wrk with one of this folder's Lua scripts, which print their figures as one
   `RESULT {json}` line (requests, non_2xx, socket_errors, duration_us, p50_us, p99_us).
+- `free_port`, `stored_rows`: a port for a private process, and how many of a run's events the
+  event-store table holds so far (-1 while PostgreSQL cannot be reached: the stack is shared).
 - `function_cpu_seconds`: user+system CPU of whoever serves a port and all its descendants,
   exited ones included (the local activator stops instances as it scales down, gunicorn replaces
   workers), less the local activator's own CPU, which is the queue-proxy's share, not the
   function's; that share is returned apart.
 
-Used by `python -m loadtest.gateway.run` and `python -m loadtest.consumers.bench`.
+Used by the benchmarks of loadtest/ (run as modules: `python -m loadtest.<folder>.<script>`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -102,3 +108,20 @@ def function_cpu_seconds(port: int) -> tuple[float, float] | None:
         else:
             function += own + children
     return function / CLOCK_TICKS, activator / CLOCK_TICKS
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stored_rows(engine: Engine, source: str) -> int:
+    """Rows of the run (its events' source) in events so far; -1 while PostgreSQL is unreachable."""
+    try:
+        with engine.connect() as connection:
+            return connection.execute(
+                text("SELECT count(*) FROM events WHERE source = :s"), {"s": source}
+            ).scalar_one()
+    except OperationalError:
+        return -1

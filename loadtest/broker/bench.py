@@ -1,6 +1,6 @@
 """Throughput of the notifications Broker's data plane, beside the KafkaSource path, same run.
 
-    .venv/bin/python loadtest/broker/bench.py [--events 5000] [--clients 16] [--parallelism 4,16]
+    .venv/bin/python -m loadtest.broker.bench [--events 5000] [--clients 16] [--parallelism 4,16]
     make bench-broker
 
 With the stack up (`make up`), on a private Broker and Trigger of its own (a temporary manifest
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,8 +38,8 @@ import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
+from loadtest.measure import free_port, stored_rows
 from ripple_stack.components.functions import knative_functions
 from ripple_stack.rabbitmq.manifest import load_all
 from ripple_stack.rabbitmq.topology import (
@@ -57,12 +56,6 @@ BODY = (
     '{"orderId": "o-%d", "customerId": "c-%d", "items": [{"sku": "s-1", "quantity": 1, '
     '"unitPrice": 9.5}], "amount": 9.5, "currency": "EUR"}'
 )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def write_manifests(directory: Path, broker: str, parallelism: int, sink: str, dead_letters: str) -> None:
@@ -107,16 +100,6 @@ def write_manifests(directory: Path, broker: str, parallelism: int, sink: str, d
         },
     ]
     (folder / "broker.yaml").write_text(yaml.safe_dump_all(documents))
-
-
-def stored_rows(engine, source: str) -> int:
-    try:
-        with engine.connect() as connection:
-            return connection.execute(
-                text("SELECT count(*) FROM events WHERE source = :s"), {"s": source}
-            ).scalar_one()
-    except OperationalError:
-        return -1  # the stack is shared: PostgreSQL may be down for a moment
 
 
 def wait_rows(engine, source: str, total: int, process: subprocess.Popen, log: Path) -> tuple[float, float]:

@@ -1,6 +1,6 @@
 """Throughput and CPU cost of the KafkaSource dispatcher, ordered and unordered, on two paths.
 
-    .venv/bin/python loadtest/dispatcher/bench.py [--events 20000] [--paths sink,store] [--profile DIR]
+    .venv/bin/python -m loadtest.dispatcher.bench [--events 20000] [--paths sink,store] [--profile DIR]
     make bench-dispatcher
 
 - `sink`: the dispatcher alone, delivering to a trivial sink (a private nginx answering 202, the
@@ -40,10 +40,11 @@ from pathlib import Path
 import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from sink import free_port, trivial_sink
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from loadtest.dispatcher.sink import trivial_sink
+from loadtest.measure import free_port, stored_rows
 from ripple_stack.components.functions import knative_functions
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import REPO_ROOT, load_settings
@@ -100,17 +101,6 @@ def manifest(directory: Path, topic: str, ordering: str, sink: str, dead_letters
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(document))
     return path
-
-
-def stored_rows(engine, source: str) -> int:
-    """Rows of the run so far; -1 while PostgreSQL cannot be reached (the stack is shared)."""
-    try:
-        with engine.connect() as connection:
-            return connection.execute(
-                text("SELECT count(*) FROM events WHERE source = :s"), {"s": source}
-            ).scalar_one()
-    except OperationalError:
-        return -1
 
 
 def delivered(metrics_port: int) -> int:

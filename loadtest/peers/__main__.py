@@ -38,6 +38,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from loadtest.gateway.run import run_wrk, token
+from loadtest.measure import free_port
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import REPO_ROOT, ConfigError, Settings, load_settings
 from ripple_stack.stack import Stack
@@ -525,14 +526,6 @@ def gateway_wrk(url: str, batch: int, args: argparse.Namespace, access_token: st
         return run_wrk(url, batch, args, access_token)
     except SystemExit as error:  # run_wrk exits with wrk's output when wrk fails
         raise procs.PeerError(str(error)) from None
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
