@@ -15,12 +15,12 @@ import sys
 import time
 
 import requests
-from cloudevents.conversion import to_binary
 from dead_letters.config import Config, ConfigError
 from dead_letters.schema import dead_letters
 from dead_letters.store import original_event
 from sqlalchemy import func, select, update
 
+from ripple_cloudevents import to_binary_request
 from ripple_consumer.database import make_engine
 
 try:  # the local stack's helper (run from the repository); the function's image has no Pushgateway
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row.seq}: {row.source}/{row.id} ({row.type}) -> {target} [was {row.error_code}]")
         if arguments.dry_run:
             continue
-        headers, body = to_binary(original_event(row))
+        headers, body = to_binary_request(original_event(row))  # attribute values percent-encoded
         try:
             status = session.post(target, data=body, headers=headers, timeout=30).status_code
         except requests.RequestException as error:

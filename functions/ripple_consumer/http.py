@@ -4,14 +4,27 @@ A consumer is either a plain functions-framework CloudEvent function (Flask, one
 thread: notifier, dead-letters) or an asynchronous one (`functions_framework.aio`, served by
 uvicorn: event-store and order-alerts, the two on the Kafka hot path, where the Flask stack cost
 ~0.5 ms of CPU per event against ~0.1 ms). Both get the same routes and the same problems.
+
+Both also read binary-mode attributes as the CloudEvents HTTP binding asks (3.1.3.2): the pinned
+SDK's from_http, which functions-framework calls, copies `ce-*` header values as they are, and
+the HTTP servers read header bytes as Latin-1, so `caf%C3%A9` stayed `caf%C3%A9` and raw UTF-8
+turned into `cafÃ©`. functions-framework looks `from_http` up in its own module at each request:
+`decode_binary_attributes` puts a decoding one there (a header that cannot be decoded is a 400
+problem naming the attribute). Raw UTF-8 is taken too: Knative's Go and Java data planes send
+attribute values unencoded (ripple_cloudevents.decode_value). functions/ripple_consumer/tests/
+test_http.py pins that hook, so a functions-framework upgrade that moves it fails there first.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import flask
 import functions_framework
+from cloudevents.http import CloudEvent
+from cloudevents.http import from_http as sdk_from_http
 from functions_framework import _function_registry
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -19,6 +32,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from werkzeug.exceptions import BadRequest
+
+from ripple_cloudevents import InvalidAttribute, decode_headers
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -61,14 +77,51 @@ async def _asgi_metrics(_: Request) -> Response:
 _FRAMEWORK_PROBLEMS = {400: ("malformed-event", "Not a CloudEvent"), 404: ("not-found", "Not found")}
 
 
+# functions-framework.aio wraps every from_http error as "Bad Request: Got CloudEvent exception: <repr>".
+_FRAMEWORK_PREFIX = "Bad Request: Got CloudEvent exception: "
+
+
 async def _as_problem(_: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     headers = dict(error.headers or {})
     if headers.get("content-type") != PROBLEM_TYPE:
         slug, title = _FRAMEWORK_PROBLEMS.get(error.status_code, ("http-error", "Request refused"))
-        error = problem(error.status_code, slug, title, str(error.detail))
+        error = problem(error.status_code, slug, title, str(error.detail).removeprefix(_FRAMEWORK_PREFIX))
         headers = {**headers, **(error.headers or {})}
     return Response(error.detail, error.status_code, headers)
+
+
+FromHttp = Callable[..., CloudEvent]
+
+
+def _decoding(raise_problem: Callable[[InvalidAttribute], Exception]) -> FromHttp:
+    def from_http(headers: Mapping[str, str], data: Any, data_unmarshaller: Any = None) -> CloudEvent:
+        if "ce-specversion" in headers:  # binary mode; a structured event's attributes are JSON
+            try:
+                headers = decode_headers(headers.items(), raw_utf8=True)
+            except InvalidAttribute as error:
+                raise raise_problem(error) from None
+        return sdk_from_http(headers, data, data_unmarshaller)
+
+    return from_http
+
+
+def _flask_problem(error: InvalidAttribute) -> Exception:
+    # An HTTPException passes functions-framework's Flask wrapper untouched (it catches only the
+    # SDK's missing/invalid-field errors, to try the legacy event format) and Flask sends its response.
+    body = problem_body(400, "malformed-event", "Not a valid CloudEvent", str(error))
+    return BadRequest(response=flask.Response(body, status=400, mimetype=PROBLEM_TYPE))
+
+
+def decode_binary_attributes(app: flask.Flask | Starlette) -> None:
+    """functions-framework's from_http, for this app's kind, replaced by the binding-aware one."""
+    if isinstance(app, Starlette):
+        from functions_framework import aio
+
+        # The aio wrapper turns any error into a 400 whose detail is the error's repr (_as_problem).
+        aio.from_http = _decoding(lambda error: error)
+    else:
+        functions_framework.from_http = _decoding(_flask_problem)
 
 
 def add_routes(app: flask.Flask | Starlette) -> None:
@@ -96,4 +149,5 @@ def create_app(source: str, target: str = "handle") -> flask.Flask | Starlette:
     _function_registry.ASGI_FUNCTIONS.discard(target)
     app = functions_framework.create_app(target, source, "cloudevent")
     add_routes(app)
+    decode_binary_attributes(app)
     return app

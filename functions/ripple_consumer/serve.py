@@ -75,10 +75,11 @@ def main(argv: list[str]) -> None:
 
     create_server = _cli.create_server
 
-    from ripple_consumer.http import add_routes
+    from ripple_consumer.http import add_routes, decode_binary_attributes
 
     def create_server_after_start_up(app: object, debug: bool, **options: object) -> object:
         add_routes(app)  # type: ignore[arg-type]
+        decode_binary_attributes(app)  # type: ignore[arg-type]
         gc.freeze()
         gc.enable()
         return create_server(app, debug, **options)

@@ -16,13 +16,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote
 
 from cloudevents import exceptions as ce_errors
 from cloudevents.http import CloudEvent, from_dict, from_http
 from cloudevents.kafka import to_binary
 
 from ripple_auth import Problem
+from ripple_cloudevents import InvalidAttribute, decode_value, string_problem
 from ripple_events import Catalog, EventType
 
 STRUCTURED = "application/cloudevents+json"
@@ -100,6 +100,9 @@ def attribute_errors(attributes: Mapping[str, Any], index: int) -> list[dict[str
             error(name, f"attribute name {name!r} is invalid: use 1-20 lower-case letters and digits")
         elif value is None or isinstance(value, dict | list):
             error(name, f"attribute '{name}' must be a string, integer or boolean")
+        elif isinstance(value, str) and (problem := string_problem(value)) is not None:
+            # Refused, not cleaned: a control character would be altered on some hop.
+            error(name, f"attribute '{name}': {problem}")
         elif isinstance(value, float) and not value.is_integer():
             # JSON has one number type: 7.0 is the Integer 7 (as JSON Schema says), 7.5 is none.
             error(name, f"attribute '{name}' must be a string, integer or boolean (not a fraction)")
@@ -257,34 +260,16 @@ def parse_request(headers: Mapping[str, str], body: bytes, max_batch: int) -> li
     return [result for result in results if isinstance(result, Incoming)]
 
 
-def _header_value(value: str) -> str:
-    """An attribute value as the HTTP binding encodes it in a ce-* header, decoded.
-
-    HTTP binding 3.1.3.2: a receiver first unescapes an RFC 7230 quoted-string, then performs one
-    round of percent-decoding (UTF-8). Senders that follow it (the Python SDK 2.x, for one) encode
-    a space as %20; the 1.x SDK sends values as they are, which decoding leaves unchanged unless
-    they contain a %XX sequence.
-    """
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = re.sub(r"\\(.)", r"\1", value[1:-1])
-    return unquote(value, errors="strict") if "%" in value else value
-
-
 def _from_binary(
     headers: Mapping[str, str], binary_headers: Mapping[str, str], body: bytes, content_type: str
 ) -> Incoming | list[dict[str, Any]]:
     attributes: dict[str, str] = {}
     for name, value in binary_headers.items():
         try:
-            attributes[name[3:]] = _header_value(value)
-        except UnicodeDecodeError:
-            return [
-                {
-                    "index": 0,
-                    "path": f"/{name[3:]}",
-                    "message": f"{name}: percent-encoded bytes are not UTF-8",
-                }
-            ]
+            # HTTP binding 3.1.3.2: percent-decoded UTF-8; raw bytes above 0x7E are refused.
+            attributes[name[3:]] = decode_value(name[3:], value)
+        except InvalidAttribute as error:
+            return [{"index": 0, "path": f"/{error.attribute}", "message": str(error)}]
     errors = attribute_errors(attributes, 0)
     if errors:
         return errors

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ripple_auth import Problem
 from ripple_events import load_catalog
@@ -141,3 +142,71 @@ def test_batch_reports_every_bad_event():
 
 def test_receive_time_is_rfc3339_utc():
     assert re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$", events.receive_time())
+
+
+# --- the CloudEvents HTTP binding (3.1.3.2) and the String type, in every mode -----------------------
+
+
+def test_binary_attributes_are_percent_decoded_utf8():
+    headers = binary(**{"ce-subject": "caf%C3%A9%20%C3%97", "ce-source": "/caf%C3%A9/%C3%BC"})
+    [incoming] = events.parse_request(headers, json.dumps(ORDER).encode(), max_batch=500)
+    assert incoming.event["subject"] == "café \u00d7" and incoming.event["source"] == "/café/ü"
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "message"),
+    [
+        ("ce-subject", "caf\u00c3\u00a9", "ce-subject: byte 0xC3 at position 3"),  # raw UTF-8
+        ("ce-subject", "caf%C3", "ce-subject: the percent-encoded bytes are not UTF-8"),
+        ("ce-color", "tab%09end", "ce-color: U+0009 at position 3"),
+    ],
+)
+def test_binary_values_the_binding_cannot_mean_are_400_naming_the_attribute(header, value, message):
+    problem = problem_of(binary(**{header: value}), json.dumps(ORDER).encode())
+    assert problem.status == 400
+    [error] = problem.extra["errors"]
+    assert error["path"] == "/" + header[3:] and error["message"].startswith(message)
+
+
+@pytest.mark.parametrize(
+    "value", ["tab\tend", "line\nbreak", "del\u007f", "c1\u0085"]
+)  # NUL: refused earlier
+@pytest.mark.parametrize("name", ["subject", "source", "color"])
+def test_structured_control_characters_are_refused_not_altered(name, value):
+    event = {"specversion": "1.0", "id": "e-1", "source": "/s", "type": "dev.ripple.shop.order.placed"}
+    body = json.dumps(event | {name: value, "data": ORDER}).encode()
+    problem = problem_of({"Content-Type": events.STRUCTURED}, body)
+    assert problem.status == 400
+    assert any(
+        e["path"] == f"/{name}" and "CloudEvents String" in e["message"] for e in problem.extra["errors"]
+    )
+
+
+def test_openapi_header_pattern_is_the_binding_grammar():
+    """The document's HeaderText pattern accepts exactly the encodings the gateway decodes into a
+    String (schemathesis fuzzes the gateway against it, so it must not be looser)."""
+    from hypothesis import given, seed, settings
+    from hypothesis import strategies as st
+
+    from ripple_cloudevents import InvalidAttribute, decode_value, encode_value, string_problem
+
+    document = yaml.safe_load((REPO / "functions/gateway/openapi.yaml").read_text())
+    pattern = re.compile(document["components"]["schemas"]["HeaderText"]["pattern"])
+
+    @seed(16)
+    @settings(max_examples=400, deadline=None)
+    @given(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1))
+    def encoded_text_matches_when_it_is_a_string(text):
+        assert bool(pattern.fullmatch(encode_value(text))) == (string_problem(text) is None)
+
+    @seed(16)
+    @settings(max_examples=400, deadline=None)
+    @given(st.from_regex(pattern, fullmatch=True))
+    def what_matches_decodes(header):
+        try:
+            decode_value("subject", header)
+        except InvalidAttribute as error:  # pragma: no cover - the failure message is the point
+            raise AssertionError(f"{header!r} matches the document but is refused: {error}") from None
+
+    encoded_text_matches_when_it_is_a_string()
+    what_matches_decodes()

@@ -21,11 +21,11 @@ import os
 import threading
 
 import requests
-from cloudevents.conversion import to_binary as to_http_binary
 from cloudevents.http import CloudEvent
 from cloudevents.kafka import to_binary
 from kafka import KafkaProducer
 
+from ripple_cloudevents import to_binary_request
 from ripple_consumer.database import env_number
 from ripple_consumer.http import problem
 
@@ -74,7 +74,7 @@ class AlertPublisher:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
-        headers, body = to_http_binary(event)
+        headers, body = to_binary_request(event)  # attribute values percent-encoded (HTTP binding)
         try:
             response = session.post(
                 self.broker_url, data=body, headers=headers, timeout=self.broker_timeout_s

@@ -14,6 +14,10 @@ specversion 1.0 takes a direct path: its `ce_<name>` headers are the `ce-<name>`
 one to one, which is what the SDK's from_binary + to_binary produce, without building an event
 object per record (that was most of the dispatcher's conversion cost). Everything else goes
 through the SDK (`to_cloudevent`); a unit test keeps the two paths' output identical.
+
+Kafka headers carry attribute values as raw UTF-8 (Kafka binding); HTTP headers carry them
+percent-encoded (HTTP binding 3.1.3.2), as Knative's dispatcher sends them through the Go and Java
+SDKs' writers. An HttpEvent's `ce-*` values are therefore always in that encoded, ASCII form.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cloudevents import exceptions as ce_exceptions
-from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from cloudevents.kafka import KafkaMessage, from_binary, from_structured
+
+from ripple_cloudevents import encode_headers, encode_value, to_binary_request
 
 PLAIN_EVENT_TYPE = "dev.knative.kafka.event"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents"
@@ -122,7 +127,8 @@ def with_error_extensions(
 
 @dataclass(frozen=True, slots=True)
 class HttpEvent:
-    """A CloudEvent as an HTTP binary-mode request: `ce-*` (and content-type) headers, body."""
+    """A CloudEvent as an HTTP binary-mode request: `ce-*` (percent-encoded) and content-type
+    headers, and the body."""
 
     headers: dict[str, str]
     body: bytes | None
@@ -137,8 +143,8 @@ class HttpEvent:
 
 
 def _http_event(event: CloudEvent) -> HttpEvent:
-    headers, body = to_binary(event)
-    return HttpEvent(dict(headers), body if body else None)
+    headers, body = to_binary_request(event)
+    return HttpEvent(headers, body if body else None)
 
 
 def _binary_headers(record: Record) -> dict[str, str] | None:
@@ -148,7 +154,7 @@ def _binary_headers(record: Record) -> dict[str, str] | None:
         for name, value in record.headers:
             name = name.lower()
             if name.startswith("ce_"):
-                headers["ce-" + name[3:]] = value.decode() if value else ""
+                headers["ce-" + name[3:]] = encode_value(value.decode()) if value else ""
             elif name == "content-type":
                 if value and value[:23].lower() == b"application/cloudevents":
                     return None  # structured mode
@@ -171,7 +177,9 @@ def to_http(record: Record, namespace: str, source_name: str, overrides: dict[st
             event[name] = value
         return _http_event(event)
     for name, value in overrides.items():
-        headers["content-type" if name == "datacontenttype" else "ce-" + name] = value
+        headers["content-type" if name == "datacontenttype" else "ce-" + name] = (
+            value if name == "datacontenttype" else encode_value(value)
+        )
     return HttpEvent(headers, record.value or None)
 
 
@@ -189,5 +197,5 @@ def with_error_headers(
     event: HttpEvent, destination: str, status: int | None, body: bytes | None
 ) -> HttpEvent:
     """The request for the dead-letter sink: the event plus Knative's error extensions."""
-    extra = {"ce-" + name: value for name, value in error_extensions(destination, status, body).items()}
+    extra = encode_headers(error_extensions(destination, status, body))
     return HttpEvent({**event.headers, **extra}, event.body)

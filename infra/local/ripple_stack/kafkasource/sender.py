@@ -8,7 +8,6 @@ on a thread pool cost (the profile in loadtest/dispatcher/profiles/ shows the di
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import aiohttp
 
@@ -20,18 +19,6 @@ class Response:
     status: int | None  # None: no response (timeout, connection refused, ...)
     body: bytes | None
     error: str = ""
-
-
-def header_value(value: str) -> str:
-    """The value with control characters (CR, LF, ...) percent-encoded, so HTTP can carry it.
-
-    The CloudEvents HTTP binding (1.0.2, 3.1.3.2) says to percent-encode them; sent raw they
-    would be refused by the HTTP client on every attempt, and the record would block its
-    partition for good. Every other value goes out unchanged.
-    """
-    if value.isprintable():
-        return value
-    return "".join(c if c.isprintable() else quote(c, safe="") for c in value)
 
 
 class HttpSender:
@@ -58,10 +45,7 @@ class HttpSender:
 
     async def post(self, url: str, event: HttpEvent) -> Response:
         assert self._session is not None, "use the sender as `async with`"
-        headers = {**event.headers, **self.extra_headers}
-        for name, value in event.headers.items():
-            if not value.isprintable():
-                headers[name] = header_value(value)
+        headers = {**event.headers, **self.extra_headers}  # ce-* values are encoded (convert.py)
         try:
             async with self._session.post(url, data=event.body, headers=headers) as response:
                 return Response(response.status, await response.read())

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 import pika
 import pika.exceptions
 import requests
-from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
+
+from ripple_cloudevents import to_binary_request
 
 from ..kafkasource.convert import with_error_extensions
 from ..kafkasource.delivery import backoff_s, dead_letter_backoff_s, is_retryable, is_success
@@ -69,7 +70,7 @@ class Sender:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
-        headers, body = to_binary(event)
+        headers, body = to_binary_request(event)  # attribute values percent-encoded (HTTP binding)
         try:
             response = session.post(url, data=body, headers=headers, timeout=self.timeout_s)
         except requests.RequestException:

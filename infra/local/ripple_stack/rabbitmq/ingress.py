@@ -29,6 +29,8 @@ from cloudevents import exceptions as ce_exceptions
 from cloudevents.http import CloudEvent, from_http
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from ripple_cloudevents import InvalidAttribute, decode_headers
+
 from .manifest import Broker
 from .message import to_message
 from .topology import declare_broker, exchange_name
@@ -185,7 +187,13 @@ def handler_for(ingress: Ingress) -> type[BaseHTTPRequestHandler]:
                 self._refuse("not-found", 404, "Not found", "post events to / of the Broker ingress")
                 return
             try:
-                event = from_http(dict(self.headers.items()), body, data_unmarshaller=lambda data: data)
+                # Binary mode: the ce-* values percent-decoded (HTTP binding 3.1.3.2); raw UTF-8, which
+                # upstream's sdk-go senders write, is taken as it is; a control character is a 400.
+                headers = decode_headers(self.headers.items(), raw_utf8=True)
+                event = from_http(headers, body, data_unmarshaller=lambda data: data)
+            except InvalidAttribute as error:
+                self._refuse("invalid-cloudevent", 400, "Not a valid CloudEvent", str(error))
+                return
             except (ce_exceptions.GenericException, ValueError, TypeError, UnicodeDecodeError) as error:
                 self._refuse(
                     "invalid-cloudevent", 400, "Not a valid CloudEvent", str(error) or type(error).__name__

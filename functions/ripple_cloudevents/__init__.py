@@ -1,0 +1,28 @@
+"""The CloudEvents HTTP protocol binding's attribute encoding, which the pinned SDK lacks.
+
+functions-framework 3.10 pins cloudevents <= 1.12, whose HTTP conversion copies attribute values
+into `ce-*` headers and back as they are; the binding (v1.0.2, 3.1.3.2) asks senders to
+percent-encode them and receivers to decode them. Every HTTP hop ripple owns (the gateway, the
+functions, the KafkaSource and Broker stand-ins, order-alerts and the dead-letter replay) encodes
+and decodes through this one module, so a value crosses every hop byte for byte.
+"""
+
+from .http_binding import (
+    InvalidAttribute,
+    decode_headers,
+    decode_value,
+    encode_headers,
+    encode_value,
+    string_problem,
+    to_binary_request,
+)
+
+__all__ = [
+    "InvalidAttribute",
+    "decode_headers",
+    "decode_value",
+    "encode_headers",
+    "encode_value",
+    "string_problem",
+    "to_binary_request",
+]
