@@ -199,7 +199,7 @@ bench-flink: venv
 ## can pull them (CI does). IMAGE_REGISTRY/IMAGE_NAMESPACE name where `make push` sends them.
 RIPPLE_BASE_IMAGE ?= local-debian
 export RIPPLE_BASE_IMAGE
-IMAGES := $(PY) -m ripple_stack.images
+IMAGES := $(PY) -m ripple_delivery
 CRANE_VERSION := v0.22.1
 CRANE := .ripple/dist/bin/crane
 .PHONY: podman images images-functions save-images test-images registry push chart-registry kn-commands kn \

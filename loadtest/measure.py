@@ -86,7 +86,7 @@ def _cpu(pid: int) -> tuple[int, int] | None:
 
 def _is_activator(pid: int) -> bool:
     try:
-        return b"ripple_stack.serving.activator" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"knative_standins.serving.activator" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return False
 

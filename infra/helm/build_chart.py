@@ -48,11 +48,12 @@ def pin_images(chart: Path, references: dict[str, str] | None = None) -> dict[st
     """Point every image of the chart's manifests at the local registry, by digest.
 
     The images are those `make images` built for the current commit and `make push` sent to the
-    registry (ripple_stack.images); a manifest's image is matched by its last path segment.
+    registry (ripple_delivery.registry); a manifest's image is matched by its last path segment.
     """
     import re
 
-    from ripple_stack.images import image_references_by_digest, load_config
+    from ripple_delivery.config import load_config
+    from ripple_delivery.registry import image_references_by_digest
 
     if references is None:
         references = image_references_by_digest(load_config())
@@ -77,13 +78,13 @@ def main() -> int:
     parser.add_argument(
         "--images-from-registry",
         action="store_true",
-        help="image references by digest from the registry `make push` filled (ripple_stack.images)",
+        help="image references by digest from the registry `make push` filled (ripple_delivery)",
     )
     arguments = parser.parse_args()
     chart = assemble(arguments.out)
     print(f"assembled {chart} from {len(manifest_files())} manifest files")
     if arguments.images_from_registry:
-        from ripple_stack.images import ImageError
+        from ripple_delivery.config import ImageError
 
         try:
             pinned = pin_images(chart)

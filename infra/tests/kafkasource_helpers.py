@@ -155,7 +155,7 @@ def write_manifest(
 
 
 class DispatcherProcess:
-    """`python -m ripple_stack.kafkasource <manifest>` started by the test."""
+    """`python -m knative_standins.kafkasource <manifest>` started by the test."""
 
     def __init__(self, manifest: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.manifest, self.log = manifest, log
@@ -171,7 +171,7 @@ class DispatcherProcess:
                 [
                     sys.executable,
                     "-m",
-                    "ripple_stack.kafkasource",
+                    "knative_standins.kafkasource",
                     str(self.manifest),
                     "--metrics-port",
                     str(self.metrics_port),

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from cloudevents.http import CloudEvent
 
-from ripple_stack.kafkasource.convert import with_error_extensions
-from ripple_stack.rabbitmq import manifest
-from ripple_stack.rabbitmq.dispatcher import Outcome, TriggerDispatcher
-from ripple_stack.rabbitmq.metrics import DispatcherMetrics
+from knative_standins.broker import manifest
+from knative_standins.broker.dispatcher import Outcome, TriggerDispatcher
+from knative_standins.broker.metrics import DispatcherMetrics
+from knative_standins.delivery.errors import with_error_extensions
 
 BROKER = """
 apiVersion: eventing.knative.dev/v1alpha1

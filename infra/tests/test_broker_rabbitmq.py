@@ -28,8 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from ripple_stack.rabbitmq import manifest
-from ripple_stack.rabbitmq.topology import binding_arguments, exchange_name
+from knative_standins.broker import manifest
+from knative_standins.broker.topology import binding_arguments, exchange_name
 from ripple_stack.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration

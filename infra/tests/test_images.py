@@ -28,18 +28,13 @@ import yaml
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
-from ripple_stack.images import (
-    ImageConfig,
-    ImageError,
-    build_images,
+from ripple_delivery.build import build_images, image_specs
+from ripple_delivery.config import ImageConfig, ImageError, load_config
+from ripple_delivery.podman import engine, inspect_image, podman_available
+from ripple_delivery.run import (
     check_user,
-    engine,
-    image_specs,
-    inspect_image,
-    load_config,
     manifest_environment,
     memory_flag,
-    podman_available,
     run_arguments,
     run_like_manifest,
 )

@@ -8,15 +8,15 @@ import base64
 import pytest
 from cloudevents.conversion import to_binary
 
-from ripple_cloudevents import decode_headers, encode_value
-from ripple_stack.kafkasource.convert import (
+from knative_standins.delivery.errors import with_error_extensions
+from knative_standins.kafkasource.convert import (
     HttpEvent,
     Record,
     to_cloudevent,
     to_http,
-    with_error_extensions,
     with_error_headers,
 )
+from ripple_cloudevents import decode_headers, encode_value
 
 BINARY = (
     ("ce_specversion", b"1.0"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ripple_stack.kafkasource.offsets import OffsetTracker, PartitionOffsets
+from knative_standins.kafkasource.offsets import OffsetTracker, PartitionOffsets
 
 
 @pytest.mark.parametrize(

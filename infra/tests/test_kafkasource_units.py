@@ -9,16 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ripple_stack.kafkasource.convert import Record, to_cloudevent, with_error_extensions
-from ripple_stack.kafkasource.delivery import backoff_s, dead_letter_backoff_s, is_retryable
-from ripple_stack.kafkasource.manifest import (
-    DEFAULT_DELIVERY,
-    Delivery,
-    ManifestError,
-    load,
-    parse,
-    parse_duration,
-)
+from knative_standins.delivery.errors import with_error_extensions
+from knative_standins.delivery.policy import backoff_s, dead_letter_backoff_s, is_retryable
+from knative_standins.kafkasource.convert import Record, to_cloudevent
+from knative_standins.delivery.spec import Delivery, ManifestError, parse_duration
+from knative_standins.kafkasource.manifest import DEFAULT_DELIVERY, load, parse
 from ripple_stack.settings import REPO_ROOT
 
 PATH = Path("knative/x/kafkasource.yaml")

@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ripple_stack.kafkasource import manifest as kafkasource
+from knative_standins.kafkasource import manifest as kafkasource
 from ripple_stack.settings import REPO_ROOT
 
 SCHEMAS = REPO_ROOT / "infra" / "schemas" / "crds"

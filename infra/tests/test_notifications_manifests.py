@@ -23,11 +23,11 @@ from cloudevents.http import CloudEvent
 from prometheus_client import CollectorRegistry
 from test_manifests import schema_problem
 
+from knative_standins.broker import manifest
+from knative_standins.broker.ingress import Ingress, serve
+from knative_standins.broker.message import NotACloudEvent, from_message, to_message
+from knative_standins.broker.topology import binding_arguments, exchange_name, queue_arguments, queue_name
 from ripple_stack.components.brokers import broker_components
-from ripple_stack.rabbitmq import manifest
-from ripple_stack.rabbitmq.ingress import Ingress, serve
-from ripple_stack.rabbitmq.message import NotACloudEvent, from_message, to_message
-from ripple_stack.rabbitmq.topology import binding_arguments, exchange_name, queue_arguments, queue_name
 from ripple_stack.settings import REPO_ROOT
 
 NOTIFICATIONS = REPO_ROOT / "knative" / "notifications"

@@ -7,13 +7,13 @@ With the stack up (`make up`), on a private Broker and Trigger of its own (a tem
 folder, its own exchange and queue, so the live Triggers are not touched):
 
 1. ingress: N CloudEvents (binary mode, ~230-byte order body) posted by `--clients` threads to a
-   private `python -m ripple_stack.rabbitmq ingress`; events/s counted on 202s, i.e. after
+   private `python -m knative_standins.broker ingress`; events/s counted on 202s, i.e. after
    RabbitMQ's publisher confirm (durable exchange, persistent messages, quorum queue).
 2. delivery through one Trigger: the N queued events, then a private dispatcher started for a
    Trigger whose subscriber is the event-store function; events/s from its start until all N rows
    are in PostgreSQL, and the steady rate between 10 % and 90 %. Once per `--parallelism`.
 3. the KafkaSource path for comparison: the same N events on a fresh 3-partition topic, then
-   `python -m ripple_stack.kafkasource` (unordered, like knative/event-store) into the same
+   `python -m knative_standins.kafkasource` (unordered, like knative/event-store) into the same
    event-store, measured the same way.
 Prints one table with the load average; removes its rows, topic, exchange and queues afterwards.
 """
@@ -39,16 +39,16 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from sqlalchemy import create_engine, text
 
-from loadtest.measure import free_port, stored_rows
-from ripple_stack.components.functions import knative_functions
-from ripple_stack.rabbitmq.manifest import load_all
-from ripple_stack.rabbitmq.topology import (
+from knative_standins.broker.manifest import load_all
+from knative_standins.broker.topology import (
     dead_letter_exchange_name,
     dead_letter_queue_name,
     declare_trigger,
     exchange_name,
     queue_name,
 )
+from loadtest.measure import free_port, stored_rows
+from ripple_stack.components.functions import knative_functions, standin_addresses
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import REPO_ROOT, load_settings
 
@@ -122,13 +122,16 @@ def wait_rows(engine, source: str, total: int, process: subprocess.Popen, log: P
 
 
 def start(command: list[str], log: Path) -> subprocess.Popen:
+    """A stand-in process, told where the stack's RabbitMQ and Kafka are (as the runner tells it)."""
+    settings = load_settings()
+    env = {
+        **os.environ,
+        **standin_addresses(settings).to_env(),
+        "RIPPLE_BROKER_AMQP_URL": settings.amqp_url(load_secrets(settings)["RIPPLE_RABBITMQ_PASSWORD"]),
+    }
     with log.open("ab") as output:
         return subprocess.Popen(
-            [sys.executable, "-m", *command],
-            cwd=REPO_ROOT,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=os.environ,
+            [sys.executable, "-m", *command], cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT, env=env
         )
 
 
@@ -192,7 +195,7 @@ def broker_run(settings, secrets, engine, services, total: int, clients: int, pa
     log = settings.log_dir / "bench-broker.log"
     port = free_port()
     ingress = start(
-        ["ripple_stack.rabbitmq", "ingress", broker, "--manifests", str(work), "--port", str(port)], log
+        ["knative_standins.broker", "ingress", broker, "--manifests", str(work), "--port", str(port)], log
     )
     dispatcher = None
     try:
@@ -202,7 +205,7 @@ def broker_run(settings, secrets, engine, services, total: int, clients: int, pa
         metrics_port = free_port()
         dispatcher = start(
             [
-                "ripple_stack.rabbitmq",
+                "knative_standins.broker",
                 "dispatch",
                 broker,
                 trigger.name,
@@ -279,7 +282,9 @@ def kafkasource_run(settings, engine, services, total: int, work: Path) -> tuple
                 }
             )
         )
-        process = start(["ripple_stack.kafkasource", str(manifest), "--metrics-port", str(free_port())], log)
+        process = start(
+            ["knative_standins.kafkasource", str(manifest), "--metrics-port", str(free_port())], log
+        )
         return wait_rows(engine, source, total, process, log)
     finally:
         if process is not None:

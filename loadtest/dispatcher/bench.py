@@ -12,7 +12,7 @@
   orders are), so the function answers from its fast path and no notification is sent.
 
 For each path and mode it pre-fills a fresh 3-partition topic with N order events (CloudEvents
-Kafka binding, binary mode, ~230-byte body), starts `python -m ripple_stack.kafkasource` on a
+Kafka binding, binary mode, ~230-byte body), starts `python -m knative_standins.kafkasource` on a
 manifest like knative/event-store's (own consumer group), and measures from the dispatcher's start
 until all N are delivered (metrics) or stored (rows), plus the steady rate between 10 % and 90 %.
 CPU ms/event is the dispatcher process's user+system time (/proc) over that steady window.
@@ -45,7 +45,7 @@ from sqlalchemy.exc import OperationalError
 
 from loadtest.dispatcher.sink import trivial_sink
 from loadtest.measure import free_port, stored_rows
-from ripple_stack.components.functions import knative_functions
+from ripple_stack.components.functions import knative_functions, standin_addresses
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import REPO_ROOT, load_settings
 
@@ -141,7 +141,7 @@ def run(
             [
                 sys.executable,
                 "-m",
-                "ripple_stack.kafkasource",
+                "knative_standins.kafkasource",
                 str(path),
                 "--metrics-port",
                 str(metrics_port),
@@ -228,7 +228,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    env = {}
+    env = standin_addresses(settings).to_env()  # the stack's Kafka for the manifests' cluster address
     if arguments.max_in_flight:
         env["RIPPLE_DISPATCHER_MAX_IN_FLIGHT"] = str(arguments.max_in_flight)
     if arguments.profile:

@@ -323,7 +323,7 @@ class Bench:
             [
                 sys.executable,
                 "-m",
-                "ripple_stack.kafkasource",
+                "knative_standins.kafkasource",
                 str(manifest),
                 "--metrics-port",
                 str(free_port()),

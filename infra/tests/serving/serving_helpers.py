@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from ripple_stack.serving.config import load_autoscaler_config
-from ripple_stack.serving.manifest import function_spec
+from knative_standins.serving.config import load_autoscaler_config
+from knative_standins.serving.manifest import function_spec
 
 HERE = Path(__file__).parent
 TINY_MANIFEST = HERE / "tiny" / "service.yaml"
@@ -103,7 +103,7 @@ def activator(tmp_path: Path, annotations: dict | None = None, env: dict | None 
     spec.write(spec_file)
     log = (tmp_path / "activator.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "ripple_stack.serving.activator", "--spec", str(spec_file)],
+        [sys.executable, "-m", "knative_standins.serving.activator", "--spec", str(spec_file)],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ripple_stack.serving.config import (
+from knative_standins.serving.config import (
     AutoscalerConfig,
     ServingConfigError,
     load_autoscaler_config,

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from ripple_stack.serving.config import RevisionSpec
-from ripple_stack.serving.decider import DeciderState, decide
+from knative_standins.serving.config import RevisionSpec
+from knative_standins.serving.decider import DeciderState, decide
 
 BASE = RevisionSpec(
     metric="concurrency",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ripple_stack.serving.metrics import ServingMetrics, merge_expositions
+from knative_standins.serving.metrics import ServingMetrics, merge_expositions
 
 KNATIVE_LABELS = 'namespace_name="ripple",service_name="gateway",configuration_name="gateway",revision_name='
 

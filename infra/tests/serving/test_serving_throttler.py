@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from ripple_stack.serving.throttler import Throttler
-from ripple_stack.serving.windows import TimedBuckets
+from knative_standins.serving.throttler import Throttler
+from knative_standins.serving.windows import TimedBuckets
 
 
 @dataclass(eq=False)

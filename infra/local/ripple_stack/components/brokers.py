@@ -1,9 +1,9 @@
 """RabbitMQ Brokers of knative/ run as a local ingress plus one dispatcher per Trigger.
 
 For each Broker of class RabbitMQBroker (knative/notifications/) one supervised
-`python -m ripple_stack.rabbitmq ingress <broker>` (component broker-<broker>, the address that
+`python -m knative_standins.broker ingress <broker>` (component broker-<broker>, the address that
 cluster manifests call <broker>-broker-ingress), and per Trigger one
-`python -m ripple_stack.rabbitmq dispatch <broker> <trigger>` (component trigger-<trigger>), as
+`python -m knative_standins.broker dispatch <broker> <trigger>` (component trigger-<trigger>), as
 eventing-rabbitmq runs one ingress Deployment per Broker and one dispatcher per Trigger.
 Ports: RIPPLE_BROKER_INGRESS_PORT + Broker index, RIPPLE_TRIGGER_DISPATCHER_PORT + Trigger index
 (name order); each port is the readiness probe and a Prometheus target.
@@ -14,18 +14,31 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 
+from knative_standins.broker.manifest import Broker, ManifestError, Trigger, knative_manifests, load_all
+
 from ..component import Component, PrerequisiteError, Program, ScrapeTarget, http_status
-from ..rabbitmq.manifest import Broker, ManifestError, Trigger, knative_manifests, load_all
 from ..settings import REPO_ROOT, Settings
-from .functions import KNATIVE_DIR
+from .functions import KNATIVE_DIR, standin_addresses
 
 
-def _program(name: str, settings: Settings, *arguments: str) -> Program:
+def _program(name: str, settings: Settings, secrets: Mapping[str, str], *arguments: str) -> Program:
     return Program(
         name=name,
-        command=[sys.executable, "-m", "ripple_stack.rabbitmq", *arguments],
+        command=[
+            sys.executable,
+            "-m",
+            "knative_standins.broker",
+            *arguments,
+            "--manifests",
+            str(KNATIVE_DIR),
+        ],
         cwd=REPO_ROOT,
-        env={"PYTHONUNBUFFERED": "1", "RIPPLE_HOME": str(settings.home)},
+        env={
+            "PYTHONUNBUFFERED": "1",
+            "RIPPLE_BROKER_HOST": settings.host,
+            "RIPPLE_BROKER_AMQP_URL": settings.amqp_url(secrets["RIPPLE_RABBITMQ_PASSWORD"]),
+            **standin_addresses(settings).to_env(),
+        },
         # In-flight deliveries settle within 15 s; anything unsettled is redelivered by RabbitMQ.
         stop_wait_s=20,
     )
@@ -46,7 +59,9 @@ class BrokerIngress(Component):
 
     def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
         return [
-            _program(self.name, settings, "ingress", self.broker.name, "--port", str(self.port(settings)))
+            _program(
+                self.name, settings, secrets, "ingress", self.broker.name, "--port", str(self.port(settings))
+            )
         ]
 
     def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
@@ -82,7 +97,7 @@ class TriggerDispatcher(Component):
             "--metrics-port",
             str(self.port(settings)),
         )
-        return [_program(self.name, settings, *arguments)]
+        return [_program(self.name, settings, secrets, *arguments)]
 
     def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
         status = http_status(f"http://{settings.host}:{self.port(settings)}/metrics")

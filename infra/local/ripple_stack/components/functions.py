@@ -1,7 +1,7 @@
 """Knative Services of knative/ run locally with Knative Serving's behaviour: zero to N and back.
 
 Each `knative/<name>/service.yaml` (serving.knative.dev/v1 Service) becomes one supervised
-program, its activator (ripple_stack.serving), which serves the function's address, runs the
+program, its activator (knative_standins.serving), which serves the function's address, runs the
 function's KPA autoscaler and starts and stops the instances: processes running the first
 container's command and args in `functions/<name>/` with the manifest's env (in-cluster
 addresses rewritten to this stack's loopback ports, `secretKeyRef`s resolved from the local
@@ -19,9 +19,9 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..component import Component, Program, Say, ScrapeTarget
-from ..serving.config import LOCAL_MAX_SCALE, load_autoscaler_config
-from ..serving.manifest import (
+from knative_standins.delivery.addresses import Addresses
+from knative_standins.serving.config import LOCAL_MAX_SCALE, load_autoscaler_config
+from knative_standins.serving.manifest import (
     FunctionSpec,
     ManifestError,
     container_environment,
@@ -29,6 +29,8 @@ from ..serving.manifest import (
     function_spec,
     load_manifest,
 )
+
+from ..component import Component, Program, Say, ScrapeTarget
 from ..settings import REPO_ROOT, Settings
 
 KNATIVE_DIR = REPO_ROOT / "knative"
@@ -106,7 +108,7 @@ class KnativeFunction(Component):
                 command=[
                     sys.executable,
                     "-m",
-                    "ripple_stack.serving.activator",
+                    "knative_standins.serving.activator",
                     "--spec",
                     str(self.spec_path(settings)),
                 ],
@@ -151,3 +153,12 @@ class KnativeFunction(Component):
 
 def knative_functions() -> list[KnativeFunction]:
     return [KnativeFunction(path, index) for index, path in enumerate(service_manifests())]
+
+
+def standin_addresses(settings: Settings) -> Addresses:
+    """What the dispatchers need to know of this stack: every function's local address and the
+    in-cluster addresses of the manifests as reached here (knative_standins.delivery.addresses)."""
+    return Addresses(
+        {function.name: function.url(settings) for function in knative_functions()},
+        settings.cluster_address_map(),
+    )

@@ -1,8 +1,9 @@
 """KafkaSources of knative/ run as local dispatchers, the way Knative's data plane would.
 
-Each `knative/<name>/kafkasource.yaml` becomes one supervised `python -m ripple_stack.kafkasource
+Each `knative/<name>/kafkasource.yaml` becomes one supervised `python -m knative_standins.kafkasource
 <manifest>` process (named kafkasource-<name>), which resolves its sink refs to the local URLs of
-the functions and rewrites in-cluster bootstrap servers to the local broker. Its metrics port
+the functions and rewrites in-cluster bootstrap servers to the local broker (both from the
+addresses this runner passes in its environment: standin_addresses). Its metrics port
 (18500 + index, name order) is its readiness probe and a Prometheus target.
 """
 
@@ -12,10 +13,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from knative_standins.kafkasource.manifest import ManifestError, load
+
 from ..component import Component, PrerequisiteError, Program, ScrapeTarget, http_status
-from ..kafkasource.manifest import ManifestError, load
 from ..settings import REPO_ROOT, Settings
-from .functions import KNATIVE_DIR
+from .functions import KNATIVE_DIR, standin_addresses
 
 FIRST_DISPATCHER_PORT = 18500
 
@@ -48,13 +50,17 @@ class KafkaSourceDispatcher(Component):
                 command=[
                     sys.executable,
                     "-m",
-                    "ripple_stack.kafkasource",
+                    "knative_standins.kafkasource",
                     str(self.manifest_path),
                     "--metrics-port",
                     str(self.port(settings)),
                 ],
                 cwd=REPO_ROOT,
-                env={"PYTHONUNBUFFERED": "1", "RIPPLE_HOME": str(settings.home)},
+                env={
+                    "PYTHONUNBUFFERED": "1",
+                    "RIPPLE_DISPATCHER_HOST": settings.host,
+                    **standin_addresses(settings).to_env(),
+                },
                 # In-flight deliveries finish or give up within this; anything unfinished stays
                 # uncommitted and is redelivered after the restart.
                 stop_wait_s=20,

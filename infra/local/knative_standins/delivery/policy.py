@@ -9,7 +9,7 @@ backoffDelay * 2^n (exponential) before it is sent.
 
 from __future__ import annotations
 
-from .manifest import LINEAR, Delivery
+from .spec import LINEAR, Delivery
 
 RETRYABLE_STATUSES = frozenset({404, 408, 409, 429})
 # Ceiling of the wait between attempts to reach a dead-letter sink that is down: the dispatcher

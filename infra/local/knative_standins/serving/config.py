@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ..component import PrerequisiteError
+from .. import ConfigError
 
 CONFIG_FILE = Path(__file__).with_name("config-autoscaler.yaml")
 ANNOTATION_PREFIX = "autoscaling.knative.dev/"
@@ -36,7 +36,7 @@ DEFAULT_TIMEOUT_S = 300
 LOCAL_MAX_SCALE = 32
 
 
-class ServingConfigError(PrerequisiteError):
+class ServingConfigError(ConfigError):
     """An autoscaling setting Knative would reject or the local stand-in does not support."""
 
 

@@ -41,8 +41,8 @@ from pika.adapters.blocking_connection import BlockingChannel, BlockingConnectio
 
 from ripple_cloudevents import to_binary_request
 
-from ..kafkasource.convert import with_error_extensions
-from ..kafkasource.delivery import backoff_s, dead_letter_backoff_s, is_retryable, is_success
+from ..delivery.errors import with_error_extensions
+from ..delivery.policy import backoff_s, dead_letter_backoff_s, is_retryable, is_success
 from .manifest import Notifications, Trigger
 from .message import NotACloudEvent, from_message, to_message
 from .metrics import DispatcherMetrics

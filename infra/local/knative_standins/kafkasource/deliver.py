@@ -14,8 +14,8 @@ import logging
 import time
 from typing import Any
 
+from ..delivery.policy import backoff_s, dead_letter_backoff_s, is_retryable, is_success
 from .convert import HttpEvent, with_error_headers
-from .delivery import backoff_s, dead_letter_backoff_s, is_retryable, is_success
 from .manifest import Delivery
 from .metrics import DispatcherMetrics
 from .sender import HttpSender

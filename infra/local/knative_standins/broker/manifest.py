@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from ..kafkasource.manifest import Delivery, Destination, ManifestReader
+from .. import ConfigError
+from ..delivery.spec import Delivery, Destination, ManifestReader
 
 BROKER_CLASS_ANNOTATION = "eventing.knative.dev/broker.class"
 BROKER_CLASS = "RabbitMQBroker"
@@ -30,7 +31,7 @@ LOCAL_TIMEOUT_S = 30.0
 FILTER_ATTRIBUTE_MAX = 20
 
 
-class ManifestError(Exception):
+class ManifestError(ConfigError):
     """A manifest the local Broker cannot run; the message names the file and the field path."""
 
 

@@ -1,6 +1,6 @@
 """The activator of one function: its address, holding requests until an instance can take them.
 
-`python -m ripple_stack.serving.activator --spec FILE` serves the function's address (the port
+`python -m knative_standins.serving.activator --spec FILE` serves the function's address (the port
 nginx, the KafkaSource dispatchers and `make status` use) and plays the roles of Knative's
 activator and queue-proxy: each request takes a slot on a ready instance (at most
 containerConcurrency each, queueing above it), is held while the function is at zero or starting,
@@ -341,7 +341,7 @@ class Activator:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ripple_stack.serving.activator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="knative_standins.serving.activator", description=__doc__)
     parser.add_argument("--spec", required=True, type=Path, help="the FunctionSpec JSON written by make up")
     arguments = parser.parse_args(argv)
     try:

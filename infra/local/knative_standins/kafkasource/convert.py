@@ -22,7 +22,6 @@ SDKs' writers. An HttpEvent's `ce-*` values are therefore always in that encoded
 
 from __future__ import annotations
 
-import base64
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,10 +32,11 @@ from cloudevents.kafka import KafkaMessage, from_binary, from_structured
 
 from ripple_cloudevents import encode_headers, encode_value, to_binary_request
 
+from ..delivery.errors import error_extensions
+
 PLAIN_EVENT_TYPE = "dev.knative.kafka.event"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents"
 REQUIRED_BINARY_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type")
-ERROR_DATA_MAX_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -112,19 +112,6 @@ def to_cloudevent(record: Record, namespace: str, source_name: str) -> CloudEven
     return plain_event(record, namespace, source_name)
 
 
-def with_error_extensions(
-    event: CloudEvent, destination: str, status: int | None, body: bytes | None
-) -> CloudEvent:
-    """A copy of the event carrying Knative's error extensions, for the dead-letter sink.
-
-    knativeerrordest is the sink that failed; knativeerrorcode its last HTTP status and
-    knativeerrordata its response body, truncated to 1 KiB and base64-encoded (as the Java data
-    plane does); both are absent when there was no response (timeout, connection refused).
-    """
-    attributes = {**event.get_attributes(), **error_extensions(destination, status, body)}
-    return CloudEvent(attributes, event.get_data())
-
-
 @dataclass(frozen=True, slots=True)
 class HttpEvent:
     """A CloudEvent as an HTTP binary-mode request: `ce-*` (percent-encoded) and content-type
@@ -181,16 +168,6 @@ def to_http(record: Record, namespace: str, source_name: str, overrides: dict[st
             value if name == "datacontenttype" else encode_value(value)
         )
     return HttpEvent(headers, record.value or None)
-
-
-def error_extensions(destination: str, status: int | None, body: bytes | None) -> dict[str, str]:
-    """Knative's error extensions for an event the sink did not take (see with_error_extensions)."""
-    extensions = {"knativeerrordest": destination}
-    if status is not None:
-        extensions["knativeerrorcode"] = str(status)
-        if body:
-            extensions["knativeerrordata"] = base64.b64encode(body[:ERROR_DATA_MAX_BYTES]).decode("ascii")
-    return extensions
 
 
 def with_error_headers(

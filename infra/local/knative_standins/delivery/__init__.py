@@ -1,0 +1,6 @@
+"""What the KafkaSource and Broker stand-ins share, as upstream's dispatchers share it.
+
+spec: Destination and DeliverySpec (eventing duck/v1) and the strict manifest reader;
+policy: which answers are retried and how long to wait; errors: the knativeerror* extensions of a
+dead letter; addresses: where a Destination is (what the stack runner tells the stand-ins).
+"""
