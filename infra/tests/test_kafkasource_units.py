@@ -11,8 +11,8 @@ import yaml
 
 from knative_standins.delivery.errors import with_error_extensions
 from knative_standins.delivery.policy import backoff_s, dead_letter_backoff_s, is_retryable
-from knative_standins.kafkasource.convert import Record, to_cloudevent
 from knative_standins.delivery.spec import Delivery, ManifestError, parse_duration
+from knative_standins.kafkasource.convert import Record, to_cloudevent
 from knative_standins.kafkasource.manifest import DEFAULT_DELIVERY, load, parse
 from ripple_stack.settings import REPO_ROOT
 

@@ -1,9 +1,9 @@
 """The rooms of the tree and the one way their imports run (README: Layout).
 
-functions/ (the product; its tests may use the running stack) imports none of the local machinery; the Knative stand-ins
-(infra/local/knative_standins) never import the stack runner (ripple_stack) or the delivery
-tooling (ripple_delivery): the runner starts them and hands them what a cluster would. A new
-import against that direction fails here, with the file and the line.
+functions/ (the product; its tests may use the running stack) imports none of the local
+machinery; the Knative stand-ins (infra/local/knative_standins) never import the stack runner
+(ripple_stack) or the delivery tooling (ripple_delivery): the runner starts them and hands them
+what a cluster would. A new import against that direction fails here, with the file and line.
 """
 
 from __future__ import annotations

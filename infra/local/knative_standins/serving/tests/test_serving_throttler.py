@@ -6,7 +6,6 @@ import asyncio
 from dataclasses import dataclass
 
 from knative_standins.serving.throttler import Throttler
-from knative_standins.serving.windows import TimedBuckets
 
 
 @dataclass(eq=False)
@@ -60,14 +59,3 @@ def test_unlimited_concurrency_spreads_by_least_busy() -> None:
         assert (a.active, b.active, picks.count(a)) == (3, 3, 3)
 
     asyncio.run(scenario())
-
-
-def test_window_average_over_the_data_it_has() -> None:
-    buckets = TimedBuckets(keep_s=60)
-    for second in range(10):
-        buckets.record(100 + second + 0.5, 4.0 if second < 5 else 0.0)
-    assert buckets.average(109.9, 60) == 2.0  # 10 seconds of data, not 60
-    assert buckets.average(109.9, 5) == 0.0
-    assert buckets.average(109.9, 6) == 4.0 / 6
-    buckets.record(109.9, 3.0)  # same second: summed (activator poke + report)
-    assert buckets.average(109.9, 1) == 3.0

@@ -15,7 +15,7 @@ from knative_standins.serving.config import (
     revision_spec,
 )
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[5]
 
 
 def manifest(annotations: dict[str, str], **pod_spec) -> dict:
