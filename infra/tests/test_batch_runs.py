@@ -72,13 +72,17 @@ def test_a_run_pushes_and_prometheus_shows_its_last_result(stack, monkeypatch):
     monkeypatch.delenv("RIPPLE_PUSHGATEWAY_URL", raising=False)
     job = f"test-batch-{uuid.uuid4().hex[:8]}"
     try:
+        began = time.monotonic()
         with pytest.raises(RuntimeError), pushed_run(job) as counts:
             counts["events"] = 7
+            time.sleep(0.3)
             raise RuntimeError("the run failed")
+        elapsed = time.monotonic() - began
         group = pushed_groups(stack)[job]
         assert value(group, "ripple_batch_success") == 0
         assert value(group, "ripple_batch_count", what="events") == 7
-        assert value(group, "ripple_batch_duration_seconds") >= 0
+        # The run's own duration: at least the work inside the block, at most the whole block.
+        assert 0.3 <= value(group, "ripple_batch_duration_seconds") <= elapsed
 
         with pushed_run(job) as counts:  # the next run replaces the last one
             counts["events"] = 9

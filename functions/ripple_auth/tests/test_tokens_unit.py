@@ -105,7 +105,8 @@ def test_signed_token_with_a_bad_claim_is_401(auth, realm, overrides, reason):
 
 
 def test_expiry_within_leeway_is_accepted(auth, realm):
-    auth.authenticate(f"Bearer {realm.token(exp=int(time.time()) - 5)}")
+    principal = auth.authenticate(f"Bearer {realm.token(exp=int(time.time()) - 5)}")
+    assert principal.tenant == "acme"  # expired 5 s ago, inside the leeway: still this client
 
 
 def test_token_without_tenant_is_403(auth, realm):

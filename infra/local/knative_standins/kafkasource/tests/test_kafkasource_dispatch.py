@@ -175,8 +175,13 @@ def test_ordered_mode_keeps_per_key_order(stack, tmp_path, keys):
             assert ids == sorted(ids), f"key {key} delivered out of order"
 
 
+def slow_accept(delivery, attempt):
+    time.sleep(0.02)  # long enough that deliveries overlap when the dispatcher sends them together
+    return 202, b""
+
+
 def test_unordered_mode_delivers_concurrently_and_completely(stack, tmp_path):
-    with temporary_topic(stack.kafka_bootstrap) as topic, running_sink(Sink()) as sink:
+    with temporary_topic(stack.kafka_bootstrap) as topic, running_sink(Sink(respond=slow_accept)) as sink:
         manifest = write_manifest(tmp_path, topic, sink.url, ordering="unordered")
         events = [order_event("/test/unordered", f"u-{n}", f"k{n % 7}") for n in range(300)]
         produce(stack.kafka_bootstrap, topic, events)
@@ -187,3 +192,5 @@ def test_unordered_mode_delivers_concurrently_and_completely(stack, tmp_path):
             wait_until(lambda: len(set(sink.ids())) == len(events), "every event delivered")
         finally:
             dispatcher.stop()
+        assert sink.most_in_flight > 1, "unordered delivery never had two events in flight at once"
+        assert sink.most_in_flight <= 16  # RIPPLE_DISPATCHER_MAX_IN_FLIGHT

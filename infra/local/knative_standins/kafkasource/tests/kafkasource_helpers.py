@@ -3,6 +3,7 @@ dispatcher process on its own manifest, and polling with a generous deadline."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from cloudevents.kafka import to_binary
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from ripple_stack.settings import REPO_ROOT
+from ripple_stack.components.functions import standin_addresses
+from ripple_stack.settings import REPO_ROOT, load_settings
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
@@ -58,6 +60,8 @@ class Sink:
     received: list[Delivery] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
+    in_flight: int = 0
+    most_in_flight: int = 0  # the most requests the sink was answering at once
 
     def attempts(self, event_id: str) -> int:
         with self.lock:
@@ -77,7 +81,13 @@ def running_sink(sink: Sink) -> Iterator[Sink]:
             with sink.lock:
                 sink.received.append(delivery)
                 attempt = sum(1 for d in sink.received if d.ce.get("id") == delivery.ce.get("id"))
-            status, answer = sink.respond(delivery, attempt)
+                sink.in_flight += 1
+                sink.most_in_flight = max(sink.most_in_flight, sink.in_flight)
+            try:
+                status, answer = sink.respond(delivery, attempt)
+            finally:
+                with sink.lock:
+                    sink.in_flight -= 1
             self.send_response(status)
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
@@ -164,8 +174,8 @@ class DispatcherProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> DispatcherProcess:
-        import os
-
+        # Where the manifests' cluster addresses and Services are, as the stack runner tells it.
+        addresses = standin_addresses(load_settings()).to_env()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [
@@ -179,7 +189,7 @@ class DispatcherProcess:
                 cwd=REPO_ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(self.env or {})},
+                env={**os.environ, **addresses, **(self.env or {})},
             )
         return self
 

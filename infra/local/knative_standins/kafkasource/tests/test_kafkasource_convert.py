@@ -1,9 +1,11 @@
-"""convert.to_http: the direct binary-mode path gives exactly what the CloudEvents SDK path gives,
-and both percent-encode attribute values as the HTTP binding asks (3.1.3.2)."""
+"""kafkasource.convert: a record as the CloudEvent Knative delivers (to_cloudevent), and to_http:
+the direct binary-mode path gives exactly what the CloudEvents SDK path gives, and both
+percent-encode attribute values as the HTTP binding asks (3.1.3.2)."""
 
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from cloudevents.conversion import to_binary
@@ -109,3 +111,63 @@ def test_attribute_values_are_percent_encoded_in_headers(value, sent):
     assert all(header.isascii() for header in headers.values())
     if value.isprintable():  # control characters are encoded, but no receiver takes them back
         assert decode_headers(headers.items())["ce-subject"] == value
+
+
+# --- to_cloudevent: binary, structured and plain records -----------------------------------------
+
+
+def kafka_record(headers=(), key=b"acme/o-1", value=b'{"orderId": "o-1"}', offset=7) -> Record:
+    return Record("ripple.shop.orders", 2, offset, 1_700_000_000_000, key, value, tuple(headers))
+
+
+def test_binary_record_keeps_its_event_and_data_bytes():
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"e-1"),
+        ("ce_source", b"/shop"),
+        ("ce_type", b"dev.ripple.shop.order.placed"),
+        ("ce_time", b"2026-01-01T00:00:00Z"),
+        ("ce_tenant", b"acme"),
+        ("ce_partitionkey", b"acme/o-1"),
+        ("content-type", b"application/json"),
+    ]
+    event = to_cloudevent(kafka_record(headers), "ripple", "event-store")
+    assert event["id"] == "e-1" and event["source"] == "/shop" and event["tenant"] == "acme"
+    assert event["partitionkey"] == "acme/o-1"
+    assert event["datacontenttype"] == "application/json"
+    assert event.get_data() == b'{"orderId": "o-1"}'
+    assert event["time"] == "2026-01-01T00:00:00Z"
+
+
+def test_binary_record_without_time_gets_none_added():
+    headers = [("ce_specversion", b"1.0"), ("ce_id", b"e"), ("ce_source", b"/s"), ("ce_type", b"t")]
+    assert "time" not in to_cloudevent(kafka_record(headers), "ripple", "x")
+
+
+def test_structured_record_is_the_same_event():
+    envelope = {"specversion": "1.0", "id": "e-2", "source": "/shop", "type": "t", "data": {"a": 1}}
+    headers = [("content-type", b"application/cloudevents+json; charset=utf-8")]
+    event = to_cloudevent(kafka_record(headers, value=json.dumps(envelope).encode()), "ripple", "x")
+    assert (event["id"], event["source"], event["type"]) == ("e-2", "/shop", "t")
+    assert event.get_data() == {"a": 1}
+    assert "time" not in event
+
+
+def test_plain_record_is_built_like_knative():
+    event = to_cloudevent(
+        kafka_record([("X-Trace", b"abc"), ("content-type", b"Text/Plain")]), "ripple", "event-store"
+    )
+    assert event["type"] == "dev.knative.kafka.event"
+    assert event["source"] == "/apis/v1/namespaces/ripple/kafkasources/event-store#ripple.shop.orders"
+    assert event["id"] == "partition:2/offset:7"
+    assert event["subject"] == "partition:2#7"
+    assert event["key"] == event["partitionkey"] == "acme/o-1"
+    assert event["kafkaheaderxtrace"] == "abc"
+    assert event["datacontenttype"] == "text/plain"
+    assert event["time"] == "2023-11-14T22:13:20Z"
+    assert event.get_data() == b'{"orderId": "o-1"}'
+
+
+def test_broken_binary_record_is_delivered_as_plain():
+    headers = [("ce_specversion", b"1.0"), ("ce_id", b"e")]  # no source, no type
+    assert to_cloudevent(kafka_record(headers), "ripple", "x")["type"] == "dev.knative.kafka.event"
