@@ -1,24 +1,5 @@
-# ripple — one command runs the whole pipeline locally, one runs the tests.
-#   make up      install what is missing, start every server, wait until ready, show status
-#   make test    the test suite against the real servers (starts the stack if needed)
-#   make chart   the Helm chart, assembled from knative/ and infra/, linted and packaged
-#   make bench-edge      wrk: one client far above the edge's limits and one inside, per profile
-#   make bench-gateway   wrk: gateway direct and through nginx, single events and batches of 100 (BENCH_SECONDS=15)
-#   make edge-manifests  regenerate infra/edge/generated-config.yaml from nginx/ (RIPPLE_NGINX_PROFILE)
-#   make bench-dispatcher  events/s and CPU/event of the KafkaSource dispatcher: alone to a trivial sink, and Kafka -> dispatcher -> event-store -> PostgreSQL (EVENTS=20000)
-#   make bench-broker    events/s into the RabbitMQ Broker's ingress and through one Trigger, beside the KafkaSource path (BROKER_EVENTS=5000)
-#   make bench-consumers   wrk straight at event-store / order-alerts: req/s, p99, CPU ms/event
-#   make bench-peers     ripple vs Knative's Kafka data plane and the Strimzi bridge, built from source; one table (PEERS_SOURCES=)
-#   make load    Locust shop traffic through nginx, headless (LOAD_SECONDS=60 LOAD_USERS=20 LOAD_SHAPE=spike)
-#   make scenario-<name>  failure drill under load + report: flink-down postgres-down postgres-slow kafka-down overload baseline
-#   make flink-status    the aggregation job: state, last checkpoint, Kafka lag (flink-submit starts it if not running)
-#   make flink-savepoint stop the aggregation job with a savepoint; make flink-upgrade: savepoint + resubmit from it
-#   make bench-flink     events/s the Flink job sustains into PostgreSQL, event-to-row delay p50/p99 (FLINK_EVENTS=50000)
-#   make demo-autoscale  zero -> N -> zero: consumers at zero, step + spike through nginx, back to zero; report (DEMO_ARGS=)
-#   make bench-latency   1,008 events/s through nginx for 5 min: event -> row delay and lag (the demo's report)
-#   make images          container images of the functions and the Flink job (podman; make test-images runs them)
-#   make registry push   a local registry and the images in it; make chart-registry pins them by digest
-# See README.md for the rest.
+# ripple: `make up` runs the whole pipeline locally, `make test` runs the tests; `make help` lists
+# every target (each target's `## ` text).
 
 SHELL := /bin/bash
 VENV ?= .venv
@@ -32,8 +13,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: up down clean distclean status test test-unit lint prereqs venv helm chart
 .DEFAULT_GOAL := help
 
-help:
-	@sed -n 's/^#   //p' Makefile
+help: ## this list
+	@awk -F':.*## ' '/^[a-zA-Z%][a-zA-Z0-9%_-]*:.*## / {printf "  %-20s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 ## The project's Python environment; rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -44,10 +25,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed ## the project's Python environment (.venv), rebuilt when pyproject.toml changes
 
 ## Debian packages, installed only when one of their programs is missing.
-prereqs:
+prereqs: ## the Debian packages of the servers, installed only when a program is missing
 	@missing=""; \
 	for bin in /usr/lib/postgresql/*/bin/postgres nginx prometheus prometheus-pushgateway prometheus-nginx-exporter wrk mtail /usr/lib/rabbitmq/bin/rabbitmq-server; do \
 		[ -x "$$bin" ] || command -v "$$bin" >/dev/null 2>&1 || missing="$$missing $$bin"; \
@@ -60,34 +41,34 @@ prereqs:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
 
-up: prereqs venv
+up: prereqs venv ## install what is missing, start every server, wait until ready, print the status table
 	$(STACK) up
 
-down: venv
+down: venv ## stop everything, keep the data
 	$(STACK) down
 
 ## Stop and wipe data, logs and secrets; downloads are kept (distclean removes them too).
-clean: venv
+clean: venv ## stop everything and wipe data, logs and generated secrets (downloads are kept)
 	$(STACK) clean
 
-distclean: clean
+distclean: clean ## clean, and remove the downloads and the Python environment
 	rm -rf .ripple $(VENV)
 
-status: venv
+status: venv ## the status table (python -m ripple_stack status --json for scripts)
 	@$(STACK) status
 
 ## make stop-flink, make start-postgres, ...: one component, for failure drills.
-stop-%: venv
+stop-%: venv ## stop one component, e.g. make stop-flink (failure drills)
 	$(STACK) stop $*
 
-start-%: venv
+start-%: venv ## start one component again and wait until it is ready
 	$(STACK) start $*
 
-lint: venv
+lint: venv ## ruff check and ruff format --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test-unit: venv
+test-unit: venv ## only the tests that need no server
 	$(PY) -m pytest -m "not integration"
 
 ## Helm, built from source with the Go toolchain (the only way this machine may get it).
@@ -98,32 +79,32 @@ $(HELM):
 	@echo "building helm $(HELM_VERSION) with go install (once, ~2 min)…"
 	GOBIN=$(abspath .ripple/dist/bin) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
-helm: $(HELM)
+helm: $(HELM) ## helm, built from source with go install (once)
 
-chart: venv helm
+chart: venv helm ## the Helm chart, assembled from knative/ and infra/, linted and packaged
 	$(PY) infra/helm/build_chart.py --helm $(HELM) $(CHART_ARGS)
 
-test: up lint helm
+test: up lint helm ## the test suite against the real servers (starts the stack first if needed)
 	$(PY) -m pytest
 
 ## The edge (nginx/): benchmark per limit profile (PROFILES="strict" to pick), cluster ConfigMaps.
 .PHONY: bench-edge edge-manifests
-bench-edge: venv
+bench-edge: venv ## wrk: one client far above the edge's limits and one inside, per profile
 	$(PY) loadtest/edge/bench.py $(PROFILES)
 
-edge-manifests: venv
+edge-manifests: venv ## regenerate infra/edge/generated-config.yaml from nginx/ (RIPPLE_NGINX_PROFILE)
 	$(PY) -c 'from ripple_stack.components.nginx import write_cluster_config; write_cluster_config()'
 
 ## Throughput of the local KafkaSource dispatcher into the event-store, ordered and unordered.
 EVENTS ?= 20000
 .PHONY: bench-dispatcher
-bench-dispatcher: venv
+bench-dispatcher: venv ## the KafkaSource dispatcher's events/s and CPU/event, alone and into event-store (EVENTS=20000)
 	$(PY) -m loadtest.dispatcher.bench --events $(EVENTS)
 
 ## The consumer functions alone (no dispatcher): wrk straight at event-store and order-alerts.
 BENCH_CONSUMERS_ARGS ?=
 .PHONY: bench-consumers
-bench-consumers: venv
+bench-consumers: venv ## wrk straight at event-store / order-alerts: req/s, p99, CPU ms/event
 	$(PY) -m loadtest.consumers.bench $(BENCH_CONSUMERS_ARGS)
 
 ## Locust and the failure scenarios (loadtest/README.md); they need the `load` extra.
@@ -137,9 +118,9 @@ $(VENV)/.installed-load: pyproject.toml $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[dev,load]'
 	@touch $@
 
-venv-load: $(VENV)/.installed-load
+venv-load: $(VENV)/.installed-load ## the `load` extra (Locust, matplotlib) in .venv
 
-load: venv-load
+load: venv-load ## Locust shop traffic through nginx, headless (LOAD_SECONDS=60 LOAD_USERS=20 LOAD_SHAPE=spike)
 	@dir=loadtest/reports/locust-$$(date -u +%Y%m%dT%H%M%SZ); run=locust-$$(date -u +%Y%m%dt%H%M%S)-$$RANDOM; \
 	mkdir -p $$dir; \
 	RIPPLE_LOADTEST_SHAPE=$(LOAD_SHAPE) RIPPLE_LOADTEST_RUN_ID=$$run $(PY) -m locust \
@@ -147,49 +128,49 @@ load: venv-load
 		--csv $$dir/locust --csv-full-history --only-summary --loglevel WARNING; rc=$$?; \
 	$(PY) -m loadtest.locust.report $$dir $$run $$rc; exit $$rc
 
-scenario-%: venv-load
+scenario-%: venv-load ## a failure drill under load and its report: flink-down postgres-down postgres-slow kafka-down overload baseline
 	$(PY) -m loadtest.scenarios $* $(SCENARIO_ARGS)
 
 ## The autoscale-from-zero demo (loadtest/autoscale): report under loadtest/reports/autoscale-<time>/.
 DEMO_ARGS ?=
 .PHONY: demo-autoscale
-demo-autoscale: venv-load
+demo-autoscale: venv-load ## zero -> N -> zero: step and spike through nginx, back to zero; report and plot (DEMO_ARGS=)
 	$(PY) -m loadtest.autoscale $(DEMO_ARGS)
 
 ## Issue 13's latency run: 1,008 events/s (18 req/s x 56 events through nginx) for 5 minutes,
 ## event -> event-store row delay and lag over the run (the demo's report and plot).
 .PHONY: bench-latency
-bench-latency: venv-load
+bench-latency: venv-load ## 1,008 events/s through nginx for 5 min: event -> row delay and lag (the demo's report)
 	$(PY) -m loadtest.autoscale --step-rate 18 --batch 56 --step 300 --spike 1 --spike-rate 18 --drain-timeout 300
 
 ## ripple side by side with its peers, built from source (loadtest/peers/README.md: PEERS_* settings).
 .PHONY: bench-peers
-bench-peers: venv
+bench-peers: venv ## ripple beside Knative's Kafka data plane and the Strimzi bridge, built from source (PEERS_SOURCES=)
 	$(PY) -m loadtest.peers
 
 ## wrk against the gateway (direct and through nginx), single events and batches of 100.
 BENCH_SECONDS ?= 15
 BENCH_CONNECTIONS ?= 32
 .PHONY: bench-gateway
-bench-gateway: venv
+bench-gateway: venv ## wrk: gateway direct and through nginx, single events and batches of 100 (BENCH_SECONDS=15)
 	$(PY) -m loadtest.gateway.run --duration $(BENCH_SECONDS) --connections $(BENCH_CONNECTIONS)
 
 ## The Flink aggregation job (flink/README.md): status, submission, savepoint-based upgrade, benchmark.
 FLINK_EVENTS ?= 50000
 .PHONY: flink-status flink-submit flink-savepoint flink-upgrade bench-flink
-flink-status: venv
+flink-status: venv ## the aggregation job: state, last checkpoint, Kafka lag
 	@$(STACK) flink status
 
-flink-submit: venv
+flink-submit: venv ## submit the aggregation job if it is not running
 	$(STACK) flink submit
 
-flink-savepoint: venv
+flink-savepoint: venv ## stop the aggregation job with a savepoint
 	$(STACK) flink savepoint
 
-flink-upgrade: venv
+flink-upgrade: venv ## savepoint, then resubmit the job from it
 	$(STACK) flink upgrade
 
-bench-flink: venv
+bench-flink: venv ## events/s the Flink job sustains into PostgreSQL, event -> row delay p50/p99 (FLINK_EVENTS=50000)
 	$(PY) loadtest/flink/bench_flink.py --events $(FLINK_EVENTS)
 
 ## Container images, the local registry and the delivery steps (README "Container images and delivery").
@@ -206,7 +187,7 @@ CRANE := .ripple/dist/bin/crane
 	deploy smoke-deployed promote
 
 ## podman, runc (crun fails on this cgroup layout) and mmdebstrap (the stand-in bases), only when missing.
-podman:
+podman: ## podman, runc and mmdebstrap from Debian, only when missing
 	@if [ "$$RIPPLE_CONTAINER_ENGINE" = buildah ]; then command -v buildah >/dev/null || { echo "ripple: RIPPLE_CONTAINER_ENGINE=buildah but buildah is missing."; exit 2; }; exit 0; fi; \
 	missing=""; for bin in podman runc mmdebstrap; do command -v $$bin >/dev/null || missing="$$missing $$bin"; done; \
 	if [ -n "$$missing" ]; then \
@@ -222,33 +203,33 @@ $(CRANE):
 	GOBIN=$(abspath .ripple/dist/bin) go install github.com/google/go-containerregistry/cmd/crane@$(CRANE_VERSION)
 
 ## Every functions/*/Containerfile and flink/Containerfile, tagged with the git commit.
-images: venv podman
+images: venv podman ## container images of the functions and the Flink job, tagged with the git commit
 	$(IMAGES) build
 
-images-functions: venv podman
+images-functions: venv podman ## the functions' images only
 	$(IMAGES) build --only-functions
 
 ## The last build as OCI archives under .ripple/containers/archives (CI hands them to the push job).
-save-images: venv podman
+save-images: venv podman ## the last build as OCI archives under .ripple/containers/archives
 	$(IMAGES) save
 
 ## The images run as their Knative manifests run them, against the local stack.
-test-images: up podman
+test-images: up podman ## run the images as their Knative manifests run them, against the local stack
 	$(PY) -m pytest infra/tests/test_images.py -m integration -v
 
 ## A local OCI registry (crane registry serve) on RIPPLE_REGISTRY_PORT (default 15000).
-registry: venv $(CRANE)
+registry: venv $(CRANE) ## a local OCI registry (crane registry serve) on RIPPLE_REGISTRY_PORT (15000)
 	$(IMAGES) registry --crane $(CRANE)
 
-push: venv podman
+push: venv podman ## push the last build to IMAGE_REGISTRY (the local registry by default)
 	$(IMAGES) push
 
 ## The Helm chart with image references by digest from the registry `make push` filled.
-chart-registry: venv helm
+chart-registry: venv helm ## the Helm chart with image references by digest from the registry
 	$(MAKE) chart CHART_ARGS=--images-from-registry
 
 ## kn service create/update for every function, with the references the last build/push produced.
-kn-commands: venv
+kn-commands: venv ## kn service create/update lines for the images just built or pushed
 	@$(IMAGES) kn
 
 ## kn (Knative CLI), built from its module source: it does not `go install` (its go.mod replaces
@@ -265,19 +246,19 @@ $(KN):
 	cd .ripple/dist/kn-src && go mod edit -dropreplace knative.dev/client/pkg -require knative.dev/client/pkg@$(KN_PKG_VERSION) && \
 	GOWORK=off GOSUMDB=off GOFLAGS=-mod=mod go build -o $(abspath $(KN)) ./cmd/kn
 
-kn: $(KN)
+kn: $(KN) ## kn (Knative CLI), built from its module source (once, 5-10 min)
 
-deploy: venv helm
+deploy: venv helm ## helm upgrade --install the chart into KUBECONFIG's cluster (namespace ripple)
 	$(IMAGES) deploy --helm $(HELM)
 
-smoke-deployed: venv
+smoke-deployed: venv ## smoke-test the deployed gateway (RIPPLE_GATEWAY_URL, RIPPLE_SMOKE_TOKEN)
 	$(IMAGES) smoke-deployed
 
-promote: venv helm
+promote: venv helm ## deploy to the production namespace
 	$(IMAGES) deploy --helm $(HELM) --production
 
 ## The notifications Broker (RabbitMQ): ingress and Trigger throughput beside the KafkaSource path.
 BROKER_EVENTS ?= 5000
 .PHONY: bench-broker
-bench-broker: venv
+bench-broker: venv ## events/s into the RabbitMQ Broker's ingress and through one Trigger (BROKER_EVENTS=5000)
 	$(PY) -m loadtest.broker.bench --events $(BROKER_EVENTS) $(BROKER_BENCH_ARGS)

@@ -9,6 +9,7 @@ what a cluster would. A new import against that direction fails here, with the f
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,12 @@ def test_imports_run_one_way(folder, forbidden):
         if module.split(".")[0] in forbidden
     ]
     assert not wrong, "\n".join(wrong)
+
+
+def test_make_help_lists_every_target():
+    """Every rule a person runs (not the file targets like .ripple/dist/bin/kn) has its `## ` text."""
+    makefile = (REPO / "Makefile").read_text()
+    rules = re.findall(r"^([a-zA-Z%][a-zA-Z0-9%_-]*):(?!=)(.*)$", makefile, re.MULTILINE)
+    silent = [name for name, rest in rules if "## " not in rest]
+    assert not silent, f"Makefile targets without a `## ` help text: {', '.join(silent)}"
+    assert len(rules) >= 40
