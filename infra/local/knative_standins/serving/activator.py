@@ -8,9 +8,13 @@ and is forwarded once there is a slot. A request that cannot be served within th
 timeoutSeconds gets 503 application/problem+json with Retry-After, never a dropped connection.
 The same process runs the function's autoscaler (scaler.py) and serves /metrics (its own),
 /function-metrics (the instances', merged) and /status on its admin port. Supervised by
-supervisord; the instances are its children. The HTTP hop itself is proxy.py (asyncio protocols
-and httptools, ~80 µs CPU per request); RIPPLE_SERVING_PROXY=aiohttp selects the first, aiohttp
-implementation (~230 µs), kept so that the benchmark measures both in one run.
+supervisord; the instances are its children.
+
+One request's way through: `serve` accounts for it (the concurrency the autoscaler sees), `forward`
+is the policy (hold until a slot, 499 when the client left meanwhile, 503 at the deadline, another
+slot when the instance was gone before it read the request, 504 and 502 otherwise), and `exchange`
+is the transport: proxy.py's asyncio protocols and httptools (~80 µs CPU per request; the first,
+aiohttp-based data path cost ~230 µs: loadtest/serving/profiles/).
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import sys
 import time
@@ -28,41 +31,18 @@ import aiohttp
 from aiohttp import web
 
 from . import proxy
+from .instances import READY, STARTING
 from .manifest import FunctionSpec
 from .metrics import ServingMetrics, merge_expositions
 from .scaler import Scaler, log
 from .throttler import Throttler
 
-# Hop-by-hop headers (RFC 9110 7.6.1) and what aiohttp sets itself are not forwarded.
-_REQUEST_SKIP = frozenset(
-    h.lower()
-    for h in (
-        "Connection",
-        "Keep-Alive",
-        "Proxy-Connection",
-        "TE",
-        "Trailer",
-        "Transfer-Encoding",
-        "Upgrade",
-        "Host",
-        "Content-Length",
-        # Answered by the activator itself; the body is complete when it is forwarded.
-        "Expect",
-    )
-)
-_RESPONSE_SKIP = frozenset(
-    h.lower() for h in ("Connection", "Keep-Alive", "Transfer-Encoding", "Content-Length", "Date", "Server")
-)
 RETRY_AFTER_S = 1
 # nginx and the functions enforce their own, smaller limits; this only bounds the buffer.
 MAX_BODY_BYTES = 64 * 1024**2
 # gunicorn closes an idle keep-alive connection after 2 s: reuse ours for less than that.
 UPSTREAM_KEEPALIVE_S = 1.5
 CLIENT_KEEPALIVE_S = 75.0
-# The data path: "httptools" (proxy.py, the default) or "aiohttp" (the first implementation, kept
-# to measure against: loadtest/serving/bench_activator.py runs both).
-PROXY_ENV = "RIPPLE_SERVING_PROXY"
-PROXY_DEFAULT = "httptools"
 
 
 def problem(status: int, title: str, detail: str, retry_after: int | None = None) -> web.Response:
@@ -74,9 +54,8 @@ def problem(status: int, title: str, detail: str, retry_after: int | None = None
 
 
 class Activator:
-    def __init__(self, spec: FunctionSpec, data_path: str = PROXY_DEFAULT) -> None:
+    def __init__(self, spec: FunctionSpec) -> None:
         self.spec = spec
-        self.data_path = data_path
         self.pool: proxy.UpstreamPool | None = None
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by run()
         self.metrics = ServingMetrics(spec.namespace, spec.name, Path(spec.cold_start_log))
@@ -86,87 +65,9 @@ class Activator:
         self.throttler = Throttler(spec.revision.container_concurrency)
         self.scaler = Scaler(spec, self.metrics, self.throttler)
         self.timeout_s = spec.revision.timeout_s
-        self.session: aiohttp.ClientSession | None = None
+        self.host = spec.host.encode()
 
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        loop = asyncio.get_running_loop()
-        arrived = loop.time()
-        if (request.content_length or 0) > MAX_BODY_BYTES:
-            return problem(
-                413, "Content Too Large", f"the activator forwards at most {MAX_BODY_BYTES} bytes."
-            )
-        if request.headers.get("Expect", "").lower() == "100-continue":
-            # The low-level server does not answer it (curl would wait a second before the body).
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = await request.content.read()
-        scaler, load, metrics = self.scaler, self.scaler.load, self.metrics
-        load.enter(arrived)
-        metrics.request_concurrency = load.concurrency
-        try:
-            response = await self._forward(request, body, arrived, arrived + self.timeout_s)
-        finally:
-            now = loop.time()
-            load.leave(now)
-            metrics.request_concurrency = load.concurrency
-        metrics.request_done(response.status, loop.time() - arrived)
-        if scaler.throttler.waiters:
-            metrics.queued = scaler.throttler.queued
-        return response
-
-    async def _forward(
-        self, request: web.BaseRequest, body: bytes, arrived: float, deadline: float
-    ) -> web.Response:
-        scaler, throttler = self.scaler, self.throttler
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _REQUEST_SKIP}
-        path = request.raw_path
-        assert self.session is not None
-        for _attempt in range(3):
-            if not throttler.ready and not scaler.count("starting"):
-                scaler.poke(arrived)
-            instance = await throttler.acquire(deadline)
-            if instance is not None and (request.transport is None or request.transport.is_closing()):
-                # The client gave up while the request was held (a dispatcher's attempt timeout):
-                # forwarding it now would only run it behind the retry's back.
-                throttler.release(instance)
-                return problem(499, "Client Closed Request", "the client left while the request was held.")
-            if instance is None:
-                scaler.metrics.queued = throttler.queued
-                why = scaler.last_failure or "no instance had a free slot"
-                return problem(
-                    503,
-                    "Service Unavailable",
-                    f"{self.spec.name} could not take the request within {self.timeout_s:g} s ({why}).",
-                    RETRY_AFTER_S,
-                )
-            try:
-                remaining = max(0.001, deadline - asyncio.get_running_loop().time())
-                async with self.session.request(
-                    request.method,
-                    instance.url + path,  # type: ignore[attr-defined]
-                    headers=headers,
-                    data=body,
-                    timeout=aiohttp.ClientTimeout(total=remaining),
-                ) as upstream:
-                    payload = await upstream.read()
-                    out = {k: v for k, v in upstream.headers.items() if k.lower() not in _RESPONSE_SKIP}
-                    return web.Response(status=upstream.status, body=payload, headers=out)
-            except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError):
-                # Never reached a live server (it just exited, or closed an idle connection):
-                # the request was not processed, so another slot may take it.
-                continue
-            except TimeoutError:
-                return problem(
-                    504, "Gateway Timeout", f"{self.spec.name} did not answer within {self.timeout_s:g} s."
-                )
-            except aiohttp.ClientError as error:
-                return problem(502, "Bad Gateway", f"{self.spec.name} failed the request: {error}.")
-            finally:
-                throttler.release(instance)
-        return problem(
-            503, "Service Unavailable", f"{self.spec.name} closed the connection three times.", RETRY_AFTER_S
-        )
-
-    # --- the lean data path (proxy.py) ---
+    # --- the data path ---
     async def serve(self, request: proxy.Request, client: proxy.ClientConnection) -> proxy.Response:
         loop = self.loop  # asyncio.get_running_loop() calls getpid()
         arrived = loop.time()
@@ -174,7 +75,7 @@ class Activator:
         load.enter(arrived)
         metrics.request_concurrency = load.concurrency
         try:
-            response = await self._send(request, client, arrived, arrived + self.timeout_s)
+            response = await self.forward(request, client, arrived, arrived + self.timeout_s)
         except Exception as error:  # never a dropped connection, whatever went wrong
             log(f"activator: {request.method!r} {request.path!r} failed: {error!r}")
             response = proxy.problem(502, "Bad Gateway", f"the activator failed the request: {error}.")
@@ -186,25 +87,23 @@ class Activator:
             metrics.queued = scaler.throttler.queued
         return response
 
-    async def _send(
+    async def forward(
         self, request: proxy.Request, client: proxy.ClientConnection, arrived: float, deadline: float
     ) -> proxy.Response:
-        scaler, throttler, pool = self.scaler, self.throttler, self.pool
-        assert pool is not None
-        loop = self.loop  # asyncio.get_running_loop() calls getpid()
-        head = request.method == b"HEAD"
+        """Hold the request until an instance has a slot, then exchange it; a problem otherwise."""
+        scaler, throttler = self.scaler, self.throttler
         for _attempt in range(3):
-            if not throttler.ready and not scaler.count("starting"):
+            if not throttler.ready and not scaler.count(STARTING):
                 scaler.poke(arrived)
             instance = await throttler.acquire(deadline)
             if instance is not None and client.closed:
                 # The client gave up while the request was held (a dispatcher's attempt timeout):
                 # forwarding it now would only run it behind the retry's back.
                 throttler.release(instance)
-                left = "the client left while the request was held."
-                return proxy.problem(499, "Client Closed Request", left)
+                return proxy.problem(
+                    499, "Client Closed Request", "the client left while the request was held."
+                )
             if instance is None:
-                scaler.metrics.queued = throttler.queued
                 why = scaler.last_failure or "no instance had a free slot"
                 return proxy.problem(
                     503,
@@ -213,18 +112,7 @@ class Activator:
                     RETRY_AFTER_S,
                 )
             try:
-                port = instance.port  # type: ignore[attr-defined]
-                upstream = await pool.get(port)
-                waiter = upstream.send(proxy.encode_request(request, b"%s:%d" % (self.host, port)), head)
-                timer = loop.call_at(deadline, upstream.timed_out)
-                try:
-                    status, headers, body, keep_alive = await waiter
-                finally:
-                    timer.cancel()
-                if keep_alive:
-                    pool.put(upstream)
-                skip = proxy.RESPONSE_SKIP_HEAD if head else proxy.RESPONSE_SKIP
-                return status, [h for h in headers if h[0].lower() not in skip], body
+                return await self.exchange(request, instance.port, deadline)  # type: ignore[attr-defined]
             except proxy.UpstreamGone:
                 # Never reached a live server (it just exited, or closed an idle connection):
                 # the request was not processed, so another slot may take it.
@@ -241,6 +129,23 @@ class Activator:
             503, "Service Unavailable", f"{self.spec.name} closed the connection three times.", RETRY_AFTER_S
         )
 
+    async def exchange(self, request: proxy.Request, port: int, deadline: float) -> proxy.Response:
+        """The transport: the request to one instance over a pooled connection, its response back."""
+        pool = self.pool
+        assert pool is not None
+        head = request.method == b"HEAD"
+        upstream = await pool.get(port)
+        waiter = upstream.send(proxy.encode_request(request, b"%s:%d" % (self.host, port)), head)
+        timer = self.loop.call_at(deadline, upstream.timed_out)
+        try:
+            status, headers, body, keep_alive = await waiter
+        finally:
+            timer.cancel()
+        if keep_alive:
+            pool.put(upstream)
+        skip = proxy.RESPONSE_SKIP_HEAD if head else proxy.RESPONSE_SKIP
+        return status, [h for h in headers if h[0].lower() not in skip], body
+
     def _sweep(self, server: proxy.ProxyServer) -> None:
         """Close idle client connections and upstream connections the instances would close."""
         assert self.pool is not None
@@ -251,7 +156,7 @@ class Activator:
     # --- admin port ---
     async def admin(self, request: web.BaseRequest) -> web.Response:
         if request.path == "/metrics":
-            self.scaler._publish()
+            self.scaler.publish()
             return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8")
         if request.path == "/function-metrics":
             return web.Response(
@@ -266,7 +171,7 @@ class Activator:
     async def _instance_metrics(self) -> str:
         """The ready instances' own /metrics, merged (scraping them never wakes the function)."""
         assert self.scaler.session is not None
-        ready = [i for i in self.scaler.instances.values() if i.state == "ready"]
+        ready = [i for i in self.scaler.instances.values() if i.state == READY]
 
         async def page(instance) -> tuple[str, str]:
             try:
@@ -282,28 +187,12 @@ class Activator:
     async def run(self) -> None:
         loop = self.loop = asyncio.get_running_loop()
         spec = self.spec
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=UPSTREAM_KEEPALIVE_S),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
         # Readiness probes: no pooled connection may keep an instance's server busy at shutdown.
         self.scaler.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
-        public: web.Server | proxy.ProxyServer
-        if self.data_path == "httptools":
-            self.host = spec.host.encode()
-            self.pool = proxy.UpstreamPool(loop, spec.host, UPSTREAM_KEEPALIVE_S)
-            public = proxy.ProxyServer(loop, self.serve, MAX_BODY_BYTES, CLIENT_KEEPALIVE_S)
-            self._sweep(public)
-            factory = public.protocol
-        else:
-            # The low-level server: no router or middlewares on the hot path.
-            # Bodies pass through as they came (no decompression); the function judges their size.
-            public = web.Server(
-                self.handle, access_log=None, auto_decompress=False, keepalive_timeout=CLIENT_KEEPALIVE_S
-            )
-            factory = public  # type: ignore[assignment]
+        self.pool = proxy.UpstreamPool(loop, spec.host, UPSTREAM_KEEPALIVE_S)
+        public = proxy.ProxyServer(loop, self.serve, MAX_BODY_BYTES, CLIENT_KEEPALIVE_S)
+        self._sweep(public)
+        factory = public.protocol
         admin = web.Server(self.admin, access_log=None)
         servers = [
             await loop.create_server(factory, spec.host, spec.port, reuse_address=True, backlog=1024),
@@ -315,29 +204,21 @@ class Activator:
         scaler_task = loop.create_task(self.scaler.run())
         # initial-scale: the revision starts with its instances, as a new Knative revision does.
         self.scaler.tick(time.monotonic())
-        log(
-            f"activator for {spec.name} on {spec.host}:{spec.port} (admin {spec.admin_port}, "
-            f"{self.data_path} proxy), {spec.revision}",
-        )
+        address = f"{spec.host}:{spec.port} (admin {spec.admin_port})"
+        log(f"activator for {spec.name} on {address}, {spec.revision}")
         await stop.wait()
         log("stopping: in-flight requests first, then the instances")
         # Stop taking connections, let what is in flight finish, then stop the instances.
         servers[0].close()
-        # aiohttp would wait the whole timeout on idle keep-alive connections (nginx keeps some):
-        # wait for the requests in flight only, then close every connection.
+        # Wait for the requests in flight only, then close every (idle keep-alive) connection.
         deadline = loop.time() + self.timeout_s
         while self.scaler.load.concurrency and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        if isinstance(public, proxy.ProxyServer):
-            public.close_idle()
-        else:
-            await public.shutdown(0.5)
+        public.close_idle()
         await self.scaler.shutdown()
         scaler_task.cancel()
         servers[1].close()
-        await self.session.close()
-        if self.pool is not None:
-            self.pool.close()
+        self.pool.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,11 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         import uvloop  # the activator is on every request's path: a cheaper loop matters
     except ImportError:
         uvloop = None
-    data_path = os.environ.get(PROXY_ENV, PROXY_DEFAULT)
-    if data_path not in ("httptools", "aiohttp"):
-        print(f"activator: {PROXY_ENV}={data_path!r}: set it to httptools or aiohttp.", file=sys.stderr)
-        return 2
-    (uvloop.run if uvloop else asyncio.run)(Activator(spec, data_path).run())
+    (uvloop.run if uvloop else asyncio.run)(Activator(spec).run())
     return 0
 
 

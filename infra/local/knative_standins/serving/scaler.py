@@ -146,9 +146,10 @@ class Scaler:
                 self.throttler.remove(instance)
                 instance.state = DRAINING  # at once, so that the next reconcile does not pick it again
                 self._spawn(self._stop(instance))
-        self._publish()
+        self.publish()
 
-    def _publish(self) -> None:
+    def publish(self) -> None:
+        """The instance counts and queue into the metrics (each reconcile, and each scrape)."""
         m = self.metrics
         m.actual_pods = self.ready
         m.not_ready_pods = self.count(STARTING)
@@ -196,7 +197,7 @@ class Scaler:
             log(f"{instance.name} ready after {instance.ready_after_s or 0.0:.2f} s ({reason})")
             self.metrics.cold_start(instance.name, instance.started_at, instance.ready_after_s or 0.0,
                                     wait, reason)  # fmt: skip
-            self._publish()
+            self.publish()
         code = await watcher
         if instance.state in (STARTING, READY):
             when = "before it was ready" if instance.ready_after_s is None else "while serving"
@@ -212,20 +213,20 @@ class Scaler:
         self.last_failure = reason
         pause = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self.failures - 1))
         self.retry_at = time.monotonic() + pause
-        self._publish()
+        self.publish()
         if not self.stopping:
             asyncio.get_running_loop().call_later(pause, self.reconcile)
 
     async def _stop(self, instance: Instance) -> None:
         # No new requests first, then let the ones in flight finish, then SIGTERM.
         self.throttler.remove(instance)
-        self._publish()
+        self.publish()
         log(f"stopping {instance.name} (desired {self.desired}, {instance.active} in flight)")
         await instance.stop()
         log(f"{instance.name} stopped")
         instance.state = STOPPED
         self.instances.pop(instance.slot, None)
-        self._publish()
+        self.publish()
 
     async def shutdown(self) -> None:
         self.stopping = True
