@@ -4,12 +4,10 @@ One asyncio event loop does the scheduling, the HTTP deliveries (deliver.py, ove
 keep-alive connections) and the offset bookkeeping (offsets.py); the KafkaConsumer is only ever
 called from one extra thread (kafka-python is not thread-safe and blocks), one call at a time.
 
-- ordered: the records of one partition are delivered one at a time, in offset order (what
-  Knative's OrderedConsumerVerticle does, which keeps per-key order since a key maps to one
-  partition); partitions proceed in parallel.
-- unordered: every record is sent at once. In both modes at most `max_in_flight` records are
-  outstanding (Knative bounds the same thing with max.poll.records); at the bound the
-  dispatcher stops taking records from Kafka until some complete.
+- When each record goes out is its ordering's choice (orderings.py: one class per ordering, as
+  upstream has one verticle each). In both at most `max_in_flight` records are outstanding
+  (Knative bounds the same thing with max.poll.records); at the bound the dispatcher stops taking
+  records from Kafka until some complete.
 - Either way an offset is committed only once it and every earlier offset of its partition
   were acknowledged by the sink or by the dead-letter sink: at least once, never lost. A
   dead-letter sink that is down is retried until it answers, so the partition waits instead of
@@ -23,7 +21,6 @@ import asyncio
 import logging
 import signal
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,9 +32,10 @@ from kafka.structs import OffsetAndMetadata
 
 from .convert import Record, to_http
 from .deliver import Deliverer, wait_event
-from .manifest import ORDERED, KafkaSource
+from .manifest import KafkaSource
 from .metrics import DispatcherMetrics
 from .offsets import OffsetTracker, PartitionOffsets
+from .orderings import ordering_of
 from .sender import HttpSender
 
 log = logging.getLogger("ripple.kafkasource")
@@ -78,11 +76,7 @@ class Dispatcher:
         self.config = config
         self.source = config.source
         self.metrics = metrics
-        self.ordered = config.source.ordering == ORDERED
         self.offsets = OffsetTracker()
-        # ordered mode: records waiting for their partition's turn, and which partitions are busy
-        self._queues: dict[TopicPartition, deque[Record]] = {}
-        self._running: set[TopicPartition] = set()
         self._tasks: set[asyncio.Task] = set()
         self._kafka_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka")
         # Poll again once this many records fit: refilling the window in batches rather than
@@ -90,6 +84,9 @@ class Dispatcher:
         self._refill = max(1, config.max_in_flight // 4)
         self._stopping = asyncio.Event()  # set by SIGTERM / SIGINT
         self._room = asyncio.Event()  # set when at least `_refill` records fit again
+        self.ordering = ordering_of(
+            config.source.ordering, self._deliver, self._done, self._spawn, self.offsets, self._stopping
+        )
 
     # --- entry points --------------------------------------------------------------------------
 
@@ -192,17 +189,9 @@ class Dispatcher:
 
     def _accept(self, tp: TopicPartition, messages: list) -> None:
         state = self.offsets.get(tp)
-        for message in messages:
-            if not self.offsets.receive(tp, state, message.offset):
-                continue  # fetched again (e.g. after a reassignment): already queued, in flight or done
-            record = _record(message)
-            if not self.ordered:
-                self._spawn(self._deliver_one(tp, state, record))
-                continue
-            self._queues.setdefault(tp, deque()).append(record)
-        if self.ordered and tp not in self._running and self._queues.get(tp):
-            self._running.add(tp)
-            self._spawn(self._deliver_in_order(tp, state))
+        # A record fetched again (e.g. after a reassignment) is already queued, in flight or done.
+        fresh = [_record(m) for m in messages if self.offsets.receive(tp, state, m.offset)]
+        self.ordering.accept(tp, state, fresh)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -257,9 +246,7 @@ class Dispatcher:
         if set(wanted) != set(await self._kafka(consumer.assignment)):
             await self._kafka(consumer.assign, wanted)
             self.offsets.assign(wanted)
-            for tp in list(self._queues):
-                if tp not in wanted:
-                    del self._queues[tp]
+            self.ordering.keep_only(set(wanted))
             log.info(
                 "partitions assigned: %s", ", ".join(f"{tp.topic}-{tp.partition}" for tp in wanted) or "none"
             )
@@ -286,20 +273,3 @@ class Dispatcher:
         self.offsets.complete(tp, state, offset)
         if self.config.max_in_flight - self.offsets.outstanding >= self._refill:
             self._room.set()
-
-    async def _deliver_one(self, tp: TopicPartition, state: PartitionOffsets, record: Record) -> None:
-        if await self._deliver(record):
-            self._done(tp, state, record.offset)
-
-    async def _deliver_in_order(self, tp: TopicPartition, state: PartitionOffsets) -> None:
-        """Ordered mode: work through one partition's queue, one record at a time."""
-        try:
-            queue = self._queues.get(tp)
-            while queue and self.offsets.is_current(tp, state) and not self._stopping.is_set():
-                record = queue[0]
-                if not await self._deliver(record):
-                    return  # stopped: the rest stays undone, redelivered after the restart
-                queue.popleft()
-                self._done(tp, state, record.offset)
-        finally:
-            self._running.discard(tp)
