@@ -90,7 +90,7 @@ test: up lint helm ## the test suite against the real servers (starts the stack 
 ## The edge (nginx/): benchmark per limit profile (PROFILES="strict" to pick), cluster ConfigMaps.
 .PHONY: bench-edge edge-manifests
 bench-edge: venv ## wrk: one client far above the edge's limits and one inside, per profile
-	$(PY) loadtest/edge/bench.py $(PROFILES)
+	$(PY) -m loadtest.edge.bench $(PROFILES)
 
 edge-manifests: venv ## regenerate infra/edge/generated-config.yaml from nginx/ (RIPPLE_NGINX_PROFILE)
 	$(PY) -c 'from ripple_stack.components.nginx import write_cluster_config; write_cluster_config()'
@@ -171,7 +171,7 @@ flink-upgrade: venv ## savepoint, then resubmit the job from it
 	$(STACK) flink upgrade
 
 bench-flink: venv ## events/s the Flink job sustains into PostgreSQL, event -> row delay p50/p99 (FLINK_EVENTS=50000)
-	$(PY) loadtest/flink/bench_flink.py --events $(FLINK_EVENTS)
+	$(PY) -m loadtest.flink.bench_flink --events $(FLINK_EVENTS)
 
 ## Container images, the local registry and the delivery steps (README "Container images and delivery").
 ## podman (Debian's, with runc) keeps its configuration and storage under $(RIPPLE_HOME)/containers.

@@ -9,22 +9,30 @@
   workers), less the local activator's own CPU, which is the queue-proxy's share, not the
   function's; that share is returned apart.
 
+- `percentile`: the one percentile of every report here (linear between ranks, q in 0..100).
+- `http_status`: the status a GET gets (the stack runner's probe), None when nothing answers.
+
 Used by the benchmarks of loadtest/ (run as modules: `python -m loadtest.<folder>.<script>`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
+
+from ripple_stack.component import http_status
+
+__all__ = ["function_cpu_seconds", "http_status", "percentile", "run_wrk"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -125,3 +133,17 @@ def stored_rows(engine: Engine, source: str) -> int:
             ).scalar_one()
     except OperationalError:
         return -1
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) with linear interpolation between ranks; None when empty."""
+    if not values:
+        return None
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} is outside 0..100")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    if low == high:
+        return ordered[low]
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

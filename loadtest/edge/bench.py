@@ -24,7 +24,6 @@ Arguments: profile names (default: every profile).
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import shutil
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from keycloak import KeycloakOpenID
 
-from ripple_stack.component import http_status
+from loadtest.measure import http_status, percentile
 from ripple_stack.components import nginx as edge
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import load_settings
@@ -81,14 +80,9 @@ def nginx_times(access_log: Path) -> dict[str, dict[str, str]]:
         if 200 <= entry["status"] < 300:
             times.setdefault(entry["remote_addr"], []).append(entry["request_time"] * 1000)
     return {
-        address: {f"nginx_p{p}_ms": f"{percentile(values, p / 100):.1f}" for p in (50, 99)}
+        address: {f"nginx_p{p}_ms": f"{percentile(values, p):.1f}" for p in (50, 99)}
         for address, values in times.items()
     }
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
 
 
 def parse(output: str) -> dict[str, str]:

@@ -32,6 +32,7 @@ from flink_testkit import (  # the test kit writes events as the gateway does
     producer,
 )
 
+from loadtest.measure import percentile
 from ripple_stack import flink_job
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import load_settings
@@ -53,11 +54,6 @@ def counted(engine: sa.Engine, tenant: str, before: int = 0) -> int:
     except sa.exc.OperationalError:
         return before
     return int(row[0]) if row else 0
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def throughput(settings, secrets, engine: sa.Engine, events: int) -> dict:

@@ -16,25 +16,15 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from loadtest.measure import http_status
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class PeerError(Exception):
     """A peer did not start or did not become ready; the message names its log."""
-
-
-def http_status(url: str, timeout: float = 2.0) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except (urllib.error.URLError, OSError):
-        return None
 
 
 def port_busy(port: int) -> bool:

@@ -11,6 +11,8 @@ from dataclasses import astuple, dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from loadtest.measure import percentile
+
 ACCEPTED, RATE_LIMITED, UNAVAILABLE = 202, 429, 503
 
 
@@ -43,20 +45,6 @@ class Phase:
     @property
     def duration(self) -> float:
         return max(0.0, self.end - self.start)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0..100) with linear interpolation between ranks; None when empty."""
-    if not values:
-        return None
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile {q} is outside 0..100")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low, high = math.floor(position), math.ceil(position)
-    if low == high:
-        return ordered[low]
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def status_class(status: int) -> str:

@@ -1,10 +1,8 @@
-"""The pure parts of the failure scenarios: percentiles, timeline, phase tables, verdicts."""
+"""The pure parts of the failure scenarios: timeline, phase tables, verdicts."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-
-import pytest
 
 from loadtest.scenarios.report import render_markdown
 from loadtest.scenarios.shop import Shop
@@ -26,7 +24,6 @@ from loadtest.scenarios.stats import (
     check_recovered,
     check_stored_once,
     markdown_table,
-    percentile,
     phase_table,
     reasons_table,
     sales_of,
@@ -38,31 +35,6 @@ from loadtest.scenarios.stats import (
 
 def outcome(start: float, status: int, latency_ms: float = 10.0, events: int = 1) -> Outcome:
     return Outcome(start=start, latency_s=latency_ms / 1000, status=status, events=events)
-
-
-# --- percentile -------------------------------------------------------------------------------
-
-
-def test_percentile_of_nothing_is_none() -> None:
-    assert percentile([], 99) is None
-
-
-def test_percentile_interpolates_between_ranks() -> None:
-    values = [1.0, 2.0, 3.0, 4.0]
-    assert percentile(values, 0) == 1.0
-    assert percentile(values, 100) == 4.0
-    assert percentile(values, 50) == pytest.approx(2.5)
-    assert percentile(values, 99) == pytest.approx(3.97)
-
-
-def test_percentile_ignores_input_order_and_single_values() -> None:
-    assert percentile([9.0, 1.0, 5.0], 50) == 5.0
-    assert percentile([7.0], 99) == 7.0
-
-
-def test_percentile_rejects_a_bad_rank() -> None:
-    with pytest.raises(ValueError):
-        percentile([1.0], 101)
 
 
 # --- timeline and phases ------------------------------------------------------------------------
