@@ -8,9 +8,7 @@ from .problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, Problem
 from .tokens import (
     Authenticator,
     Principal,
-    SettingError,
     TokenSettings,
-    env_int,
     forbidden,
     require_roles,
 )
@@ -21,9 +19,7 @@ __all__ = [
     "Authenticator",
     "Principal",
     "Problem",
-    "SettingError",
     "TokenSettings",
-    "env_int",
     "forbidden",
     "require_roles",
 ]

@@ -43,6 +43,8 @@ from jwcrypto import jwk, jws, jwt
 from jwcrypto.common import JWException, base64url_decode, json_decode
 from prometheus_client import Counter
 
+from ripple_settings import ConfigError, env_int
+
 from .problems import Problem
 
 log = logging.getLogger(__name__)
@@ -59,24 +61,6 @@ AUTH_FAILURES = Counter(
 JWKS_REFRESHES = Counter(
     "ripple_auth_jwks_refreshes_total", "JWKS fetches from Keycloak by outcome", ["outcome"]
 )
-
-
-class SettingError(ValueError):
-    """A setting has a value that cannot be used; the message says which and what to do."""
-
-
-def env_int(name: str, default: int, minimum: int = 0) -> int:
-    """An integer setting of the environment (the HTTP functions read theirs with it too)."""
-    raw = os.environ.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingError(f"{name}={raw!r} is not an integer: set it to a whole number.") from None
-    if value < minimum:
-        raise SettingError(f"{name}={value} is too small: set it to {minimum} or more.")
-    return value
 
 
 @dataclass(frozen=True)
@@ -101,7 +85,7 @@ class TokenSettings:
         ]
         bad = FORBIDDEN_ALGORITHMS.intersection(algorithms)
         if bad or not algorithms:
-            raise SettingError(
+            raise ConfigError(
                 f"TOKEN_ALGORITHMS must list asymmetric JWS algorithms only (got {sorted(bad) or 'none'}): "
                 f"use e.g. {DEFAULT_ALGORITHMS}."
             )

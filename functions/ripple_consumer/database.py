@@ -21,20 +21,9 @@ from typing import ClassVar, Self
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
 
+from ripple_settings import ConfigError, env_number
 
-class ConfigError(Exception):
-    """A setting is missing or wrong; the message says which and what to do."""
-
-
-def env_number(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
-    raw = env.get(name, "")
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} must be a number (default {default:g}).") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={raw} must be at least {minimum:g}.")
-    return value
+__all__ = ["ConfigError", "DatabaseConfig", "env_number", "make_engine"]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from knative_standins.env import whole_number
 from ripple_stack.settings import ConfigError, Settings
 
 BRIDGE_GIT_URL = "https://github.com/strimzi/strimzi-kafka-bridge.git"
@@ -53,14 +54,7 @@ class PeersConfig:
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        value = int(raw) if raw else default
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number: set it to {minimum} or more.") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} is too small: set it to {minimum} or more.")
-    return value
+    return whole_number(name, default, minimum)
 
 
 def _find_jdk(variable: str, candidates: tuple[str, ...], need: str) -> Path:

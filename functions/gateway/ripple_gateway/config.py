@@ -25,11 +25,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ripple_auth import SettingError, TokenSettings, env_int
+from ripple_auth import TokenSettings
+from ripple_settings import ConfigError, env_int
 
-
-class ConfigError(Exception):
-    """A setting has a value the gateway cannot use; the message says which and what to do."""
+__all__ = ["Config", "ConfigError", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -47,13 +46,6 @@ class Config:
 
 
 def load_config() -> Config:
-    try:
-        return _load_config()
-    except SettingError as error:
-        raise ConfigError(str(error)) from None
-
-
-def _load_config() -> Config:
     tokens = TokenSettings.from_environment()
     request_timeout = env_int("KAFKA_REQUEST_TIMEOUT_MS", 3000, 100)
     linger = env_int("KAFKA_LINGER_MS", 5)

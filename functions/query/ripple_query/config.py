@@ -22,11 +22,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import URL
 
-from ripple_auth import SettingError, TokenSettings, env_int
+from ripple_auth import TokenSettings
+from ripple_settings import ConfigError, env_int
 
-
-class ConfigError(Exception):
-    """A setting has a value the function cannot use; the message says which and what to do."""
+__all__ = ["Config", "ConfigError", "load_config"]
 
 
 @dataclass(frozen=True)
@@ -40,13 +39,6 @@ class Config:
 
 
 def load_config() -> Config:
-    try:
-        return _load_config()
-    except SettingError as error:
-        raise ConfigError(str(error)) from None
-
-
-def _load_config() -> Config:
     password = os.environ.get("POSTGRES_PASSWORD")
     if not password:
         raise ConfigError("POSTGRES_PASSWORD is not set: give it the ripple database password (a Secret).")

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from knative_standins import ConfigError as StandInConfigError
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # name -> (environment variable, default). Kept as data so README, status and tests share it.
@@ -61,8 +63,9 @@ SECRET_NAMES: tuple[str, ...] = (
 )
 
 
-class ConfigError(Exception):
-    """A setting has a value the stack cannot use; the message says which and what to do."""
+# One error type for a setting or manifest that cannot be used, whether the runner or a stand-in
+# it starts reads it; the message says which and what to do.
+ConfigError = StandInConfigError
 
 
 def _port(variable: str, default: int) -> int:

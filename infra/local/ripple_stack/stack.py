@@ -15,7 +15,7 @@ from pathlib import Path
 from .component import Component, PrerequisiteError, Program, Say
 from .components import all_components
 from .secrets import load_secrets
-from .settings import PORTS, Settings
+from .settings import PORTS, ConfigError, Settings
 from .supervisor import Supervisor, log_file, render_config
 
 
@@ -231,7 +231,7 @@ class Stack:
     def _programs(self, component: Component) -> list[Program]:
         try:
             return component.programs(self.settings, self._secrets())
-        except PrerequisiteError:
+        except (PrerequisiteError, ConfigError):
             return []
 
     def stop(self, name: str) -> None:
