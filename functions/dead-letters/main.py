@@ -12,19 +12,17 @@ import logging
 
 import functions_framework
 from cloudevents.http import CloudEvent
-from dead_letters.config import Config, ConfigError
+from dead_letters.config import Config
 from dead_letters.store import store, to_row
 from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
 
 from ripple_consumer.database import LazyEngine
 from ripple_consumer.http import abort_with_problem
+from ripple_settings import or_exit
 
 log = logging.getLogger("dead-letters")
-try:
-    CONFIG = Config.from_env()
-except ConfigError as error:
-    raise SystemExit(f"dead-letters: {error}") from None
+CONFIG = or_exit("dead-letters", Config.from_env)
 STORED = Counter("ripple_dead_letters_events", "Dead letters handled", ["outcome"])
 
 engine = LazyEngine(CONFIG)

@@ -16,7 +16,7 @@ import logging
 
 import functions_framework.aio
 from cloudevents.http import CloudEvent
-from event_store.config import Config, ConfigError
+from event_store.config import Config
 from event_store.store import PermanentError, store_many, to_row
 from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError, SQLAlchemyError
@@ -25,12 +25,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from ripple_consumer.database import LazyEngine
 from ripple_consumer.group_commit import GroupCommit
 from ripple_consumer.http import problem
+from ripple_settings import or_exit
 
 log = logging.getLogger("event-store")
-try:
-    CONFIG = Config.from_env()
-except ConfigError as error:
-    raise SystemExit(f"event-store: {error}") from None
+CONFIG = or_exit("event-store", Config.from_env)
 STORED = Counter("ripple_event_store_events", "Events handled by event-store", ["outcome"])
 BATCH_ROWS = Histogram(
     "ripple_event_store_batch_rows",

@@ -8,21 +8,15 @@ short parse and a wait for Kafka, and Flask's per-request cost was most of the g
 
 from __future__ import annotations
 
-import sys
-
 import functions_framework.aio
 from functions_framework import aio as framework_aio
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ripple_gateway.app import gateway
-from ripple_gateway.config import ConfigError
+from ripple_settings import or_exit
 
-# Read configuration at import so a wrong setting stops the process with one clear message.
-try:
-    _gateway = gateway()
-except ConfigError as error:
-    sys.exit(f"gateway: {error}")
+_gateway = or_exit("gateway", gateway)
 
 
 @functions_framework.aio.http

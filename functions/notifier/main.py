@@ -13,7 +13,7 @@ import smtplib
 
 import functions_framework
 from cloudevents.http import CloudEvent
-from notifier.config import Config, ConfigError
+from notifier.config import Config
 from notifier.mail import FLAGGED, PermanentError
 from notifier.notify import notify_once
 from prometheus_client import Counter
@@ -21,12 +21,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ripple_consumer.database import LazyEngine
 from ripple_consumer.http import abort_with_problem
+from ripple_settings import or_exit
 
 log = logging.getLogger("notifier")
-try:
-    CONFIG = Config.from_env()
-except ConfigError as error:
-    raise SystemExit(f"notifier: {error}") from None
+CONFIG = or_exit("notifier", Config.from_env)
 HANDLED = Counter("ripple_notifier_events", "Events handled by the notifier", ["outcome"])
 
 engine = LazyEngine(CONFIG)

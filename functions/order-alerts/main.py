@@ -28,19 +28,17 @@ from order_alerts.alerts import (
     mark_emitted,
     record_alert,
 )
-from order_alerts.config import Config, ConfigError
+from order_alerts.config import Config
 from order_alerts.emit import AlertPublisher
 from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
 
 from ripple_consumer.database import LazyEngine
 from ripple_consumer.http import problem
+from ripple_settings import or_exit
 
 log = logging.getLogger("order-alerts")
-try:
-    CONFIG = Config.from_env()
-except ConfigError as error:
-    raise SystemExit(f"order-alerts: {error}") from None
+CONFIG = or_exit("order-alerts", Config.from_env)
 HANDLED = Counter("ripple_order_alerts_events", "Events handled by order-alerts", ["outcome"])
 PUBLISHER = AlertPublisher(CONFIG)
 

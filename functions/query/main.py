@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import flask
 import functions_framework
@@ -11,15 +10,12 @@ from werkzeug.exceptions import HTTPException
 
 from ripple_auth import Problem
 from ripple_query.app import Query
-from ripple_query.config import ConfigError, load_config
+from ripple_query.config import load_config
+from ripple_settings import or_exit
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-# Read configuration at import so a wrong setting stops the process with one clear message.
-try:
-    _query = Query(load_config())
-except ConfigError as error:
-    sys.exit(f"query: {error}")
+_query = or_exit("query", lambda: Query(load_config()))
 
 
 @functions_framework.errorhandler(HTTPException)

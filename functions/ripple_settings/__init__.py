@@ -9,7 +9,10 @@ each variable is documented, with its default, in the function's README and mani
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class ConfigError(Exception):
@@ -38,3 +41,15 @@ def env_number(env: Mapping[str, str], name: str, default: float, minimum: float
     if value < minimum:
         raise ConfigError(f"{name}={raw} must be at least {minimum:g}.")
     return value
+
+
+def or_exit(function: str, read: Callable[[], T]) -> T:
+    """What `read` returns, or the process stops with `<function>: <what to fix>` (exit 1).
+
+    The functions read their settings at import, so that a wrong one stops the start with one
+    sentence in the pod's log instead of failing the first request.
+    """
+    try:
+        return read()
+    except ConfigError as error:
+        raise SystemExit(f"{function}: {error}") from None
