@@ -1,0 +1,109 @@
+"""1. Ingress: the same order event by wrk into ripple's gateway, Knative's Kafka broker receiver and the
+Strimzi bridge (single events), and batches (gateway batch vs bridge records)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from loadtest.gateway.run import run_wrk, token
+from ripple_stack.secrets import load_secrets
+
+from . import procs
+from .bench import Bench
+from .report import Measurement
+
+
+def run(bench: Bench) -> None:
+    bench.snapshot("ingress")
+    config = bench.config
+    wrk_args = argparse.Namespace(
+        threads=config.threads, connections=config.connections, duration=config.seconds
+    )
+    warm_args = argparse.Namespace(
+        threads=config.threads, connections=config.connections, duration=config.warmup
+    )
+    access_token = token(bench.settings, load_secrets(bench.settings))
+    gateway = bench.settings.gateway_url
+    topic = bench.topic("ingress")
+    print(f"ingress: wrk -t{config.threads} -c{config.connections} -d{config.seconds}s", flush=True)
+
+    def ripple(batch: int) -> Measurement:
+        gateway_wrk(gateway, batch, warm_args, access_token)
+        key = "gateway-single" if batch == 1 else "gateway-batch"
+        what = "ripple gateway, binary event" if batch == 1 else f"ripple gateway, batch of {batch}"
+        return bench.wrk_measurement(key, what, gateway_wrk(gateway, batch, wrk_args, access_token), batch)
+
+    bench.measure(lambda: ripple(1))
+
+    receiver = procs.start_receiver(
+        bench.built.receiver_jar,
+        config.java21,
+        bench.run_dir / "receiver",
+        config.receiver_port,
+        bench.bootstrap,
+        topic,
+    )
+    try:
+        base = f"http://127.0.0.1:{config.receiver_port}"
+
+        def knative() -> Measurement:
+            bench.wrk("/peer/bench", base, "binary", 1, config.warmup)
+            before = procs.tree_cpu_seconds(receiver.pid)
+            result = bench.wrk("/peer/bench", base, "binary", 1, config.seconds)
+            cpu = procs.tree_cpu_seconds(receiver.pid) - before
+            return bench.wrk_measurement(
+                "knative-single", "Knative broker receiver, binary event", result, 1, cpu
+            )
+
+        bench.measure(knative)
+    finally:
+        receiver.stop()
+
+    bridge = procs.start_bridge(
+        bench.built.bridge_home, config.java17, bench.run_dir / "bridge", config.bridge_port, bench.bootstrap
+    )
+    try:
+        base = f"http://127.0.0.1:{config.bridge_port}"
+
+        def strimzi(batch: int) -> Measurement:
+            bench.wrk(f"/topics/{topic}", base, "bridge", batch, config.warmup)
+            before = procs.tree_cpu_seconds(bridge.pid)
+            result = bench.wrk(f"/topics/{topic}", base, "bridge", batch, config.seconds)
+            cpu = procs.tree_cpu_seconds(bridge.pid) - before
+            key = "bridge-single" if batch == 1 else "bridge-batch"
+            what = f"Strimzi bridge, {batch} record{'s' if batch > 1 else ''}/request"
+            return bench.wrk_measurement(key, what, result, batch, cpu)
+
+        for batch in (1, config.batch):
+            bench.measure(lambda b=batch: strimzi(b))
+    finally:
+        bridge.stop()
+
+    bench.measure(lambda: ripple(config.batch))
+    served_by = sorted(
+        {
+            procs.short_command(procs.command_line(pid))
+            for pid in procs.listening_pids(bench.settings.ports["gateway"])
+        }
+    )
+    bench.notes.append(f"{gateway} was served by: {', '.join(served_by) or 'nothing (?)'}")
+    bench.notes.append(
+        "ripple's gateway is the stack's (its events go to the stack's topics and are consumed by "
+        "the stack's dispatchers); the peers write to a private 3-partition topic. All producers: "
+        "acks=all, idempotent, linger 5 ms. CPU ms/event is the peer JVM's own (from /proc); the "
+        "gateway is not this benchmark's process, so none is given for it."
+    )
+
+
+def gateway_wrk(url: str, batch: int, args: argparse.Namespace, access_token: str) -> dict:
+    """loadtest/gateway/run.py's wrk run, once the gateway answers (others restart it now and then)."""
+    deadline = time.monotonic() + 90
+    while procs.http_status(url + "/healthz") is None:
+        if time.monotonic() > deadline:
+            raise procs.PeerError(f"ripple's gateway at {url} did not answer for 90 s")
+        time.sleep(2)
+    try:
+        return run_wrk(url, batch, args, access_token)
+    except SystemExit as error:  # run_wrk exits with wrk's output when wrk fails
+        raise procs.PeerError(str(error)) from None
