@@ -219,101 +219,161 @@ def _converged(database: Database, accepted: set[str], check_flink_too: bool) ->
     return database.expected_sales() == database.flink_sales()
 
 
+@dataclass
+class Drill:
+    """One scenario run's moving parts: the load, the probes, the fault, and the phase clock."""
+
+    scenario: Scenario
+    config: LoadConfig
+    options: Options
+    run: Run
+    run_id: str
+    source: str
+    probes: list
+    database: Database
+    flink: FlinkJob
+    fault: Fault | None
+    t0: float = field(default_factory=time.time)
+    mark: float = 0.0
+    t_end: float = 0.0
+    converged_after: float | None = None
+    totals_before: dict | None = None
+
+    @property
+    def driver(self) -> LoadDriver:
+        return self.run.driver
+
+    def phase(self, name: str) -> None:
+        """Close the phase that began at the last mark (a restore that took no time is not one)."""
+        now = time.time()
+        if now - self.mark > 0.5 or name != "restoring":
+            self.run.phases.append(Phase(name, self.mark, now))
+        self.mark = now
+
+    def break_it(self) -> None:
+        if self.fault is not None:
+            log.info("%s: injecting: %s", self.scenario.name, self.scenario.what)
+            self.fault.inject()
+        elif self.scenario.overload:
+            self.driver.set_rate(self.options.overload_rate)
+
+    def restore(self) -> None:
+        with uninterruptible():
+            if self.fault is not None:
+                log.info("%s: restoring", self.scenario.name)
+                self.fault.restore()
+            elif self.scenario.overload:
+                self.driver.set_rate(self.options.rate)
+
+    def drain(self) -> None:
+        """Stop the load and wait until every 202 is stored (and Flink caught up, if it ran)."""
+        self.driver.stop()
+        options = self.options
+        log.info("%s: load stopped; draining (up to %.0f s)", self.scenario.name, options.drain_timeout_s)
+        # A job that ran before the drill must run after it and catch up; without one before,
+        # only the store is waited for (the Flink check then says it was skipped).
+        expect_flink = self.run.flink_before is not None
+        started = time.monotonic()
+        while time.monotonic() - started < options.drain_timeout_s:
+            self.run.flink_after = _safe(self.flink.state)
+            flink_ready = self.run.flink_after == "RUNNING"
+            if (not expect_flink or flink_ready) and _safe(
+                partial(_converged, self.database, self.driver.accepted, expect_flink and flink_ready)
+            ):
+                self.converged_after = time.monotonic() - started
+                return
+            time.sleep(2)
+
+    def steps(self) -> list[tuple[Callable[[], None], float, str]]:
+        """The run as a table: (what to do, how long to keep the load on afterwards, phase name)."""
+        scenario, options = self.scenario, self.options
+        failure_s = scenario.failure_s if scenario.failure_s is not None else options.failure_s
+        return [
+            (self.driver.start, options.before_s, "before"),
+            (self.break_it, failure_s, scenario.failure_label),
+            (self.restore, 0.0, "restoring"),
+            (lambda: None, options.after_s, "after"),
+            (self.drain, 0.0, "drain"),
+        ]
+
+    def stop(self) -> None:
+        with uninterruptible():
+            if self.fault is not None:
+                self.fault.restore()
+            self.driver.stop()
+            for probe in self.probes:
+                probe.stop()
+        self.t_end = time.time()
+
+
 def run_scenario(name: str, config: LoadConfig, options: Options) -> tuple[Path, str]:
+    drill = _start(name, config, options)
+    try:
+        for action, keep_s, phase_name in drill.steps():
+            action()
+            time.sleep(keep_s)
+            drill.phase(phase_name)
+    finally:
+        drill.stop()
+    run = drill.run
+    run.samples = [s for probe in drill.probes for s in probe.samples]
+    outcomes = drill.driver.snapshot()
+    for p in run.phases:
+        run.summaries[p.name] = summarize(p, outcomes, run.samples)
+    checks, backlog_left = _checks(drill)
+    _add_notes(drill)
+    return _report(drill, checks, backlog_left, outcomes)
+
+
+def _start(name: str, config: LoadConfig, options: Options) -> Drill:
     scenario = SCENARIOS[name]
-    failure_s = scenario.failure_s if scenario.failure_s is not None else options.failure_s
     _preflight(config, scenario)
     run_id = new_run_id(name)
     source = f"/loadtest/{run_id}"
-    shop = Shop(run_id, source)
     tokens = TokenSource(config.token_url, config.client_id, config.client_secret)
     driver = LoadDriver(
         config.target_url,
         tokens,
-        shop,
+        Shop(run_id, source),
         rate=options.rate,
         workers=max(options.workers, 32) if name == "overload" else options.workers,
         retries=scenario.retries,
         mix=Mix(pageview=0.4, order=0.2, payment=0.1, batch=0.3),
     )
-    run = Run(name, options, driver)
     probes, database, flink = start_probes(config, source, run_id)
-    fault = scenario.fault(config, options)
+    drill = Drill(
+        scenario,
+        config,
+        options,
+        Run(name, options, driver),
+        run_id,
+        source,
+        probes,
+        database,
+        flink,
+        scenario.fault(config, options),
+    )
     log.info("%s: run id %s, load %s req/s to %s", name, run_id, options.rate, config.target_url)
-    run.flink_before = _safe(flink.state)
-    totals_before = _safe(database.tenant_totals)
-    t0 = time.time()
-    mark = t0
-    converged_after: float | None = None
+    drill.run.flink_before = _safe(flink.state)
+    drill.totals_before = _safe(database.tenant_totals)
+    drill.mark = drill.t0 = time.time()
+    return drill
 
-    def phase(phase_name: str) -> None:
-        nonlocal mark
-        now = time.time()
-        if now - mark > 0.5 or phase_name != "restoring":
-            run.phases.append(Phase(phase_name, mark, now))
-        mark = now
 
-    try:
-        driver.start()
-        time.sleep(options.before_s)
-        phase("before")
-        if fault is not None:
-            log.info("%s: injecting: %s", name, scenario.what)
-            fault.inject()
-        elif scenario.overload:
-            driver.set_rate(options.overload_rate)
-        time.sleep(failure_s)
-        phase(scenario.failure_label)
-        with uninterruptible():
-            if fault is not None:
-                log.info("%s: restoring", name)
-                fault.restore()
-            elif scenario.overload:
-                driver.set_rate(options.rate)
-        phase("restoring")
-        time.sleep(options.after_s)
-        phase("after")
-        driver.stop()
-        log.info("%s: load stopped; draining (up to %.0f s)", name, options.drain_timeout_s)
-        # A job that ran before the drill must run after it and catch up; without one before,
-        # only the store is waited for (the Flink check then says it was skipped).
-        expect_flink = run.flink_before is not None
-        deadline = time.monotonic() + options.drain_timeout_s
-        drain_start = time.monotonic()
-        while time.monotonic() < deadline:
-            run.flink_after = _safe(flink.state)
-            flink_ready = run.flink_after == "RUNNING"
-            if (not expect_flink or flink_ready) and _safe(
-                partial(_converged, database, driver.accepted, expect_flink and flink_ready)
-            ):
-                converged_after = time.monotonic() - drain_start
-                break
-            time.sleep(2)
-        phase("drain")
-    finally:
-        with uninterruptible():
-            if fault is not None:
-                fault.restore()
-            driver.stop()
-            for probe in probes:
-                probe.stop()
-    t_end = time.time()
-    run.samples = [s for probe in probes for s in probe.samples]
-    outcomes = driver.snapshot()
-    for p in run.phases:
-        run.summaries[p.name] = summarize(p, outcomes, run.samples)
-
+def _checks(drill: Drill) -> tuple[list[Check], bool]:
+    """Every check of the run, and whether a backlog was left in Kafka at the end."""
+    run, driver, database, options = drill.run, drill.driver, drill.database, drill.options
     checks: list[Check] = []
     found = _retrying(database.stored_ids)
-    store_complete = False
-    backlog_left = False
+    store_complete = backlog_left = False
     if found is None:
         checks.append(Check("every 202 event stored", "FAIL", "PostgreSQL not readable after the run"))
     else:
         stored, rows = found
         store_complete = driver.accepted <= stored
-        dead = _safe(database.dead_lettered) or 0
-        checks += check_stored_once(driver.accepted, driver.sent, stored, rows, dead)
+        checks += check_stored_once(
+            driver.accepted, driver.sent, stored, rows, _safe(database.dead_lettered) or 0
+        )
         if not store_complete:
             lag = _last_probe(run.samples, "lag_event_store")
             backlog_left = bool(lag)
@@ -325,22 +385,23 @@ def run_scenario(name: str, config: LoadConfig, options: Options) -> tuple[Path,
                 else "the event-store had no lag left at the end: missing events did not arrive"
             )
     accepted_orders = [data for id_, data in driver.orders.items() if id_ in driver.accepted]
+    converged = drill.converged_after if drill.converged_after is not None else options.drain_timeout_s
     checks.append(
         check_flink(
             _safe(database.expected_sales),
             _safe(database.flink_sales),
             run.flink_after,
-            converged_after if converged_after is not None else options.drain_timeout_s,
+            converged,
             was_running=run.flink_before is not None,
             store_complete=store_complete,
             bounds=(sales_of(accepted_orders), sales_of(driver.orders.values())),
         )
     )
-    checks += scenario.checks(run)
-    checks.append(_drain_check(converged_after, options.drain_timeout_s))
+    checks += drill.scenario.checks(run)
+    checks.append(_drain_check(drill.converged_after, options.drain_timeout_s))
     totals_after = _safe(database.tenant_totals)
-    if totals_before and totals_after:
-        delta = {k: round(totals_after[k] - totals_before[k], 2) for k in totals_after}
+    if drill.totals_before and totals_after:
+        delta = {k: round(totals_after[k] - drill.totals_before[k], 2) for k in totals_after}
         checks.append(
             Check(
                 "acme tenant totals grew",
@@ -350,28 +411,42 @@ def run_scenario(name: str, config: LoadConfig, options: Options) -> tuple[Path,
                 "(tenant-wide: includes other clients' acme events, so informative only)",
             )
         )
+    return checks, backlog_left
+
+
+def _add_notes(drill: Drill) -> None:
+    run, fault, options, scenario = drill.run, drill.fault, drill.options, drill.scenario
     if fault is not None and fault.interference:
         run.notes.append(fault.interference)
-    run.notes.extend(_other_restarts(config, t0, t_end, scenario.component))
+    run.notes.extend(_other_restarts(drill.config, drill.t0, drill.t_end, scenario.component))
     restoring = next((p for p in run.phases if p.name == "restoring"), None)
     if restoring is not None and fault is not None:
         run.notes.append(
             f"restoring took {restoring.duration:.0f} s (start command until the component was ready)"
         )
-    run.notes.append(f"run id {run_id}: events have source {source}; products are named {run_id}-<sku>")
+    run.notes.append(
+        f"run id {drill.run_id}: events have source {drill.source}; products are named {drill.run_id}-<sku>"
+    )
     run.notes.append(
         f"load: {options.rate:g} req/s (~1.9 events each: 30 % checkout batches of 4, binary mode otherwise)"
-        + (f", {options.overload_rate:g} req/s during the overload" if name == "overload" else "")
-        + f", {driver.workers} worker threads, target {config.target_url}"
+        + (f", {options.overload_rate:g} req/s during the overload" if scenario.overload else "")
+        + f", {drill.driver.workers} worker threads, target {drill.config.target_url}"
     )
     if scenario.retries:
         run.notes.append(
             "requests answered 429/503 or not at all are retried once, with the same event ids, "
             "after Retry-After"
         )
-    directory = config.reports_dir / f"{name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def _report(
+    drill: Drill, checks: list[Check], backlog_left: bool, outcomes: list[Outcome]
+) -> tuple[Path, str]:
+    """report.md, timeline.png, the CSVs and run.json in a new directory; the console summary."""
+    run, driver, scenario, name = drill.run, drill.driver, drill.scenario, drill.scenario.name
+    directory = drill.config.reports_dir / f"{name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     directory.mkdir(parents=True, exist_ok=True)
-    rows_timeline = timeline(outcomes, run.samples, t0, t_end)
+    rows_timeline = timeline(outcomes, run.samples, drill.t0, drill.t_end)
     summaries = [run.summaries[p.name] for p in run.phases]
     write_csvs(directory, rows_timeline, summaries)
     # What the client knows, so `--recheck <dir>` can verify again once a backlog has drained.
@@ -379,8 +454,8 @@ def run_scenario(name: str, config: LoadConfig, options: Options) -> tuple[Path,
         json.dumps(
             {
                 "scenario": name,
-                "run_id": run_id,
-                "source": source,
+                "run_id": drill.run_id,
+                "source": drill.source,
                 "flink_was_running": run.flink_before is not None,
                 "accepted": sorted(driver.accepted),
                 "sent": sorted(driver.sent),
@@ -389,14 +464,19 @@ def run_scenario(name: str, config: LoadConfig, options: Options) -> tuple[Path,
         )
     )
     shaded = [p for p in run.phases if p.name in (scenario.failure_label, "restoring")]
-    plot_timeline(directory / "timeline.png", rows_timeline, t0, shaded, f"{name}: {scenario.title}")
-    intro = f"{scenario.what}. Started {datetime.fromtimestamp(t0, UTC):%Y-%m-%d %H:%M:%S} UTC."
-    title = f"Scenario {name}: {scenario.title}"
+    plot_timeline(directory / "timeline.png", rows_timeline, drill.t0, shaded, f"{name}: {scenario.title}")
+    intro = f"{scenario.what}. Started {datetime.fromtimestamp(drill.t0, UTC):%Y-%m-%d %H:%M:%S} UTC."
     markdown = render_markdown(
-        title, intro, summaries, checks, run.notes, reasons=dict(driver.reasons), backlog_left=backlog_left
+        f"Scenario {name}: {scenario.title}",
+        intro,
+        summaries,
+        checks,
+        run.notes,
+        reasons=dict(driver.reasons),
+        backlog_left=backlog_left,
     )
     (directory / "report.md").write_text(markdown)
-    database.close()
+    drill.database.close()
     summary = "\n".join(
         [
             phase_table(summaries),
