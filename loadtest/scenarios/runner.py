@@ -21,6 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from ripple_dashboard.links import dashboard_link, dashboard_live_link
+
 from .config import LoadConfig
 from .driver import LoadDriver, Mix
 from .faults import ComponentDown, Fault, PostgresSlow, uninterruptible
@@ -240,6 +242,7 @@ def run_scenario(name: str, config: LoadConfig, options: Options) -> tuple[Path,
     probes, database, flink = start_probes(config, source, run_id)
     fault = scenario.fault(config, options)
     log.info("%s: run id %s, load %s req/s to %s", name, run_id, options.rate, config.target_url)
+    log.info("%s: watch it live: %s", name, dashboard_live_link(config.stack, time.time() - 60))
     run.flink_before = _safe(flink.state)
     totals_before = _safe(database.tenant_totals)
     t0 = time.time()
@@ -390,7 +393,11 @@ def run_scenario(name: str, config: LoadConfig, options: Options) -> tuple[Path,
     )
     shaded = [p for p in run.phases if p.name in (scenario.failure_label, "restoring")]
     plot_timeline(directory / "timeline.png", rows_timeline, t0, shaded, f"{name}: {scenario.title}")
-    intro = f"{scenario.what}. Started {datetime.fromtimestamp(t0, UTC):%Y-%m-%d %H:%M:%S} UTC."
+    dashboard = dashboard_link(config.stack, t0 - 60, t_end + 30)
+    intro = (
+        f"{scenario.what}. Started {datetime.fromtimestamp(t0, UTC):%Y-%m-%d %H:%M:%S} UTC. "
+        f"The run on the local dashboard: [{dashboard}]({dashboard})."
+    )
     title = f"Scenario {name}: {scenario.title}"
     markdown = render_markdown(
         title, intro, summaries, checks, run.notes, reasons=dict(driver.reasons), backlog_left=backlog_left
@@ -406,6 +413,7 @@ def run_scenario(name: str, config: LoadConfig, options: Options) -> tuple[Path,
             *([reasons_table(dict(driver.reasons)), ""] if driver.reasons else []),
             f"verdict: {verdict(checks, backlog_left)}",
             f"report: {directory / 'report.md'}",
+            f"dashboard: {dashboard}",
         ]
     )
     return directory, summary
