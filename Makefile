@@ -15,6 +15,7 @@
 #   make flink-savepoint stop the aggregation job with a savepoint; make flink-upgrade: savepoint + resubmit from it
 #   make bench-flink     events/s the Flink job sustains into PostgreSQL, event-to-row delay p50/p99 (FLINK_EVENTS=50000)
 #   make demo-autoscale  zero -> N -> zero: consumers at zero, step + spike through nginx, back to zero; report (DEMO_ARGS=)
+#   make dashboard-url   the live dashboard page (component `dashboard`, started by make up); open it in a browser
 #   make bench-latency   1,008 events/s through nginx for 5 min: event -> row delay and lag (the demo's report)
 #   make images          container images of the functions and the Flink job (podman; make test-images runs them)
 #   make registry push   a local registry and the images in it; make chart-registry pins them by digest
@@ -76,6 +77,11 @@ distclean: clean
 status: venv
 	@$(STACK) status
 
+## The live dashboard page (infra/local/ripple_dashboard/README.md).
+.PHONY: dashboard-url
+dashboard-url: venv
+	@$(PY) -c 'from ripple_stack.settings import load_settings; print(load_settings().dashboard_url + "/")'
+
 ## make stop-flink, make start-postgres, ...: one component, for failure drills.
 stop-%: venv
 	$(STACK) stop $*
@@ -103,7 +109,16 @@ helm: $(HELM)
 chart: venv helm
 	$(PY) infra/helm/build_chart.py --helm $(HELM) $(CHART_ARGS)
 
-test: up lint helm
+## Debian's chromium and its driver, for the dashboard's browser test (only when missing).
+.PHONY: browser
+browser:
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { \
+		command -v apt-get >/dev/null || { echo "ripple: the browser test needs chromium and chromium-driver: install them and rerun."; exit 2; }; \
+		echo "installing Debian packages chromium chromium-driver (the dashboard's browser test)…"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+
+test: up lint helm browser
 	$(PY) -m pytest
 
 ## The edge (nginx/): benchmark per limit profile (PROFILES="strict" to pick), cluster ConfigMaps.
@@ -281,3 +296,36 @@ BROKER_EVENTS ?= 5000
 .PHONY: bench-broker
 bench-broker: venv
 	$(PY) -m loadtest.broker.bench --events $(BROKER_EVENTS) $(BROKER_BENCH_ARGS)
+
+## A real single-node Kubernetes with real Knative Serving, built here from upstream Go modules and
+## run inside a network namespace of its own (infra/cluster/README.md). Not part of `make test`.
+## Needs root, socat, iptables and libseccomp-dev (cluster-prereqs installs the last two).
+CLUSTER := cd infra/cluster && $(abspath $(PY)) -m ripple_cluster
+.PHONY: cluster-prereqs cluster-build cluster-up cluster-down cluster-status cluster-test cluster-conformance
+cluster-prereqs:
+	@command -v iptables >/dev/null && command -v socat >/dev/null && [ -e /usr/include/seccomp.h ] || \
+		$(SUDO) apt-get install -y --no-install-recommends iptables conntrack socat libseccomp-dev
+
+## Build every program the cluster runs from its Go module; skips what is built (cold: see README).
+cluster-build: venv cluster-prereqs
+	$(CLUSTER) build
+
+## Bring the node up (namespace, control plane, kubelet, CoreDNS, KIngress, Knative Serving).
+cluster-up: cluster-build
+	$(CLUSTER) up
+
+## Stop every cluster process and delete its network namespace (state under .ripple/cluster kept).
+cluster-down: venv
+	$(CLUSTER) down
+
+## Components, node readiness, pods and idle memory (RSS); `--json` through $(CLUSTER) status --json.
+cluster-status: venv
+	$(CLUSTER) status
+
+## Knative Services Ready through the real webhook and controller, scale to zero, activator hold.
+cluster-test: venv
+	$(PY) -m pytest -p no:cacheprovider infra/cluster/tests -v
+
+## knative.dev/networking's ingress conformance suite against ripple's KIngress (about 3 min).
+cluster-conformance: venv
+	$(CLUSTER) conformance
