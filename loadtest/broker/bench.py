@@ -67,10 +67,9 @@ BODY = (
 )
 
 
-def write_manifests(directory: Path, broker: str, parallelism: int, sink: str, dead_letters: str) -> None:
-    folder = directory / broker
-    folder.mkdir(parents=True, exist_ok=True)
-    documents = [
+def broker_documents(broker: str) -> list[dict]:
+    """A private RabbitMQ Broker and its config, as knative/notifications/broker.yaml declares ours."""
+    return [
         {
             "apiVersion": "eventing.knative.dev/v1alpha1",
             "kind": "RabbitmqBrokerConfig",
@@ -93,6 +92,14 @@ def write_manifests(directory: Path, broker: str, parallelism: int, sink: str, d
                 }
             },
         },
+    ]
+
+
+def write_manifests(directory: Path, broker: str, parallelism: int, sink: str, dead_letters: str) -> None:
+    folder = directory / broker
+    folder.mkdir(parents=True, exist_ok=True)
+    documents = [
+        *broker_documents(broker),
         {
             "apiVersion": "eventing.knative.dev/v1",
             "kind": "Trigger",
@@ -384,28 +391,7 @@ def notifier_run(
     folder.mkdir(parents=True, exist_ok=True)
     trigger_document = notifier_trigger(broker, parallelism, services["notifier"], services["dead-letters"])
     documents = [
-        {
-            "apiVersion": "eventing.knative.dev/v1alpha1",
-            "kind": "RabbitmqBrokerConfig",
-            "metadata": {"name": f"{broker}-config", "namespace": "ripple"},
-            "spec": {"rabbitmqClusterReference": {"name": "ripple-rabbitmq"}, "queueType": "quorum"},
-        },
-        {
-            "apiVersion": "eventing.knative.dev/v1",
-            "kind": "Broker",
-            "metadata": {
-                "name": broker,
-                "namespace": "ripple",
-                "annotations": {"eventing.knative.dev/broker.class": "RabbitMQBroker"},
-            },
-            "spec": {
-                "config": {
-                    "apiVersion": "eventing.knative.dev/v1alpha1",
-                    "kind": "RabbitmqBrokerConfig",
-                    "name": f"{broker}-config",
-                }
-            },
-        },
+        *broker_documents(broker),
         trigger_document,
     ]
     (folder / "broker.yaml").write_text(yaml.safe_dump_all(documents))
