@@ -46,11 +46,12 @@ import requests
 import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
+from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import create_engine, text
 
 from loadtest.measure import free_port, stored_rows
 from ripple_stack.components.functions import knative_functions
-from ripple_stack.rabbitmq.manifest import load_all
+from ripple_stack.rabbitmq.manifest import Broker, Trigger, load_all
 from ripple_stack.rabbitmq.topology import (
     dead_letter_exchange_name,
     dead_letter_queue_name,
@@ -65,6 +66,25 @@ BODY = (
     '{"orderId": "o-%d", "customerId": "c-%d", "items": [{"sku": "s-1", "quantity": 1, '
     '"unitPrice": 9.5}], "amount": 9.5, "currency": "EUR"}'
 )
+
+
+def tear_down(
+    amqp: pika.BlockingConnection,
+    channel: BlockingChannel,
+    broker: Broker,
+    trigger: Trigger,
+    processes: tuple[subprocess.Popen | None, ...],
+) -> None:
+    """Stop a run's private ingress and dispatcher and delete its queues and exchanges."""
+    for process in processes:
+        if process is not None:
+            process.terminate()
+            process.wait(30)
+    for name in (queue_name(trigger), dead_letter_queue_name(trigger)):
+        channel.queue_delete(name)
+    for name in (exchange_name(broker), dead_letter_exchange_name(trigger)):
+        channel.exchange_delete(name)
+    amqp.close()
 
 
 def broker_documents(broker: str) -> list[dict]:
@@ -232,15 +252,7 @@ def broker_run(settings, secrets, engine, services, total: int, clients: int, pa
         overall, steady = wait_rows(engine, source, total - failures, dispatcher, log)
         return ingress_rate, failures, queued, overall, steady
     finally:
-        for process in (ingress, dispatcher):
-            if process is not None:
-                process.terminate()
-                process.wait(30)
-        for name in (queue_name(trigger), dead_letter_queue_name(trigger)):
-            channel.queue_delete(name)
-        for name in (exchange_name(notifications.broker), dead_letter_exchange_name(trigger)):
-            channel.exchange_delete(name)
-        amqp.close()
+        tear_down(amqp, channel, notifications.broker, trigger, (ingress, dispatcher))
         with engine.begin() as connection:
             connection.execute(text("DELETE FROM events WHERE source = :s"), {"s": source})
 
@@ -451,15 +463,7 @@ def notifier_run(
             )
         return trigger.parallelism, lines
     finally:
-        for process in (ingress, dispatcher):
-            if process is not None:
-                process.terminate()
-                process.wait(30)
-        for name in (queue_name(trigger), dead_letter_queue_name(trigger)):
-            channel.queue_delete(name)
-        for name in (exchange_name(notifications.broker), dead_letter_exchange_name(trigger)):
-            channel.exchange_delete(name)
-        amqp.close()
+        tear_down(amqp, channel, notifications.broker, trigger, (ingress, dispatcher))
         with engine.begin() as connection:
             connection.execute(text("DELETE FROM notifications WHERE source = :s"), {"s": source})
             connection.execute(text("DELETE FROM dead_letters WHERE source = :s"), {"s": source})
