@@ -57,6 +57,11 @@ distclean: clean ## clean, and remove the downloads and the Python environment
 status: venv ## the status table (python -m ripple_stack status --json for scripts)
 	@$(STACK) status
 
+## The live dashboard page (infra/local/ripple_dashboard/README.md).
+.PHONY: dashboard-url
+dashboard-url: venv ## the live dashboard's address (open it in a browser)
+	@$(PY) -c 'from ripple_stack.settings import load_settings; print(load_settings().dashboard_url + "/")'
+
 ## make stop-flink, make start-postgres, ...: one component, for failure drills.
 stop-%: venv ## stop one component, e.g. make stop-flink (failure drills)
 	$(STACK) stop $*
@@ -84,7 +89,16 @@ helm: $(HELM) ## helm, built from source with go install (once)
 chart: venv helm ## the Helm chart, assembled from knative/ and infra/, linted and packaged
 	$(PY) infra/helm/build_chart.py --helm $(HELM) $(CHART_ARGS)
 
-test: up lint helm ## the test suite against the real servers (starts the stack first if needed)
+## Debian's chromium and its driver, for the dashboard's browser test (only when missing).
+.PHONY: browser
+browser: ## Debian's chromium and its driver for the dashboard's browser test (only when missing)
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || { \
+		command -v apt-get >/dev/null || { echo "ripple: the browser test needs chromium and chromium-driver: install them and rerun."; exit 2; }; \
+		echo "installing Debian packages chromium chromium-driver (the dashboard's browser test)…"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+
+test: up lint helm browser ## the test suite against the real servers (starts the stack first if needed)
 	$(PY) -m pytest
 
 ## The edge (nginx/): benchmark per limit profile (PROFILES="strict" to pick), cluster ConfigMaps.
@@ -262,3 +276,36 @@ BROKER_EVENTS ?= 5000
 .PHONY: bench-broker
 bench-broker: venv ## events/s into the RabbitMQ Broker's ingress and through one Trigger (BROKER_EVENTS=5000)
 	$(PY) -m loadtest.broker.bench --events $(BROKER_EVENTS) $(BROKER_BENCH_ARGS)
+
+## A real single-node Kubernetes with real Knative Serving, built here from upstream Go modules and
+## run inside a network namespace of its own (infra/cluster/README.md). Not part of `make test`.
+## Needs root, socat, iptables and libseccomp-dev (cluster-prereqs installs the last two).
+CLUSTER := cd infra/cluster && $(abspath $(PY)) -m ripple_cluster
+.PHONY: cluster-prereqs cluster-build cluster-up cluster-down cluster-status cluster-test cluster-conformance
+cluster-prereqs: ## the Debian packages the cluster needs (iptables, conntrack, socat, libseccomp-dev)
+	@command -v iptables >/dev/null && command -v socat >/dev/null && [ -e /usr/include/seccomp.h ] || \
+		$(SUDO) apt-get install -y --no-install-recommends iptables conntrack socat libseccomp-dev
+
+## Build every program the cluster runs from its Go module; skips what is built (cold: see README).
+cluster-build: venv cluster-prereqs ## build every program the cluster runs from its Go module (cold ~16 min)
+	$(CLUSTER) build
+
+## Bring the node up (namespace, control plane, kubelet, CoreDNS, KIngress, Knative Serving).
+cluster-up: cluster-build ## a real Kubernetes + Knative in network namespace ripple-cluster
+	$(CLUSTER) up
+
+## Stop every cluster process and delete its network namespace (state under .ripple/cluster kept).
+cluster-down: venv ## stop the cluster and delete its namespace (state kept)
+	$(CLUSTER) down
+
+## Components, node readiness, pods and idle memory (RSS); `--json` through $(CLUSTER) status --json.
+cluster-status: venv ## the cluster's components, node, pods and idle memory
+	$(CLUSTER) status
+
+## Knative Services Ready through the real webhook and controller, scale to zero, activator hold.
+cluster-test: venv ## tests against the running cluster (not part of make test)
+	$(PY) -m pytest -p no:cacheprovider infra/cluster/tests -v
+
+## knative.dev/networking's ingress conformance suite against ripple's KIngress (about 3 min).
+cluster-conformance: venv ## knative.dev/networking's ingress conformance suite against the KIngress
+	$(CLUSTER) conformance

@@ -1,9 +1,10 @@
 """notifier: e-mails the fraud desk once per flagged order, fed by the notifications Broker.
 
 For each dev.ripple.shop.order.flagged event (other types are acknowledged and ignored) one
-e-mail to FRAUD_DESK_ADDRESS, once per (source, id) however often the event is delivered
-(notifier/notify.py). 503 while PostgreSQL or the SMTP server cannot be reached (the Trigger's
-dispatcher retries, then dead-letters); 422 for an event that can never be e-mailed.
+e-mail to FRAUD_DESK_ADDRESS, once per (source, id) however often the event is delivered: an
+outbox row in notifications, pending before the send and sent after it (notifier/notify.py).
+503 while PostgreSQL or the SMTP server cannot be reached (the Trigger's dispatcher retries, then
+dead-letters); 422 for an event that can never be e-mailed. Metrics: notifier/metrics.py.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import functions_framework
 from cloudevents.http import CloudEvent
 from notifier.config import Config
 from notifier.mail import FLAGGED, PermanentError
-from notifier.notify import notify_once
-from prometheus_client import Counter
+from notifier.metrics import HANDLED
+from notifier.notify import Unrecorded, notify_once
 from sqlalchemy.exc import SQLAlchemyError
 
 from ripple_consumer.database import LazyEngine
@@ -25,9 +26,10 @@ from ripple_settings import or_exit
 
 log = logging.getLogger("notifier")
 CONFIG = or_exit("notifier", Config.from_env)
-HANDLED = Counter("ripple_notifier_events", "Events handled by the notifier", ["outcome"])
 
 engine = LazyEngine(CONFIG)
+# Mails the SMTP server accepted whose `sent` PostgreSQL did not commit (notifier/notify.py).
+unrecorded = Unrecorded(engine)
 
 
 @functions_framework.cloud_event
@@ -36,7 +38,7 @@ def handle(event: CloudEvent) -> None:
         HANDLED.labels("ignored").inc()
         return
     try:
-        sent = notify_once(engine(), event, CONFIG)
+        result = notify_once(engine(), event, CONFIG, unrecorded)
     except PermanentError as error:
         HANDLED.labels("rejected").inc()
         abort_with_problem(422, "unnotifiable-event", "Event cannot be e-mailed", str(error))
@@ -50,4 +52,4 @@ def handle(event: CloudEvent) -> None:
         abort_with_problem(
             503, "database-unavailable", "Database unavailable", "the notification was not recorded"
         )
-    HANDLED.labels("sent" if sent else "duplicate").inc()
+    HANDLED.labels(result.outcome).inc()

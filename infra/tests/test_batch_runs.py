@@ -107,7 +107,9 @@ def test_a_run_pushes_and_prometheus_shows_its_last_result(stack, monkeypatch):
 
 @pytest.mark.integration
 def test_a_dead_letter_replay_pushes_its_counts(stack, monkeypatch):
-    monkeypatch.delenv("RIPPLE_PUSHGATEWAY_URL", raising=False)
+    # replay.py pushes with prometheus-client itself (it runs in the function's image, in a
+    # cluster Job too), where RIPPLE_PUSHGATEWAY_URL says.
+    monkeypatch.setenv("RIPPLE_PUSHGATEWAY_URL", stack.pushgateway_url)
     monkeypatch.setenv("POSTGRES_ADDRESS", f"{stack.settings.host}:{stack.settings.ports['postgres']}")
     monkeypatch.setenv("POSTGRES_PASSWORD", stack.secrets["RIPPLE_POSTGRES_PASSWORD"])
     monkeypatch.chdir(DEAD_LETTERS)

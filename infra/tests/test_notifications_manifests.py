@@ -27,6 +27,8 @@ from knative_standins.broker import manifest
 from knative_standins.broker.ingress import Ingress, serve
 from knative_standins.broker.message import NotACloudEvent, from_message, to_message
 from knative_standins.broker.topology import binding_arguments, exchange_name, queue_arguments, queue_name
+from knative_standins.delivery.policy import backoff_s
+from knative_standins.kafkasource.manifest import load as load_kafkasource
 from ripple_stack.components.brokers import broker_components
 from ripple_stack.settings import REPO_ROOT
 
@@ -78,10 +80,32 @@ def test_the_notifications_broker_and_its_triggers():
     triggers = {t.name: t for t in notifications.triggers}
     assert triggers["notifier"].filters == {"type": "dev.ripple.shop.order.flagged"}
     assert triggers["notifier"].subscriber.ref_name == "notifier"
-    assert triggers["notifier"].parallelism == 4
+    assert triggers["notifier"].parallelism == 64  # sized for the alert rate (triggers.yaml)
     assert triggers["event-store"].filters == {}  # the whole history
     delivery = notifications.delivery_of(triggers["event-store"])  # the Broker's
-    assert delivery.retry == 5 and delivery.dead_letter_sink.ref_name == "dead-letters"
+    assert delivery.retry == 15 and delivery.dead_letter_sink.ref_name == "dead-letters"
+
+
+def waits_before_dead_letter(delivery) -> float:
+    """Seconds a delivery spec waits between its attempts before giving up (attempts' own time aside)."""
+    return sum(backoff_s(delivery, n) for n in range(1, delivery.retry + 1))
+
+
+# The seed's longest failure drill: PostgreSQL stopped for 60 s (loadtest/scenarios, issue 19).
+LONGEST_DRILL_S = 60
+
+
+def test_every_delivery_spec_outlasts_the_longest_drill_twice_and_idles_at_most_15_s():
+    """Issue 19: nothing is dead-lettered during a drill, and nothing waits long once it ends."""
+    (notifications,) = manifest.load_all(manifest.knative_manifests(REPO_ROOT / "knative"))
+    deliveries = {f"Trigger {t.name}": notifications.delivery_of(t) for t in notifications.triggers}
+    for path in sorted((REPO_ROOT / "knative").glob("*/kafkasource.yaml")):
+        deliveries[f"KafkaSource {path.parent.name}"] = load_kafkasource(path).delivery
+    assert len(deliveries) == 4
+    for name, delivery in deliveries.items():
+        assert waits_before_dead_letter(delivery) >= 2 * LONGEST_DRILL_S, name
+        assert backoff_s(delivery, delivery.retry) <= 15, name  # the longest wait after an outage
+        assert delivery.dead_letter_sink is not None, name
 
 
 def test_every_broker_and_trigger_is_a_component_of_the_stack():

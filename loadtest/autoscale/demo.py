@@ -37,6 +37,7 @@ from loadtest.scenarios.stats import (
     timeline,
     verdict,
 )
+from ripple_dashboard.links import dashboard_link, dashboard_live_link
 
 from .analysis import (
     check_back_to_zero,
@@ -118,6 +119,8 @@ def run_demo(
     directory.mkdir(parents=True, exist_ok=True)
     notes: list[str] = [f"mode: {mode}; target {config.target_url}; run id {run_id}"]
 
+    if mode == "local":
+        log.info("watch it live: %s", dashboard_live_link(config.stack, time.time() - 60))
     log.info("waiting until %s are at zero (up to %.0f s)…", ", ".join(CONSUMERS), options.zero_timeout_s)
     instances.start()
     at_zero, waited = wait_for_zero(instances, CONSUMERS, options.zero_timeout_s, say=log.info)
@@ -226,6 +229,9 @@ def run_demo(
         directory / "autoscale.png", rows, ready, desired, delays, t0, phases, f"autoscale demo {run_id}"
     )
     result = verdict(checks)
+    dashboard = dashboard_link(config.stack, t0 - 60, t_end) if mode == "local" else ""
+    if dashboard:
+        log.info("the run on the dashboard: %s", dashboard)
     offered = [
         f"{phase.name}: {summary.accepted_events / phase.duration:.0f} events/s accepted"
         for phase, summary in zip(phases[:2], summaries[:2], strict=True)
@@ -240,6 +246,7 @@ def run_demo(
             "",
             f"**Verdict: {result}**",
             "",
+            *([f"The run on the local dashboard: [{dashboard}]({dashboard})", ""] if dashboard else []),
             "## Phases",
             "",
             phase_table(summaries),

@@ -15,6 +15,14 @@ folder, its own exchange and queue, so the live Triggers are not touched):
 3. the KafkaSource path for comparison: the same N events on a fresh 3-partition topic, then
    `python -m knative_standins.kafkasource` (unordered, like knative/event-store) into the same
    event-store, measured the same way.
+4. the notifications path as it runs (`--notifier-rates`, skipped with `--notifier-rates ""`): a
+   private Broker and a Trigger like knative/notifications/triggers.yaml's `notifier` (its
+   parallelism unless `--notifier-parallelism`, its delivery) into the live notifier function
+   (scaled by knative/notifier/service.yaml's annotations), which mails the stack's mail sink.
+   Flagged-order events, `ce-time` = when sent, are offered at each rate for `--notifier-seconds`;
+   the row reports mails/s while offered, alert -> mail delay p50/p99/max (the event's time to the
+   `sent_at` the notifier records), and dead letters. Then `--notifier-backlog` events queued at
+   once and drained: the most the path sustains. Its rows, dead letters and mails are removed.
 Prints one table with the load average; removes its rows, topic, exchange and queues afterwards.
 """
 
@@ -30,6 +38,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pika
@@ -37,9 +46,10 @@ import requests
 import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
+from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy import create_engine, text
 
-from knative_standins.broker.manifest import load_all
+from knative_standins.broker.manifest import Broker, Trigger, load_all
 from knative_standins.broker.topology import (
     dead_letter_exchange_name,
     dead_letter_queue_name,
@@ -58,10 +68,28 @@ BODY = (
 )
 
 
-def write_manifests(directory: Path, broker: str, parallelism: int, sink: str, dead_letters: str) -> None:
-    folder = directory / broker
-    folder.mkdir(parents=True, exist_ok=True)
-    documents = [
+def tear_down(
+    amqp: pika.BlockingConnection,
+    channel: BlockingChannel,
+    broker: Broker,
+    trigger: Trigger,
+    processes: tuple[subprocess.Popen | None, ...],
+) -> None:
+    """Stop a run's private ingress and dispatcher and delete its queues and exchanges."""
+    for process in processes:
+        if process is not None:
+            process.terminate()
+            process.wait(30)
+    for name in (queue_name(trigger), dead_letter_queue_name(trigger)):
+        channel.queue_delete(name)
+    for name in (exchange_name(broker), dead_letter_exchange_name(trigger)):
+        channel.exchange_delete(name)
+    amqp.close()
+
+
+def broker_documents(broker: str) -> list[dict]:
+    """A private RabbitMQ Broker and its config, as knative/notifications/broker.yaml declares ours."""
+    return [
         {
             "apiVersion": "eventing.knative.dev/v1alpha1",
             "kind": "RabbitmqBrokerConfig",
@@ -84,6 +112,14 @@ def write_manifests(directory: Path, broker: str, parallelism: int, sink: str, d
                 }
             },
         },
+    ]
+
+
+def write_manifests(directory: Path, broker: str, parallelism: int, sink: str, dead_letters: str) -> None:
+    folder = directory / broker
+    folder.mkdir(parents=True, exist_ok=True)
+    documents = [
+        *broker_documents(broker),
         {
             "apiVersion": "eventing.knative.dev/v1",
             "kind": "Trigger",
@@ -219,17 +255,227 @@ def broker_run(settings, secrets, engine, services, total: int, clients: int, pa
         overall, steady = wait_rows(engine, source, total - failures, dispatcher, log)
         return ingress_rate, failures, queued, overall, steady
     finally:
-        for process in (ingress, dispatcher):
-            if process is not None:
-                process.terminate()
-                process.wait(30)
-        for name in (queue_name(trigger), dead_letter_queue_name(trigger)):
-            channel.queue_delete(name)
-        for name in (exchange_name(notifications.broker), dead_letter_exchange_name(trigger)):
-            channel.exchange_delete(name)
-        amqp.close()
+        tear_down(amqp, channel, notifications.broker, trigger, (ingress, dispatcher))
         with engine.begin() as connection:
             connection.execute(text("DELETE FROM events WHERE source = :s"), {"s": source})
+
+
+FLAGGED_BODY = '{"orderId": "o-%d", "amount": 5000, "currency": "EUR", "reason": "amount above 1000"}'
+
+
+def notifier_trigger(broker: str, parallelism: int | None, notifier: str, dead_letters: str) -> dict:
+    """The live manifests' notifier Trigger, renamed for a private Broker, subscriber by URI."""
+    live = yaml.safe_load_all((REPO_ROOT / "knative/notifications/triggers.yaml").read_text())
+    (document,) = [d for d in live if d["metadata"]["name"] == "notifier"]
+    annotations = dict(document["metadata"].get("annotations", {}))
+    if parallelism is not None:
+        annotations["rabbitmq.eventing.knative.dev/parallelism"] = str(parallelism)
+    delivery = dict(document["spec"]["delivery"])
+    delivery["deadLetterSink"] = {"uri": dead_letters}
+    return {
+        "apiVersion": "eventing.knative.dev/v1",
+        "kind": "Trigger",
+        "metadata": {"name": f"{broker}-notifier", "namespace": "ripple", "annotations": annotations},
+        "spec": {
+            "broker": broker,
+            "filter": document["spec"]["filter"],
+            "subscriber": {"uri": notifier},
+            "delivery": delivery,
+        },
+    }
+
+
+def post_paced(
+    url: str, source: str, rate: float | None, seconds: float, first: int, total: int = 0
+) -> tuple[int, int]:
+    """Offer flagged events at `rate`/s for `seconds` (ce-time = when sent): (sent, not 202).
+
+    rate None: `total` events as fast as the ingress confirms them (a backlog)."""
+    total = total if rate is None else max(1, round(rate * seconds))
+    counter = iter(range(first, first + total))
+    lock = threading.Lock()
+    failures = [0]
+    started = time.monotonic()
+
+    def client() -> None:
+        session = requests.Session()
+        while True:
+            with lock:
+                n = next(counter, None)
+            if n is None:
+                return
+            due = started + (n - first) / rate if rate else 0.0
+            if due > time.monotonic():
+                time.sleep(due - time.monotonic())
+            now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            headers = {
+                "ce-specversion": "1.0",
+                "ce-id": f"bench-alert-{n}",
+                "ce-source": source,
+                "ce-type": "dev.ripple.shop.order.flagged",
+                "ce-time": now,
+                "ce-tenant": "bench",
+                "content-type": "application/json",
+            }
+            response = session.post(url, data=FLAGGED_BODY % n, headers=headers, timeout=30)
+            if response.status_code != 202:
+                with lock:
+                    failures[0] += 1
+
+    threads = [threading.Thread(target=client) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return total, failures[0]
+
+
+def notified(engine, source: str) -> int:
+    with engine.connect() as connection:
+        return connection.execute(
+            text("SELECT count(*) FROM notifications WHERE source = :s AND state = 'sent'"), {"s": source}
+        ).scalar_one()
+
+
+def wait_notified(engine, source: str, total: int, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 900
+    while notified(engine, source) < total:
+        if process.poll() is not None:
+            raise SystemExit(f"the dispatcher exited ({process.returncode}); see {log}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gave up after 15 min: {notified(engine, source)}/{total} mailed; see {log}")
+        time.sleep(0.5)
+
+
+def delay_figures(engine, source: str, first: int, last: int) -> dict[str, float]:
+    """Mails/s while offered and alert -> mail delay of events first..last (ids bench-alert-N)."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                "WITH d AS (SELECT sent_at, event_time, extract(epoch FROM sent_at - event_time) AS s"
+                " FROM notifications WHERE source = :s AND state = 'sent'"
+                " AND substring(id FROM 13)::int BETWEEN :a AND :b)"
+                " SELECT count(*) AS mails, extract(epoch FROM max(sent_at) - min(event_time)) AS span,"
+                " percentile_cont(0.5) WITHIN GROUP (ORDER BY s) AS p50,"
+                " percentile_cont(0.99) WITHIN GROUP (ORDER BY s) AS p99, max(s) AS worst,"
+                " (SELECT count(*) FROM dead_letters WHERE source = :s) AS dead FROM d"
+            ),
+            {"s": source, "a": first, "b": last},
+        ).one()
+    return {
+        "mails": row.mails,
+        "rate": row.mails / float(row.span or 1e-9),
+        "p50": float(row.p50 or 0),
+        "p99": float(row.p99 or 0),
+        "max": float(row.worst or 0),
+        "dead": row.dead,
+    }
+
+
+def remove_mails(mail_dir: Path, source: str) -> int:
+    """Delete the mail sink's files of this run's events (the tests scan that folder)."""
+    marker = f"\nX-Ripple-Event-Source: {source}\r\n".encode()
+    removed = 0
+    for path in mail_dir.glob("*.eml"):
+        try:
+            with path.open("rb") as mail:
+                head = mail.read(4096)
+        except FileNotFoundError:
+            continue
+        if marker in head:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def notifier_run(
+    settings,
+    secrets,
+    engine,
+    services,
+    rates: list[float],
+    seconds: float,
+    backlog: int,
+    parallelism: int | None,
+    work: Path,
+) -> tuple[int, list[str]]:
+    """The notifications path into the live notifier: (parallelism used, table rows)."""
+    broker = f"bench-{uuid.uuid4().hex[:6]}"
+    source = f"/bench/{broker}"
+    folder = work / broker
+    folder.mkdir(parents=True, exist_ok=True)
+    trigger_document = notifier_trigger(broker, parallelism, services["notifier"], services["dead-letters"])
+    documents = [
+        *broker_documents(broker),
+        trigger_document,
+    ]
+    (folder / "broker.yaml").write_text(yaml.safe_dump_all(documents))
+    (notifications,) = [n for n in load_all(sorted(folder.glob("*.yaml"))) if n.broker.name == broker]
+    (trigger,) = notifications.triggers
+    amqp = pika.BlockingConnection(pika.URLParameters(settings.amqp_url(secrets["RIPPLE_RABBITMQ_PASSWORD"])))
+    channel = amqp.channel()
+    declare_trigger(channel, notifications.broker, trigger)
+    log = settings.log_dir / "bench-broker.log"
+    port = free_port()
+    command = ["knative_standins.broker"]
+    ingress = start([*command, "ingress", broker, "--manifests", str(work), "--port", str(port)], log)
+    dispatcher = None
+    lines = []
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", ingress, log)
+        dispatch = [*command, "dispatch", broker, trigger.name, "--manifests", str(work)]
+        dispatcher = start([*dispatch, "--metrics-port", str(free_port())], log)
+        url = f"http://127.0.0.1:{port}/"
+        first = 0
+        # Warm-up: the notifier may be at zero; its cold start is not the steady rate.
+        sent, failures = post_paced(url, source, 20, 1, first)
+        wait_notified(engine, source, sent - failures, dispatcher, log)
+        first += sent
+        for rate in rates:
+            sent, failures = post_paced(url, source, rate, seconds, first)
+            wait_notified(engine, source, first + sent - failures, dispatcher, log)
+            figures = delay_figures(engine, source, first, first + sent - 1)
+            lines.append(
+                f"| Trigger -> notifier -> SMTP, {rate:g} alerts/s offered for {seconds:g} s, parallelism "
+                f"{trigger.parallelism} | {figures['rate']:,.0f} | delay p50 {figures['p50']:.2f} s, "
+                f"p99 {figures['p99']:.2f} s, max {figures['max']:.2f} s | {failures} not 202; "
+                f"{figures['dead']} dead letters |"
+            )
+            first += sent
+        if backlog:
+            queued_at = first
+            dispatcher.terminate()
+            dispatcher.wait(30)
+            sent, failures = post_all_flagged(url, source, backlog, queued_at)
+            dispatcher = start([*dispatch, "--metrics-port", str(free_port())], log)
+            started = time.monotonic()
+            marks: dict[float, float] = {}
+            while (count := notified(engine, source) - queued_at) < sent - failures:
+                if time.monotonic() - started > 900:
+                    raise SystemExit(f"gave up draining the backlog; see {log}")
+                for fraction in (0.1, 0.9):
+                    if fraction not in marks and count >= fraction * (sent - failures):
+                        marks[fraction] = time.monotonic()
+                time.sleep(0.2)
+            overall = (sent - failures) / (time.monotonic() - started)
+            steady = 0.8 * (sent - failures) / ((marks.get(0.9, 0) - marks.get(0.1, 0)) or 1e-9)
+            lines.append(
+                f"| Trigger -> notifier -> SMTP, {backlog} queued alerts drained, parallelism "
+                f"{trigger.parallelism} | {overall:,.0f} | steady (10-90 %) {steady:,.0f}/s | "
+                f"{failures} not 202 |"
+            )
+        return trigger.parallelism, lines
+    finally:
+        tear_down(amqp, channel, notifications.broker, trigger, (ingress, dispatcher))
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM notifications WHERE source = :s"), {"s": source})
+            connection.execute(text("DELETE FROM dead_letters WHERE source = :s"), {"s": source})
+        remove_mails(settings.mail_dir, source)
+
+
+def post_all_flagged(url: str, source: str, total: int, first: int) -> tuple[int, int]:
+    """Queue `total` flagged events as fast as the ingress confirms them: (sent, not 202)."""
+    return post_paced(url, source, None, 0, first, total)
 
 
 def kafkasource_run(settings, engine, services, total: int, work: Path) -> tuple[float, float]:
@@ -306,6 +552,19 @@ def main() -> int:
         "--parallelism", default="4,16", help="Trigger parallelism values to run, comma-separated"
     )
     parser.add_argument("--skip-kafkasource", action="store_true")
+    parser.add_argument(
+        "--notifier-rates",
+        default="115,250",
+        help="alerts/s offered to the notifications path, comma-separated ('' skips it)",
+    )
+    parser.add_argument("--notifier-seconds", type=float, default=30, help="seconds each rate is offered")
+    parser.add_argument(
+        "--notifier-backlog", type=int, default=3000, help="alerts queued, then drained (0: none)"
+    )
+    parser.add_argument(
+        "--notifier-parallelism", type=int, default=None, help="default: the notifier Trigger's annotation"
+    )
+    parser.add_argument("--skip-event-store", action="store_true", help="only the notifications path")
     arguments = parser.parse_args()
     # Ctrl-C or kill: unwind, so the private processes, queues, topic and rows are removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -316,7 +575,9 @@ def main() -> int:
     lines = []
     with tempfile.TemporaryDirectory(prefix="ripple-bench-broker-") as folder:
         work = Path(folder)
-        for parallelism in [int(p) for p in arguments.parallelism.split(",")]:
+        for parallelism in (
+            [] if arguments.skip_event_store else [int(p) for p in arguments.parallelism.split(",")]
+        ):
             ingress_rate, failures, queued, overall, steady = broker_run(
                 settings, secrets, engine, services, arguments.events, arguments.clients, parallelism, work
             )
@@ -328,7 +589,21 @@ def main() -> int:
                 f"| Trigger -> event-store -> PostgreSQL, parallelism {parallelism} "
                 f"| {overall:,.0f} | {steady:,.0f} | |"
             )
-        if not arguments.skip_kafkasource:
+        rates = [float(r) for r in arguments.notifier_rates.split(",") if r.strip()]
+        if rates or arguments.notifier_backlog:
+            _, notifier_lines = notifier_run(
+                settings,
+                secrets,
+                engine,
+                services,
+                rates,
+                arguments.notifier_seconds,
+                arguments.notifier_backlog,
+                arguments.notifier_parallelism,
+                work,
+            )
+            lines.extend(notifier_lines)
+        if not arguments.skip_kafkasource and not arguments.skip_event_store:
             overall, steady = kafkasource_run(settings, engine, services, arguments.events, work)
             lines.append(
                 f"| KafkaSource (unordered) -> event-store -> PostgreSQL "

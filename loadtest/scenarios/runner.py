@@ -21,6 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from ripple_dashboard.links import dashboard_link, dashboard_live_link
+
 from .config import LoadConfig
 from .driver import LoadDriver, Mix
 from .faults import ComponentDown, Fault, PostgresSlow, uninterruptible
@@ -354,6 +356,7 @@ def _start(name: str, config: LoadConfig, options: Options) -> Drill:
         scenario.fault(config, options),
     )
     log.info("%s: run id %s, load %s req/s to %s", name, run_id, options.rate, config.target_url)
+    log.info("%s: watch it live: %s", name, dashboard_live_link(config.stack, time.time() - 60))
     drill.run.flink_before = _safe(flink.state)
     drill.totals_before = _safe(database.tenant_totals)
     drill.mark = drill.t0 = time.time()
@@ -465,7 +468,11 @@ def _report(
     )
     shaded = [p for p in run.phases if p.name in (scenario.failure_label, "restoring")]
     plot_timeline(directory / "timeline.png", rows_timeline, drill.t0, shaded, f"{name}: {scenario.title}")
-    intro = f"{scenario.what}. Started {datetime.fromtimestamp(drill.t0, UTC):%Y-%m-%d %H:%M:%S} UTC."
+    dashboard = dashboard_link(drill.config.stack, drill.t0 - 60, drill.t_end + 30)
+    intro = (
+        f"{scenario.what}. Started {datetime.fromtimestamp(drill.t0, UTC):%Y-%m-%d %H:%M:%S} UTC. "
+        f"The run on the local dashboard: [{dashboard}]({dashboard})."
+    )
     markdown = render_markdown(
         f"Scenario {name}: {scenario.title}",
         intro,
@@ -486,6 +493,7 @@ def _report(
             *([reasons_table(dict(driver.reasons)), ""] if driver.reasons else []),
             f"verdict: {verdict(checks, backlog_left)}",
             f"report: {directory / 'report.md'}",
+            f"dashboard: {dashboard}",
         ]
     )
     return directory, summary

@@ -114,3 +114,51 @@ def test_dead_letter_is_stored_once_and_replayed_without_error_extensions(
     assert not any(h.startswith("ce-knativeerror") for h in received[0])
     assert replay.main(["--source", source, "--to", url]) == 0  # already replayed: nothing sent
     assert len(received) == 1
+
+
+def flagged_dead_letter(source: str) -> CloudEvent:
+    event = dead_letter(source)
+    event["type"] = "dev.ripple.shop.order.flagged"
+    return event
+
+
+def test_replay_skips_what_was_already_mailed_unless_told(client, database, sink, environment, capsys):
+    """Issue 19: a flagged order already `sent` in notifications is listed as handled and not
+    sent again; a `pending` one and one never recorded are replayed; --include-handled sends all."""
+    url, received = sink
+    source = f"/test/dead-letters/{uuid.uuid4()}"
+    mailed, pending, unknown = (flagged_dead_letter(source) for _ in range(3))
+    for event in (mailed, pending, unknown):
+        assert post(client, event).status_code == 200
+    with database.begin() as connection:
+        for event, state in ((mailed, "sent"), (pending, "pending")):
+            connection.execute(
+                text(
+                    "INSERT INTO notifications (source, id, order_id, recipient, message_id, state,"
+                    " attempts, sent_at) VALUES (:s, :i, 'o-1', 'desk@test.invalid', '<m@test>', :state,"
+                    " 1, CASE WHEN :state = 'sent' THEN now() END)"
+                ),
+                {"s": source, "i": event["id"], "state": state},
+            )
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "dead_letters_replay_handled", FUNCTION_DIR / "replay.py"
+        )
+        replay = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(replay)
+        capsys.readouterr()
+        assert replay.main(["--source", source, "--to", url, "--dry-run"]) == 0
+        listed = capsys.readouterr().out
+        assert f"{source}/{mailed['id']}" in listed.split("already handled downstream, skipped:")[1]
+        assert "already mailed (notifications: sent at" in listed
+        assert "notification pending after 1 attempt(s)" in listed
+        assert received == []  # a dry run sends nothing
+        assert replay.main(["--source", source, "--to", url]) == 0
+        assert sorted(r["ce-id"] for r in received) == sorted([pending["id"], unknown["id"]])
+        assert "1 skipped (already handled)" in capsys.readouterr().out
+        # Told otherwise, the operator gets the handled one sent too (the others were replayed).
+        assert replay.main(["--source", source, "--to", url, "--include-handled"]) == 0
+        assert sorted(r["ce-id"] for r in received) == sorted([pending["id"], unknown["id"], mailed["id"]])
+    finally:
+        with database.begin() as connection:
+            connection.execute(text("DELETE FROM notifications WHERE source = :s"), {"s": source})

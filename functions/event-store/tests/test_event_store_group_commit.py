@@ -20,7 +20,11 @@ from ripple_consumer.http import create_app
 pytestmark = pytest.mark.integration
 
 FUNCTION_DIR = Path(__file__).resolve().parents[1]
-METRICS = ("ripple_event_store_events_total", "ripple_event_store_batch_rows")
+METRICS = (
+    "ripple_event_store_events_total",
+    "ripple_event_store_batch_rows",
+    "ripple_event_store_delay_seconds",
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +45,7 @@ def app(stack):
     # The other test modules load main.py again: free the names of its metrics for them.
     REGISTRY.unregister(app.function_module.STORED)
     REGISTRY.unregister(app.function_module.BATCH_ROWS)
+    REGISTRY.unregister(app.function_module.DELAY)
     patch.undo()
 
 

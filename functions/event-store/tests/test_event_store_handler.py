@@ -124,3 +124,4 @@ def test_probes_and_metrics(client):
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
     assert b"ripple_event_store_events_total" in metrics.content
+    assert b"ripple_event_store_delay_seconds_bucket" in metrics.content  # the dashboard's event -> row delay

@@ -210,3 +210,18 @@ def test_openapi_header_pattern_is_the_binding_grammar():
 
     encoded_text_matches_when_it_is_a_string()
     what_matches_decodes()
+
+
+# A trailing newline passes the schema's pattern in Python (`$` matches before it): the code check.
+@pytest.mark.parametrize("value", ["gs\u001d", "c1\u0084", "tab\tend", "trailing\n"])
+def test_a_partition_key_with_a_control_character_is_refused(value):
+    """The key's value becomes the partitionkey attribute, which every receiver behind Kafka
+    (the dead-letter sink too) refuses: accepted, it blocked its KafkaSource partition for good."""
+    body = json.dumps(ORDER | {"orderId": value}).encode()
+    incoming = events.parse_request(binary(), body, 500)
+    entries = events.resolve_types(incoming, load_catalog())
+    with pytest.raises(Problem) as caught:
+        events.validate_data(incoming, entries)
+    assert caught.value.status == 422
+    [error] = caught.value.extra["errors"]  # one error: the schema's or the code's
+    assert error["path"] == "/data/orderId"

@@ -9,6 +9,7 @@
 | SMTP_STARTTLS | false | true: STARTTLS before sending (a relay outside the cluster) |
 | SMTP_USERNAME / SMTP_PASSWORD | (none) | login, when the server wants one (from a Secret) |
 | SMTP_TIMEOUT_S | 10 | an SMTP server that does not answer in time fails the request with 503 |
+| SMTP_IDLE_S | 30 | a kept-open SMTP connection idle longer than this is reopened (notifier/smtp.py) |
 | POSTGRES_* / DB_* | see ripple_consumer.database | the notifications table |
 """
 
@@ -33,6 +34,7 @@ class Config(DatabaseConfig):
     smtp_username: str | None
     smtp_password: str | None
     smtp_timeout_s: float
+    smtp_idle_s: float
 
     MANIFEST = "knative/notifier/service.yaml"
 
@@ -61,4 +63,5 @@ class Config(DatabaseConfig):
             smtp_username=env.get("SMTP_USERNAME") or None,
             smtp_password=env.get("SMTP_PASSWORD") or None,
             smtp_timeout_s=env_number(env, "SMTP_TIMEOUT_S", 10, minimum=1),
+            smtp_idle_s=env_number(env, "SMTP_IDLE_S", 30, minimum=0),
         )

@@ -1,6 +1,7 @@
 """notifier against the real PostgreSQL and the stack's mail sink (a real SMTP server): one mail
-per flagged event however often it arrives, 503 while SMTP is down (and nothing recorded), 422
-for an event that can never be e-mailed, other types acknowledged and ignored."""
+per flagged event however often it arrives, 503 while SMTP is down (the outbox row stays
+pending), 422 for an event that can never be e-mailed, other types acknowledged and ignored.
+The send/commit window with PostgreSQL stopped: test_notifier_notify.py."""
 
 from __future__ import annotations
 
@@ -85,6 +86,14 @@ def recorded(database, event_id: str) -> int:
         ).scalar_one()
 
 
+def state(database, event_id: str) -> str | None:
+    with database.connect() as connection:
+        return connection.execute(
+            text("SELECT state FROM notifications WHERE source = '/test/notifier' AND id = :i"),
+            {"i": event_id},
+        ).scalar_one_or_none()
+
+
 def test_a_flagged_order_is_mailed_once_however_often_it_arrives(client, stack, database):
     event = flagged()
     for _ in range(3):
@@ -94,9 +103,10 @@ def test_a_flagged_order_is_mailed_once_however_often_it_arrives(client, stack, 
     assert mail["Subject"] == "Flagged order acme/o-1: 5000 EUR"
     assert "amount above 1000" in mail.get_payload()
     assert recorded(database, event["id"]) == 1
+    assert state(database, event["id"]) == "sent"
 
 
-def test_smtp_down_is_a_retryable_503_and_records_nothing(client, stack, database, monkeypatch):
+def test_smtp_down_is_a_retryable_503_and_leaves_the_row_pending(client, stack, database, monkeypatch):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         unused = probe.getsockname()[1]
@@ -107,10 +117,11 @@ def test_smtp_down_is_a_retryable_503_and_records_nothing(client, stack, databas
     assert response.status_code == 503
     assert response.content_type == "application/problem+json"
     assert json.loads(response.data)["type"] == "https://ripple.dev/problems/smtp-unavailable"
-    assert recorded(database, event["id"]) == 0
+    assert state(database, event["id"]) == "pending"  # recorded before the send, never sent
     monkeypatch.undo()
     assert post(client, event).status_code == 200  # the retry, with SMTP back
     assert len(mails(stack, event["id"])) == 1
+    assert state(database, event["id"]) == "sent"
 
 
 def test_an_event_without_an_order_is_refused_for_good(client, stack):

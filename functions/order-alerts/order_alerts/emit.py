@@ -63,9 +63,10 @@ class AlertPublisher:
         """
         message = to_binary(event)
         key = message.key.encode() if isinstance(message.key, str) else message.key
-        future = self._get().send(
-            self.config.topic, key=key, value=message.value, headers=list(message.headers.items())
-        )
+        # The SDK moves partitionkey into the record key only; keep it as a header too, as the
+        # gateway does, so the KafkaSource delivers the same attributes as the Broker does.
+        headers = [*message.headers.items(), ("ce_partitionkey", key)]
+        future = self._get().send(self.config.topic, key=key, value=message.value, headers=headers)
         future.get(timeout=self.config.ack_timeout_s)
         if self.broker_url:
             self._to_broker(event)

@@ -102,6 +102,8 @@ def test_order_above_threshold_raises_one_alert_even_when_redelivered(client, da
     assert headers["ce_type"] == "dev.ripple.shop.order.flagged"
     assert headers["ce_id"] == rows[0].alert_id
     assert headers["ce_tenant"] == "acme"
+    # As a header too (the SDK moves it into the key only): the KafkaSource delivers it to event-store.
+    assert headers["ce_partitionkey"] == records[0].key.decode() == f"acme/{order_id}"
     assert b'"threshold": 1000.0' in records[0].value
 
 

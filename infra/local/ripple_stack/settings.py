@@ -49,6 +49,8 @@ PORTS: dict[str, tuple[str, int]] = {
     # serving_admin + its index; its instances listen on serving_instances + 32 x index + n.
     "serving_admin": ("RIPPLE_SERVING_ADMIN_PORT", 18700),
     "serving_instances": ("RIPPLE_SERVING_INSTANCE_PORT", 18720),
+    # The local dashboard page (ripple_dashboard): the Grafana dashboard JSON drawn live.
+    "dashboard": ("RIPPLE_DASHBOARD_PORT", 19300),
 }
 
 # Secrets the stack needs. Taken from the environment when set; otherwise generated once
@@ -136,6 +138,10 @@ class Settings:
     @property
     def prometheus_url(self) -> str:
         return f"http://{self.host}:{self.ports['prometheus']}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.host}:{self.ports['dashboard']}"
 
     @property
     def pushgateway_url(self) -> str:

@@ -103,7 +103,8 @@ class TriggerDispatcher:
         self.parallelism = trigger.parallelism
         # Main queue and dead-letter queue each have `parallelism` messages in flight at most.
         self.pool = ThreadPoolExecutor(max_workers=2 * self.parallelism, thread_name_prefix="deliver")
-        self.in_flight = 0
+        self.in_flight = 0  # of the current session's connection (_counted)
+        self._counted: BlockingConnection | None = None
         self._lock = threading.Lock()
         self.stop = threading.Event()
 
@@ -185,13 +186,19 @@ class TriggerDispatcher:
             except AMQP_FAILURES as error:  # the connection is gone: RabbitMQ redelivers
                 log.warning("could not settle a message: %r", error)
             finally:
-                with self._lock:
-                    self.in_flight -= 1
+                self._settled(connection)
 
         try:
             connection.add_callback_threadsafe(run)
         except AMQP_FAILURES:
-            with self._lock:
+            self._settled(connection)
+
+    def _settled(self, connection: BlockingConnection) -> None:
+        """One message of `connection` is done. A lost session's count was dropped with it: a
+        callback queued on a connection that then closed never runs, and must not leave the
+        count (ripple_trigger_in_flight) stuck above zero."""
+        with self._lock:
+            if connection is self._counted:
                 self.in_flight -= 1
 
     # --- the connection's thread ----------------------------------------------------------
@@ -214,6 +221,8 @@ class TriggerDispatcher:
 
     def _session(self) -> None:
         connection = pika.BlockingConnection(self.parameters)
+        with self._lock:  # the previous session's unsettled messages are RabbitMQ's again
+            self._counted, self.in_flight = connection, 0
         try:
             channel = connection.channel()
             declare_trigger(channel, self.broker, self.trigger)

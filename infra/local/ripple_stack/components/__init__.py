@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..component import Component
 from .brokers import broker_components
+from .dashboard import Dashboard
 from .flink import Flink
 from .functions import knative_functions
 from .kafka import Kafka
@@ -35,4 +36,6 @@ def all_components() -> list[Component]:
     # Prometheus scrapes every other component, itself included.
     prometheus = Prometheus(components)
     components.append(prometheus)
+    # The dashboard page reads Prometheus, so it is shown after it.
+    components.append(Dashboard())
     return components

@@ -98,3 +98,31 @@ def test_the_dead_letter_carries_the_knative_error_extensions():
     assert dead["knativeerrordest"] == "http://subscriber.invalid/"
     assert dead["knativeerrorcode"] == "503"
     assert base64.b64decode(dead["knativeerrordata"]) == b'{"title":"nope"}'
+
+
+class LostConnection:
+    """A pika connection that accepted a settle callback and closed before running it."""
+
+    def add_callback_threadsafe(self, callback) -> None:
+        pass
+
+
+class LiveConnection:
+    def add_callback_threadsafe(self, callback) -> None:
+        callback()
+
+
+def test_a_lost_sessions_unsettled_messages_do_not_stay_in_flight(dispatcher):
+    """ripple_trigger_in_flight (and the tests' "settled" checks) must not stay above zero
+    after RabbitMQ went away with a settle callback queued: the new session counts afresh."""
+    lost, live = LostConnection(), LiveConnection()
+    dispatcher._counted = lost
+    dispatcher._submit(lambda: None)
+    dispatcher._hand_back(lost, lambda: None)  # queued, never run: the connection closed
+    assert dispatcher.in_flight == 1
+    dispatcher._counted, dispatcher.in_flight = live, 0  # what _session does on reconnecting
+    dispatcher._submit(lambda: None)
+    dispatcher._hand_back(lost, lambda: None)  # a late worker of the lost session
+    assert dispatcher.in_flight == 1
+    dispatcher._hand_back(live, lambda: None)
+    assert dispatcher.in_flight == 0

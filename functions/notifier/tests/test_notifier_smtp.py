@@ -1,0 +1,59 @@
+"""notifier/smtp.py against the stack's mail sink (a real SMTP server): kept-open connections
+are reused, and one the server dropped meanwhile is reopened without losing the mail."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+FUNCTION_DIR = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(FUNCTION_DIR))
+
+from notifier import smtp  # noqa: E402
+from notifier.config import Config  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def config(stack) -> Config:
+    return Config.from_env(
+        {
+            "POSTGRES_PASSWORD": "unused",
+            "FRAUD_DESK_ADDRESS": "desk@test.invalid",
+            "SMTP_SERVER": f"{stack.settings.host}:{stack.settings.ports['mail_sink']}",
+        }
+    )
+
+
+def mail(marker: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = "ripple-notifier@ripple.invalid"
+    message["To"] = "desk@test.invalid"
+    message["Subject"] = "smtp test"
+    message["X-Ripple-Event-Id"] = marker
+    message.set_content("kept-open connection test\n")
+    return message
+
+
+def delivered(stack, marker: str) -> int:
+    header = f"\nX-Ripple-Event-Id: {marker}\r\n".encode()
+    return sum(header in p.read_bytes()[:4096] for p in Path(stack.settings.mail_dir).glob("*.eml"))
+
+
+def test_one_connection_carries_many_mails_and_a_dropped_one_is_reopened(stack, config):
+    markers = [f"smtp-{uuid.uuid4()}" for _ in range(4)]
+    smtp.send(mail(markers[0]), config)
+    kept = smtp._local.client
+    smtp.send(mail(markers[1]), config)
+    assert smtp._local.client is kept  # reused
+    stack.stop("mail-sink")  # the server goes away: the kept connection is dead
+    stack.start("mail-sink")
+    smtp.send(mail(markers[2]), config)
+    assert smtp._local.client is not kept  # reopened, and the mail went through
+    smtp.send(mail(markers[3]), config)
+    assert [delivered(stack, m) for m in markers] == [1, 1, 1, 1]
