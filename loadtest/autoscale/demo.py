@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from loadtest.scenarios.shop import Event, Shop, TokenSource, new_run_id
 from loadtest.scenarios.stats import (
     Check,
     Phase,
+    PhaseSummary,
     check_stored_once,
     phase_table,
     summarize,
@@ -40,6 +42,8 @@ from loadtest.scenarios.stats import (
 from ripple_dashboard.links import dashboard_link, dashboard_live_link
 
 from .analysis import (
+    ColdStart,
+    Series,
     check_back_to_zero,
     check_cold_starts_ready,
     check_scaled,
@@ -104,6 +108,103 @@ def delivery_delays(dsn: str, source: str) -> list[tuple[float, float]]:
         return [(float(at), float(delay)) for at, delay in cursor.fetchall()]
 
 
+@dataclass
+class Demo:
+    """One demo run's moving parts: the load, the probes, the instance reader and the phase clock.
+
+    Like the scenarios' Drill: `steps()` is the run as a table, `run_demo` walks it, and what
+    follows (checks, notes, report) reads the phases it left.
+    """
+
+    config: LoadConfig
+    options: DemoOptions
+    instances: InstanceReader
+    mode: str
+    run_id: str
+    shop: BatchShop
+    driver: LoadDriver
+    probes: list[Probe]
+    database: Database | None
+    notes: list[str] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
+    mark: float = 0.0
+    drained: bool = False
+    back_at_zero: bool = False
+    waited_after: float = 0.0
+
+    def phase(self, name: str | None) -> None:
+        """Close the phase that began at the last mark; None: the phase goes on."""
+        if name is None:
+            return
+        now = time.time()
+        self.phases.append(Phase(name, self.mark, now))
+        self.mark = now
+
+    def start_step(self) -> None:
+        options = self.options
+        log.info("step: %.1f req/s x %d events for %.0f s", options.step_rate, options.batch, options.step_s)
+        self.mark = time.time()
+        self.driver.start()
+
+    def start_spike(self) -> None:
+        options = self.options
+        log.info(
+            "spike: %.1f req/s x %d events for %.0f s", options.spike_rate, options.batch, options.spike_s
+        )
+        self.driver.set_rate(options.spike_rate)
+
+    def stop_load(self) -> None:
+        self.driver.set_rate(0)
+        self.driver.stop()
+
+    def drain(self) -> None:
+        """Wait until every accepted event is stored (nothing to wait for without a database)."""
+        self.drained = self.database is None
+        if self.database is None:
+            return
+        timeout_s = self.options.drain_timeout_s
+        log.info("load stopped; waiting until every accepted event is stored (up to %.0f s)…", timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            stored, _ = self.database.stored_ids()
+            if self.driver.accepted <= stored:
+                self.drained = True
+                return
+            time.sleep(2)
+
+    def wait_back_at_zero(self) -> None:
+        timeout_s = self.options.zero_timeout_s
+        log.info("waiting until %s are back at zero (up to %.0f s)…", ", ".join(CONSUMERS), timeout_s)
+        self.back_at_zero, self.waited_after = wait_for_zero(
+            self.instances, CONSUMERS, timeout_s, say=log.info
+        )
+
+    def steps(self) -> list[tuple[Callable[[], None], float, str | None]]:
+        """The run as a table: (what to do, how long to wait afterwards, the phase it closes)."""
+        options = self.options
+        return [
+            (self.start_step, options.step_s, "step"),
+            (self.start_spike, options.spike_s, None),
+            (self.stop_load, 0.0, "spike"),
+            (self.drain, 0.0, "drain"),
+            (self.wait_back_at_zero, 6.0, "to zero"),  # 6 s: one more scrape of the zero
+        ]
+
+    @property
+    def t0(self) -> float:
+        return self.phases[0].start
+
+    @property
+    def t_end(self) -> float:
+        return self.phases[-1].end
+
+    def stop(self) -> None:
+        self.driver.stop()
+        for probe in self.probes:
+            probe.stop()
+        self.instances.stop()
+
+
 def run_demo(
     config: LoadConfig,
     options: DemoOptions,
@@ -113,12 +214,33 @@ def run_demo(
     kafka_bootstrap: str | None,
     mode: str,
 ) -> tuple[Path, str]:
+    demo = _start(config, options, instances, postgres_dsn, kafka_bootstrap, mode)
+    try:
+        for action, wait_s, phase_name in demo.steps():
+            action()
+            time.sleep(wait_s)
+            demo.phase(phase_name)
+    finally:
+        demo.stop()
+    ready, desired = instances.series(demo.t0 - 10, demo.t_end)
+    starts = read_cold_starts(cold_start_log, demo.t0 - 5, demo.t_end) if cold_start_log else []
+    delays = delivery_delays(postgres_dsn, demo.shop.source) if postgres_dsn else []
+    checks = _checks(demo, ready, starts)
+    return _report(demo, checks, ready, desired, starts, delays)
+
+
+def _start(
+    config: LoadConfig,
+    options: DemoOptions,
+    instances: InstanceReader,
+    postgres_dsn: str | None,
+    kafka_bootstrap: str | None,
+    mode: str,
+) -> Demo:
+    """Wait for the consumers at zero, then start the probes; the load is built but not started."""
     run_id = new_run_id("as")
     shop = BatchShop(run_id, options.batch)
-    directory = config.reports_dir / f"autoscale-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    directory.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = [f"mode: {mode}; target {config.target_url}; run id {run_id}"]
-
+    notes = [f"mode: {mode}; target {config.target_url}; run id {run_id}"]
     if mode == "local":
         log.info("watch it live: %s", dashboard_live_link(config.stack, time.time() - 60))
     log.info("waiting until %s are at zero (up to %.0f s)…", ", ".join(CONSUMERS), options.zero_timeout_s)
@@ -129,7 +251,6 @@ def run_demo(
         if at_zero
         else f"consumers were NOT at zero after {waited:.0f} s (someone else's traffic?); the run went on"
     )
-
     probes: list[Probe] = []
     if kafka_bootstrap:
         probes.append(Probe("kafka", KafkaLag(kafka_bootstrap)))
@@ -138,70 +259,27 @@ def run_demo(
         probes.append(Probe("postgres", Database(postgres_dsn, shop.source, run_id)))
     for probe in probes:
         probe.start()
-
     tokens = TokenSource(config.token_url, config.client_id, config.client_secret)
     driver = LoadDriver(
         config.target_url, tokens, shop, rate=options.step_rate, workers=options.workers,
         mix=Mix(pageview=0, order=0, payment=0, batch=1),
     )  # fmt: skip
-    t0 = time.time()
-    log.info("step: %.1f req/s x %d events for %.0f s", options.step_rate, options.batch, options.step_s)
-    driver.start()
-    time.sleep(options.step_s)
-    t_spike = time.time()
-    log.info("spike: %.1f req/s x %d events for %.0f s", options.spike_rate, options.batch, options.spike_s)
-    driver.set_rate(options.spike_rate)
-    time.sleep(options.spike_s)
-    driver.set_rate(0)
-    driver.stop()
-    t_load_end = time.time()
+    return Demo(config, options, instances, mode, run_id, shop, driver, probes, database, notes)
 
-    drained = database is None
-    if database is not None:
-        log.info(
-            "load stopped; waiting until every accepted event is stored (up to %.0f s)…",
-            options.drain_timeout_s,
-        )
-        deadline = time.monotonic() + options.drain_timeout_s
-        while time.monotonic() < deadline:
-            stored, _ = database.stored_ids()
-            if driver.accepted <= stored:
-                drained = True
-                break
-            time.sleep(2)
-    t_drained = time.time()
-    log.info(
-        "waiting until %s are back at zero (up to %.0f s)…", ", ".join(CONSUMERS), options.zero_timeout_s
-    )
-    back, waited_after = wait_for_zero(instances, CONSUMERS, options.zero_timeout_s, say=log.info)
-    t_end = time.time() + 6  # one more scrape of the zero
-    time.sleep(6)
-    for probe in probes:
-        probe.stop()
-    instances.stop()
 
-    ready, desired = instances.series(t0 - 10, t_end)
-    phases = [
-        Phase("step", t0, t_spike),
-        Phase("spike", t_spike, t_load_end),
-        Phase("drain", t_load_end, t_drained),
-        Phase("to zero", t_drained, t_end),
-    ]
-    samples = [sample for probe in probes for sample in probe.samples]
-    outcomes = driver.snapshot()
-    starts = read_cold_starts(cold_start_log, t0 - 5, t_end) if cold_start_log else []
-    delays = delivery_delays(postgres_dsn, shop.source) if postgres_dsn else []
-    p50, p99 = latency_summary([delay for _, delay in delays])
-
+def _checks(demo: Demo, ready: dict[str, Series], starts: list[ColdStart]) -> list[Check]:
+    """Every check of the run; adds the notes that explain a failed or skipped one."""
+    t0, t_end = demo.t0, demo.t_end
+    load_end = demo.phases[1].end
+    t_drained = demo.phases[2].end
     checks: list[Check] = []
-    if database is not None:
-        stored, rows = database.stored_ids()
-        checks += check_stored_once(driver.accepted, driver.sent, stored, rows)
-        database.close()
+    if demo.database is not None:
+        stored, rows = demo.database.stored_ids()
+        checks += check_stored_once(demo.driver.accepted, demo.driver.sent, stored, rows)
+        demo.database.close()
     else:
         checks.append(info("every 202 event stored", "not checked: no --postgres-dsn"))
-    busy = Phase("load", t0, t_load_end)
-    checks += check_scaled(ready, busy, ("gateway", *CONSUMERS))
+    checks += check_scaled(ready, Phase("load", t0, load_end), ("gateway", *CONSUMERS))
     for function, series in sorted(ready.items()):
         limit = max_scale_of(function)
         top = peak(series, Phase("all", t0 - 10, t_end))
@@ -216,28 +294,61 @@ def run_demo(
     checks += check_back_to_zero(ready, t_drained, CONSUMERS)
     if starts:
         checks.append(check_cold_starts_ready(starts))
-    elif mode == "cluster":
-        notes.append("cold starts: Knative logs none as events; see the activator's request latencies")
-    if not drained:
-        notes.append("the drain timed out: some accepted events were not stored yet (see the checks)")
-    if not back:
-        notes.append(f"not every consumer was back at zero {waited_after:.0f} s after the drain")
+    elif demo.mode == "cluster":
+        demo.notes.append("cold starts: Knative logs none as events; see the activator's request latencies")
+    if not demo.drained:
+        demo.notes.append("the drain timed out: some accepted events were not stored yet (see the checks)")
+    if not demo.back_at_zero:
+        demo.notes.append(f"not every consumer was back at zero {demo.waited_after:.0f} s after the drain")
+    return checks
 
-    rows = timeline(outcomes, samples, t0, t_end)
+
+def _report(
+    demo: Demo,
+    checks: list[Check],
+    ready: dict[str, Series],
+    desired: dict[str, Series],
+    starts: list[ColdStart],
+    delays: list[tuple[float, float]],
+) -> tuple[Path, str]:
+    """report.md and autoscale.png in a new directory under the reports folder; the verdict."""
+    config, run_id, phases, t0 = demo.config, demo.run_id, demo.phases, demo.t0
+    directory = config.reports_dir / f"autoscale-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    directory.mkdir(parents=True, exist_ok=True)
+    samples = [sample for probe in demo.probes for sample in probe.samples]
+    outcomes = demo.driver.snapshot()
+    rows = timeline(outcomes, samples, t0, demo.t_end)
     summaries = [summarize(phase, outcomes, samples) for phase in phases]
     plot_demo(
         directory / "autoscale.png", rows, ready, desired, delays, t0, phases, f"autoscale demo {run_id}"
     )
     result = verdict(checks)
-    dashboard = dashboard_link(config.stack, t0 - 60, t_end) if mode == "local" else ""
+    dashboard = dashboard_link(config.stack, t0 - 60, demo.t_end) if demo.mode == "local" else ""
     if dashboard:
         log.info("the run on the dashboard: %s", dashboard)
+    markdown = _markdown(demo, checks, summaries, ready, starts, delays, result, dashboard)
+    (directory / "report.md").write_text(markdown)
+    return directory, result
+
+
+def _markdown(
+    demo: Demo,
+    checks: list[Check],
+    summaries: list[PhaseSummary],
+    ready: dict[str, Series],
+    starts: list[ColdStart],
+    delays: list[tuple[float, float]],
+    result: str,
+    dashboard: str,
+) -> str:
+    config, options, run_id, phases = demo.config, demo.options, demo.run_id, demo.phases
     offered = [
         f"{phase.name}: {summary.accepted_events / phase.duration:.0f} events/s accepted"
         for phase, summary in zip(phases[:2], summaries[:2], strict=True)
         if phase.duration
     ]
-    markdown = "\n".join(
+    p50, p99 = latency_summary([delay for _, delay in delays])
+    return "\n".join(
         [
             f"# Autoscale demo {run_id}",
             "",
@@ -261,7 +372,7 @@ def run_demo(
             "",
             cold_start_summary(starts),
             "",
-            cold_start_table(starts, t0),
+            cold_start_table(starts, demo.t0),
             "",
             "## Event -> stored row",
             "",
@@ -274,7 +385,7 @@ def run_demo(
             "",
             "## Notes",
             "",
-            *(f"- {note}" for note in notes),
+            *(f"- {note}" for note in demo.notes),
             "",
             "## Timeline",
             "",
@@ -286,5 +397,3 @@ def run_demo(
             "",
         ]
     )
-    (directory / "report.md").write_text(markdown)
-    return directory, result

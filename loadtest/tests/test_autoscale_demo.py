@@ -1,0 +1,99 @@
+"""The autoscale demo's run as a table of phases, walked with fakes: no stack, no waiting.
+
+Checks the phases come out in order and back to back, the report is written with the checks
+the run earned, and the load's rates follow the table (step, then spike, then none).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loadtest.autoscale import demo as demo_module
+from loadtest.autoscale.demo import DemoOptions, run_demo
+from loadtest.autoscale.observe import InstanceReader
+from loadtest.scenarios.config import LoadConfig
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeInstances(InstanceReader):
+    """At zero before and after; one event-store instance while the load ran."""
+
+    def current(self) -> dict[str, float]:
+        return {"event-store": 0.0, "order-alerts": 0.0}
+
+    def series(self, t0, t_end):
+        ready = {"event-store": [(t0, 0.0), (t0 + 20, 1.0), (t_end - 5, 0.0)], "gateway": [(t0 + 20, 1.0)]}
+        return ready, {}
+
+
+class FakeDriver:
+    def __init__(self, *args, rate: float, **kwargs) -> None:
+        self.rates = [rate]
+        self.accepted: set[str] = set()
+        self.sent: set[str] = set()
+        self.workers = kwargs["workers"]
+
+    def start(self) -> None:
+        self.rates.append("start")
+
+    def set_rate(self, rate: float) -> None:
+        self.rates.append(rate)
+
+    def stop(self) -> None:
+        self.rates.append("stop")
+
+    def snapshot(self) -> list:
+        return []
+
+
+@pytest.fixture
+def walked(monkeypatch, tmp_path: Path):
+    clock = FakeClock()
+    for name in ("time", "monotonic", "sleep"):
+        monkeypatch.setattr(demo_module.time, name, getattr(clock, name))
+    drivers: list[FakeDriver] = []
+
+    def driver(*args, **kwargs) -> FakeDriver:
+        drivers.append(FakeDriver(*args, **kwargs))
+        return drivers[-1]
+
+    monkeypatch.setattr(demo_module, "LoadDriver", driver)
+    monkeypatch.setattr(demo_module, "TokenSource", lambda *args: None)
+    config = LoadConfig(None, "http://edge/", "http://token/", "c", "s", "p", tmp_path)  # type: ignore[arg-type]
+    options = DemoOptions(step_s=60, spike_s=30)
+    directory, result = run_demo(config, options, FakeInstances(), None, None, None, mode="cluster")
+    return directory, result, drivers[0], options
+
+
+def test_the_phases_follow_the_table_back_to_back(walked):
+    directory, result, driver, options = walked
+    assert driver.rates == [options.step_rate, "start", options.spike_rate, 0, "stop", "stop"]
+    report = (directory / "report.md").read_text()
+    for name in ("step", "spike", "drain", "to zero"):
+        assert f"| {name} |" in report
+    assert (directory / "autoscale.png").exists()
+
+
+def test_the_report_carries_the_checks_the_run_earned(walked):
+    directory, result, _, _ = walked
+    report = (directory / "report.md").read_text()
+    assert "every 202 event stored" in report and "not checked: no --postgres-dsn" in report
+    assert "event-store scaled up under load" in report
+    assert "event-store back at zero" in report
+    assert "cold starts: Knative logs none as events" in report
+    assert result in ("PASS", "FAIL")
