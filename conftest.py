@@ -1,14 +1,24 @@
-"""Fixtures shared by every test: the live local stack (integration tests only)."""
+"""Fixtures shared by every test: the live local stack (integration tests only).
+
+Beside the stack: `database` (an engine on its PostgreSQL), `http_sink` (a plain HTTP server that
+records what is posted to it) and `LiveStack.function_environment` (a function's folder with its
+database settings pointing at the stack), which the function, stand-in and round-trip tests all
+need alike.
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from keycloak import KeycloakOpenID
 
 from ripple_stack.secrets import load_secrets
@@ -65,6 +75,26 @@ class LiveStack:
         """SQLAlchemy URL of the ripple database, password included."""
         return self.settings.postgres_url(self.secrets["RIPPLE_POSTGRES_PASSWORD"])
 
+    @property
+    def postgres_env(self) -> dict[str, str]:
+        """The variables a consumer function reads to reach the stack's PostgreSQL."""
+        return {
+            "POSTGRES_ADDRESS": f"{self.settings.host}:{self.settings.ports['postgres']}",
+            "POSTGRES_PASSWORD": self.secrets["RIPPLE_POSTGRES_PASSWORD"],
+        }
+
+    @contextmanager
+    def function_environment(self, function_dir: Path, **extra: str) -> Iterator[None]:
+        """In a function's folder, with `postgres_env` and `extra` set, for the with-block."""
+        patch = pytest.MonkeyPatch()
+        for name, value in {**self.postgres_env, **extra}.items():
+            patch.setenv(name, value)
+        patch.chdir(function_dir)
+        try:
+            yield
+        finally:
+            patch.undo()
+
     def stop(self, component: str) -> None:
         self._stack.stop(component)
 
@@ -117,3 +147,38 @@ def stack() -> LiveStack:
     if not all(row.ready for row in live.status()):
         subprocess.run([sys.executable, "-m", "ripple_stack", "up"], check=True)
     return LiveStack(settings=settings, secrets=load_secrets(settings), _stack=live)
+
+
+@pytest.fixture(scope="module")
+def database(stack: LiveStack) -> Iterator[sa.Engine]:
+    """An engine on the stack's ripple database (pre-ping: a test may restart PostgreSQL)."""
+    engine = sa.create_engine(stack.postgres_url, pool_pre_ping=True)
+    yield engine
+    engine.dispose()
+
+
+Posted = tuple[list[tuple[str, str]], bytes]
+
+
+@pytest.fixture(scope="module")
+def http_sink() -> Iterator[tuple[str, list[Posted]]]:
+    """A plain HTTP server on 127.0.0.1 answering 202: its URL and what was posted to it,
+    as (lower-cased header pairs, body). Module-scoped: clear the list where a test counts."""
+    received: list[Posted] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            received.append(([(k.lower(), v) for k, v in self.headers.items()], body))
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/", received
+    server.shutdown()
+    server.server_close()

@@ -32,13 +32,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -126,13 +124,6 @@ ISSUE_TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def database(stack) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(stack.postgres_url, pool_pre_ping=True)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
 def tenant_user(stack, database) -> Iterator[tuple[str, Callable[[], str]]]:
     """(tenant, token()) of a temporary Keycloak user whose `tenant` attribute is non-ASCII."""
     tenant = f"prop-{uuid.uuid4().hex[:6]} Caf\u00e9 \u00b7 \u6771\u4eac \U0001f600 %41"
@@ -169,29 +160,6 @@ def tenant_user(stack, database) -> Iterator[tuple[str, Callable[[], str]]]:
             connection.execute(sa.text("DELETE FROM agg_product_sales WHERE tenant = :t"), {"t": tenant})
             connection.execute(sa.text("DELETE FROM agg_tenant_totals WHERE tenant = :t"), {"t": tenant})
             connection.execute(sa.text("DELETE FROM agg_events_per_minute WHERE tenant = :t"), {"t": tenant})
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[tuple[str, list[tuple[list[tuple[str, str]], bytes]]]]:
-    """A plain HTTP server on 127.0.0.1 recording what replay.py sends: (headers, body)."""
-    received: list[tuple[list[tuple[str, str]], bytes]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            received.append(([(k.lower(), v) for k, v in self.headers.items()], body))
-            self.send_response(202)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", received
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -325,7 +293,7 @@ def _wait(what: str, ready: Callable[[], bool], strict: bool = True) -> None:
 @example(texts=ISSUE_TEXTS)
 @given(texts=TEXTS)
 def test_every_attribute_arrives_byte_for_byte_everywhere(
-    stack, database, tenant_user, receiver, dead_letters_url, texts
+    stack, database, tenant_user, http_sink, dead_letters_url, texts
 ):
     tenant, token = tenant_user
     # Hypothesis does not show the drawn texts next to these fixtures; a failure's stderr does.
@@ -498,16 +466,12 @@ def test_every_attribute_arrives_byte_for_byte_everywhere(
             assert row.extensions == extensions | errors
             assert (row.error_dest, row.error_code) == (errors["knativeerrordest"], "500")
             assert row.error_data == base64.b64decode(errors["knativeerrordata"]).decode()
-        url, received = receiver
+        url, received = http_sink
         received.clear()
         replayed = subprocess.run(
             [sys.executable, "replay.py", "--dest", marker, "--to", url],
             cwd=DEAD_LETTERS_DIR,
-            env={
-                **os.environ,
-                "POSTGRES_ADDRESS": f"{stack.settings.host}:{stack.settings.ports['postgres']}",
-                "POSTGRES_PASSWORD": stack.secrets["RIPPLE_POSTGRES_PASSWORD"],
-            },
+            env={**os.environ, **stack.postgres_env},
             capture_output=True,
             text=True,
             timeout=120,

@@ -81,7 +81,7 @@ def walked(monkeypatch, tmp_path: Path):
 
 
 def test_the_phases_follow_the_table_back_to_back(walked):
-    directory, result, driver, options = walked
+    directory, _, driver, options = walked
     assert driver.rates == [options.step_rate, "start", options.spike_rate, 0, "stop", "stop"]
     report = (directory / "report.md").read_text()
     for name in ("step", "spike", "drain", "to zero"):

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from ripple_consumer.http import create_app
 
@@ -24,12 +22,8 @@ FUNCTION_DIR = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def environment(stack):
-    patch = pytest.MonkeyPatch()
-    patch.setenv("POSTGRES_ADDRESS", f"{stack.settings.host}:{stack.settings.ports['postgres']}")
-    patch.setenv("POSTGRES_PASSWORD", stack.secrets["RIPPLE_POSTGRES_PASSWORD"])
-    patch.chdir(FUNCTION_DIR)
-    yield
-    patch.undo()
+    with stack.function_environment(FUNCTION_DIR):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -38,33 +32,16 @@ def client(environment):
     return app.test_client()
 
 
-@pytest.fixture(scope="module")
-def database(stack):
-    engine = create_engine(stack.postgres_url)
-    yield engine
-    engine.dispose()
-
-
 @pytest.fixture
-def sink():
-    received: list[dict[str, str]] = []
+def sink(http_sink):
+    """The shared sink's URL and what was posted to it since this test began."""
+    url, posted = http_sink
+    posted.clear()
+    return url, posted
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            received.append({k.lower(): v for k, v in self.headers.items()})
-            self.send_response(202)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/", received
-    server.shutdown()
-    server.server_close()
+def headers_of(posted) -> list[dict[str, str]]:
+    return [dict(headers) for headers, _ in posted]
 
 
 def dead_letter(source: str) -> CloudEvent:
@@ -109,9 +86,10 @@ def test_dead_letter_is_stored_once_and_replayed_without_error_extensions(
     spec.loader.exec_module(replay)
     assert replay.main(["--source", source, "--to", url]) == 0
     assert len(received) == 1
-    assert received[0]["ce-id"] == event["id"]
-    assert received[0]["ce-tenant"] == "acme"
-    assert not any(h.startswith("ce-knativeerror") for h in received[0])
+    (sent,) = headers_of(received)
+    assert sent["ce-id"] == event["id"]
+    assert sent["ce-tenant"] == "acme"
+    assert not any(h.startswith("ce-knativeerror") for h in sent)
     assert replay.main(["--source", source, "--to", url]) == 0  # already replayed: nothing sent
     assert len(received) == 1
 
@@ -154,11 +132,13 @@ def test_replay_skips_what_was_already_mailed_unless_told(client, database, sink
         assert "notification pending after 1 attempt(s)" in listed
         assert received == []  # a dry run sends nothing
         assert replay.main(["--source", source, "--to", url]) == 0
-        assert sorted(r["ce-id"] for r in received) == sorted([pending["id"], unknown["id"]])
+        assert sorted(r["ce-id"] for r in headers_of(received)) == sorted([pending["id"], unknown["id"]])
         assert "1 skipped (already handled)" in capsys.readouterr().out
         # Told otherwise, the operator gets the handled one sent too (the others were replayed).
         assert replay.main(["--source", source, "--to", url, "--include-handled"]) == 0
-        assert sorted(r["ce-id"] for r in received) == sorted([pending["id"], unknown["id"], mailed["id"]])
+        assert sorted(r["ce-id"] for r in headers_of(received)) == sorted(
+            [pending["id"], unknown["id"], mailed["id"]]
+        )
     finally:
         with database.begin() as connection:
             connection.execute(text("DELETE FROM notifications WHERE source = :s"), {"s": source})

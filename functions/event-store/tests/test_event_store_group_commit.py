@@ -29,24 +29,20 @@ METRICS = (
 
 @pytest.fixture(scope="module")
 def app(stack):
-    patch = pytest.MonkeyPatch()
-    patch.setenv("POSTGRES_ADDRESS", f"{stack.settings.host}:{stack.settings.ports['postgres']}")
-    patch.setenv("POSTGRES_PASSWORD", stack.secrets["RIPPLE_POSTGRES_PASSWORD"])
-    patch.chdir(FUNCTION_DIR)
-    for name in METRICS:  # main.py was loaded by another test module first
-        loaded = REGISTRY._names_to_collectors.get(name)
-        if loaded is not None:
-            REGISTRY.unregister(loaded)
-    app = create_app(str(FUNCTION_DIR / "main.py"))
-    app.function_module = sys.modules["main"]
-    with TestClient(app) as client:  # one event loop, as in the function's server
-        app.client = client
-        yield app
-    # The other test modules load main.py again: free the names of its metrics for them.
-    REGISTRY.unregister(app.function_module.STORED)
-    REGISTRY.unregister(app.function_module.BATCH_ROWS)
-    REGISTRY.unregister(app.function_module.DELAY)
-    patch.undo()
+    with stack.function_environment(FUNCTION_DIR):
+        for name in METRICS:  # main.py was loaded by another test module first
+            loaded = REGISTRY._names_to_collectors.get(name)
+            if loaded is not None:
+                REGISTRY.unregister(loaded)
+        app = create_app(str(FUNCTION_DIR / "main.py"))
+        app.function_module = sys.modules["main"]
+        with TestClient(app) as client:  # one event loop, as in the function's server
+            app.client = client
+            yield app
+        # The other test modules load main.py again: free the names of its metrics for them.
+        REGISTRY.unregister(app.function_module.STORED)
+        REGISTRY.unregister(app.function_module.BATCH_ROWS)
+        REGISTRY.unregister(app.function_module.DELAY)
 
 
 def event(source: str, data: object) -> CloudEvent:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from ripple_consumer.database import LazyEngine
@@ -23,24 +23,13 @@ FUNCTION_DIR = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def client(stack):
-    patch = pytest.MonkeyPatch()
-    patch.setenv("POSTGRES_ADDRESS", f"{stack.settings.host}:{stack.settings.ports['postgres']}")
-    patch.setenv("POSTGRES_PASSWORD", stack.secrets["RIPPLE_POSTGRES_PASSWORD"])
-    patch.chdir(FUNCTION_DIR)
-    app = create_app(str(FUNCTION_DIR / "main.py"))
-    # One event loop for the module's requests, as the function has in its server.
-    with TestClient(app) as client:
-        # functions-framework registers the source as module "main"; keep ours (other functions' too).
-        client.function_module = sys.modules["main"]
-        yield client
-    patch.undo()
-
-
-@pytest.fixture(scope="module")
-def database(stack):
-    engine = create_engine(stack.postgres_url)
-    yield engine
-    engine.dispose()
+    with stack.function_environment(FUNCTION_DIR):
+        app = create_app(str(FUNCTION_DIR / "main.py"))
+        # One event loop for the module's requests, as the function has in its server.
+        with TestClient(app) as client:
+            # functions-framework registers the source as module "main"; keep ours (other functions' too).
+            client.function_module = sys.modules["main"]
+            yield client
 
 
 def event(data: object = None, **attributes: str) -> CloudEvent:

@@ -17,6 +17,16 @@ PAYMENT_TYPE = "dev.ripple.shop.payment.captured"
 READ_BACK_LIMIT_S = 30.0
 
 
+# The smallest valid order.placed data, for the unit tests of parsing and interop.
+ORDER = {
+    "orderId": "o-1",
+    "customerId": "c-1",
+    "items": [{"sku": "s", "quantity": 1, "unitPrice": 2}],
+    "amount": 2,
+    "currency": "EUR",
+}
+
+
 def new_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4()}"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from gateway_testkit import ORDER
 
 from ripple_auth import Problem
 from ripple_events import load_catalog
@@ -15,13 +16,6 @@ from ripple_events.catalog import CatalogError, parse_catalog
 from ripple_gateway import events
 
 REPO = Path(__file__).resolve().parents[3]
-ORDER = {
-    "orderId": "o-1",
-    "customerId": "c-1",
-    "items": [{"sku": "s", "quantity": 1, "unitPrice": 2}],
-    "amount": 2,
-    "currency": "EUR",
-}
 
 
 def binary(**extra: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
+from gateway_testkit import ORDER, ORDER_TYPE
 from werkzeug.datastructures import Headers
 
 from ripple_auth import Problem
@@ -21,14 +22,6 @@ from ripple_events import load_catalog
 from ripple_gateway import events
 
 OPENAPI = Path(__file__).resolve().parents[1] / "openapi.yaml"
-ORDER_TYPE = "dev.ripple.shop.order.placed"
-ORDER = {
-    "orderId": "o-1",
-    "customerId": "c-1",
-    "items": [{"sku": "s", "quantity": 1, "unitPrice": 2}],
-    "amount": 2,
-    "currency": "EUR",
-}
 BINARY = {"ce-specversion": "1.0", "ce-id": "e-1", "ce-source": "/s", "ce-type": ORDER_TYPE}
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from ripple_consumer.http import create_app
 
@@ -27,25 +27,15 @@ FUNCTION_DIR = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def client(stack):
-    patch = pytest.MonkeyPatch()
-    patch.setenv("POSTGRES_ADDRESS", f"{stack.settings.host}:{stack.settings.ports['postgres']}")
-    patch.setenv("POSTGRES_PASSWORD", stack.secrets["RIPPLE_POSTGRES_PASSWORD"])
-    patch.setenv("FRAUD_DESK_ADDRESS", "desk@test.invalid")
-    patch.setenv("SMTP_SERVER", f"{stack.settings.host}:{stack.settings.ports['mail_sink']}")
-    patch.chdir(FUNCTION_DIR)
-    app = create_app(str(FUNCTION_DIR / "main.py"))
-    client = app.test_client()
-    # functions-framework registers the source as module "main"; keep ours (other functions' too).
-    client.function_module = sys.modules["main"]
-    yield client
-    patch.undo()
-
-
-@pytest.fixture(scope="module")
-def database(stack):
-    engine = create_engine(stack.postgres_url, pool_pre_ping=True)
-    yield engine
-    engine.dispose()
+    mail_sink = f"{stack.settings.host}:{stack.settings.ports['mail_sink']}"
+    with stack.function_environment(
+        FUNCTION_DIR, FRAUD_DESK_ADDRESS="desk@test.invalid", SMTP_SERVER=mail_sink
+    ):
+        app = create_app(str(FUNCTION_DIR / "main.py"))
+        client = app.test_client()
+        # functions-framework registers the source as module "main"; keep ours (other functions' too).
+        client.function_module = sys.modules["main"]
+        yield client
 
 
 def flagged(data: object = None, event_type: str = "dev.ripple.shop.order.flagged") -> CloudEvent:

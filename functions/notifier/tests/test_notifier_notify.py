@@ -75,8 +75,7 @@ def test_unrecorded_remembers_an_acceptance_until_it_is_discarded():
 def config(stack) -> Config:
     return Config.from_env(
         {
-            "POSTGRES_ADDRESS": f"{stack.settings.host}:{stack.settings.ports['postgres']}",
-            "POSTGRES_PASSWORD": stack.secrets["RIPPLE_POSTGRES_PASSWORD"],
+            **stack.postgres_env,
             "FRAUD_DESK_ADDRESS": "desk@test.invalid",
             "SMTP_SERVER": f"{stack.settings.host}:{stack.settings.ports['mail_sink']}",
             "DB_CONNECT_TIMEOUT_S": "2",

@@ -11,7 +11,7 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from ripple_consumer.http import create_app
@@ -33,23 +33,12 @@ def alert_topic(stack):
 
 @pytest.fixture(scope="module")
 def client(stack, alert_topic):
-    patch = pytest.MonkeyPatch()
-    patch.setenv("POSTGRES_ADDRESS", f"{stack.settings.host}:{stack.settings.ports['postgres']}")
-    patch.setenv("POSTGRES_PASSWORD", stack.secrets["RIPPLE_POSTGRES_PASSWORD"])
-    patch.setenv("KAFKA_BOOTSTRAP_SERVERS", stack.kafka_bootstrap)
-    patch.setenv("ALERT_TOPIC", alert_topic)
-    patch.setenv("ALERT_THRESHOLD", "1000")
-    patch.chdir(FUNCTION_DIR)
-    with TestClient(create_app(str(FUNCTION_DIR / "main.py"))) as client:
+    kafka = {"KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap, "ALERT_TOPIC": alert_topic}
+    with (
+        stack.function_environment(FUNCTION_DIR, **kafka, ALERT_THRESHOLD="1000"),
+        TestClient(create_app(str(FUNCTION_DIR / "main.py"))) as client,
+    ):
         yield client
-    patch.undo()
-
-
-@pytest.fixture(scope="module")
-def database(stack):
-    engine = create_engine(stack.postgres_url)
-    yield engine
-    engine.dispose()
 
 
 def order(order_id: str, amount: float, **data: object) -> CloudEvent:

@@ -34,7 +34,7 @@ import yaml
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from knative_standins.broker import manifest
@@ -87,13 +87,6 @@ def patiently(read: Callable[[], T]) -> T:
 @pytest.fixture(scope="module")
 def ingress_url(stack) -> str:
     return f"http://{stack.settings.host}:{stack.settings.ports['broker_ingress']}/"
-
-
-@pytest.fixture(scope="module")
-def database(stack):
-    engine = create_engine(stack.postgres_url, pool_pre_ping=True)
-    yield engine
-    engine.dispose()
 
 
 def post(url: str, event: CloudEvent) -> tuple[int, str, bytes]:

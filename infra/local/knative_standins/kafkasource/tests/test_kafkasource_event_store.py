@@ -19,7 +19,7 @@ from kafkasource_helpers import (
     wait_until,
     write_manifest,
 )
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from ripple_stack.components.functions import knative_functions
@@ -29,13 +29,6 @@ pytestmark = pytest.mark.integration
 
 def function_url(stack, name: str) -> str:
     return next(f.url(stack.settings) for f in knative_functions() if f.name == name) + "/"
-
-
-@pytest.fixture(scope="module")
-def database(stack):
-    engine = create_engine(stack.postgres_url, pool_pre_ping=True)
-    yield engine
-    engine.dispose()
 
 
 def stored(database, source: str) -> tuple[int, int]:
@@ -128,9 +121,20 @@ def test_event_posted_through_the_gateway_is_stored_exactly_once(stack, database
         pytest.skip("the gateway (GET /readyz on the gateway port) is not ready")
     # A dispatcher of its own from the end of the orders topic, so a backlog other tests left for
     # the stack's kafkasource-event-store does not decide how long this waits.
+    dispatcher = event_store_dispatcher(stack, tmp_path, "ripple.shop.orders")
+    try:
+        dispatcher.wait_until_positioned(3)
+        check_gateway_event_stored_once(stack, database)
+    finally:
+        dispatcher.stop()
+
+
+def event_store_dispatcher(stack, tmp_path, topic: str, **extra) -> DispatcherProcess:
+    """A started dispatcher of its own to event-store from the topic's end, dead letters to
+    dead-letters, patient enough to outlast an outage: 0.4 + 0.8 + ... + 12.8 s before giving up."""
     manifest = write_manifest(
         tmp_path,
-        "ripple.shop.orders",
+        topic,
         function_url(stack, "event-store"),
         dead_letter_uri=function_url(stack, "dead-letters"),
         ordering="unordered",
@@ -138,13 +142,9 @@ def test_event_posted_through_the_gateway_is_stored_exactly_once(stack, database
         retry=10,
         backoff_policy="exponential",
         backoff_delay="PT0.2S",
+        **extra,
     )
-    dispatcher = DispatcherProcess(manifest, tmp_path / "dispatcher.log").start()
-    try:
-        dispatcher.wait_until_positioned(3)
-        check_gateway_event_stored_once(stack, database)
-    finally:
-        dispatcher.stop()
+    return DispatcherProcess(manifest, tmp_path / "dispatcher.log").start()
 
 
 def check_gateway_event_stored_once(stack, database) -> None:
@@ -180,21 +180,8 @@ def test_postgres_down_backlog_waits_in_kafka_then_drains_exactly_once(stack, da
         )
     gateway_ids: list[str] = []
     with temporary_topic(stack.kafka_bootstrap) as topic:
-        manifest = write_manifest(
-            tmp_path,
-            topic,
-            function_url(stack, "event-store"),
-            dead_letter_uri=function_url(stack, "dead-letters"),
-            ordering="unordered",
-            # The gateway writes orders to the shared topic: read it too, from its end.
-            extra_topics=("ripple.shop.orders",),
-            initial_offset="latest",
-            # Enough patience to outlast the outage: 0.4 + 0.8 + ... + 12.8 s before giving up.
-            retry=10,
-            backoff_policy="exponential",
-            backoff_delay="PT0.2S",
-        )
-        dispatcher = DispatcherProcess(manifest, tmp_path / "dispatcher.log").start()
+        # The gateway writes orders to the shared topic: read it too, from its end.
+        dispatcher = event_store_dispatcher(stack, tmp_path, topic, extra_topics=("ripple.shop.orders",))
         try:
             dispatcher.wait_until_positioned(6)
             produce(
