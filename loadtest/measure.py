@@ -119,6 +119,7 @@ def function_cpu_seconds(port: int) -> tuple[float, float] | None:
 
 
 def free_port() -> int:
+    """A TCP port nothing listens on now (the kernel's pick), for a private server or a dead address."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

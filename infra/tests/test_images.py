@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import uuid
@@ -28,6 +27,7 @@ import yaml
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
+from loadtest.measure import free_port
 from ripple_delivery.build import build_images, image_specs
 from ripple_delivery.config import ImageConfig, ImageError, load_config
 from ripple_delivery.podman import engine, inspect_image, podman_available
@@ -59,12 +59,6 @@ def manifest(name: str) -> dict:
 
 def environment(stack, name: str) -> dict[str, str]:
     return manifest_environment(REPO_ROOT / "knative" / name / "service.yaml", stack.settings, stack.secrets)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # --- the checks themselves (pure logic) ------------------------------------------------------

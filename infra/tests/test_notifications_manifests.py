@@ -10,7 +10,7 @@ answers 503 problem+json when RabbitMQ cannot be reached.
 from __future__ import annotations
 
 import json
-import socket
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -29,8 +29,12 @@ from knative_standins.broker.message import NotACloudEvent, from_message, to_mes
 from knative_standins.broker.topology import binding_arguments, exchange_name, queue_arguments, queue_name
 from knative_standins.delivery.policy import backoff_s
 from knative_standins.kafkasource.manifest import load as load_kafkasource
+from loadtest.measure import free_port
 from ripple_stack.components.brokers import broker_components
 from ripple_stack.settings import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "infra" / "local" / "knative_standins" / "broker" / "tests"))
+from broker_testkit import BROKER, load
 
 NOTIFICATIONS = REPO_ROOT / "knative" / "notifications"
 FILES = [*sorted(NOTIFICATIONS.glob("*.yaml")), REPO_ROOT / "infra" / "rabbitmq" / "cluster.yaml"]
@@ -115,17 +119,6 @@ def test_every_broker_and_trigger_is_a_component_of_the_stack():
     assert all(c.start_tier == 2 for c in dispatchers)
 
 
-BROKER = """
-apiVersion: eventing.knative.dev/v1alpha1
-kind: RabbitmqBrokerConfig
-metadata: {name: c, namespace: ns}
-spec: {rabbitmqClusterReference: {name: r}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {name: b, namespace: ns, annotations: {eventing.knative.dev/broker.class: RabbitMQBroker}}
-spec: {config: {apiVersion: eventing.knative.dev/v1alpha1, kind: RabbitmqBrokerConfig, name: c}}
-"""
 TRIGGER = """
 ---
 apiVersion: eventing.knative.dev/v1
@@ -165,16 +158,12 @@ spec:
     ],
 )
 def test_the_model_refuses_what_it_would_ignore(tmp_path, text, complaint):
-    path = tmp_path / "broker.yaml"
-    path.write_text(text)
     with pytest.raises(manifest.ManifestError, match=complaint):
-        manifest.load_all([path])
+        load(tmp_path, text)
 
 
 def test_defaults_follow_eventing_rabbitmq(tmp_path):
-    path = tmp_path / "broker.yaml"
-    path.write_text(BROKER + TRIGGER)
-    (notifications,) = manifest.load_all([path])
+    notifications = load(tmp_path, BROKER + TRIGGER)
     (trigger,) = notifications.triggers
     assert trigger.parallelism == 1 and trigger.filters == {}
     assert notifications.broker.config.queue_type == "quorum"
@@ -183,9 +172,7 @@ def test_defaults_follow_eventing_rabbitmq(tmp_path):
 
 
 def test_filters_become_headers_bindings_matching_all_attributes(tmp_path):
-    path = tmp_path / "broker.yaml"
-    path.write_text(BROKER + TRIGGER + "  filter: {attributes: {type: a.b, source: /s}}\n")
-    (notifications,) = manifest.load_all([path])
+    notifications = load(tmp_path, BROKER + TRIGGER + "  filter: {attributes: {type: a.b, source: /s}}\n")
     (trigger,) = notifications.triggers
     assert binding_arguments(trigger) == {
         "x-match": "all",
@@ -227,19 +214,11 @@ def test_a_message_without_the_required_attributes_is_not_an_event():
         from_message({"specversion": "1.0"}, b"")
 
 
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def ingress_without_rabbitmq(tmp_path):
-    path = tmp_path / "broker.yaml"
-    path.write_text(BROKER)
-    (notifications,) = manifest.load_all([path])
+    notifications = load(tmp_path, BROKER)
     # Nothing listens on this port: RabbitMQ is "down".
-    ingress = Ingress(notifications.broker, f"amqp://u:p@127.0.0.1:{unused_port()}/%2F", CollectorRegistry())
+    ingress = Ingress(notifications.broker, f"amqp://u:p@127.0.0.1:{free_port()}/%2F", CollectorRegistry())
     server = serve(ingress, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

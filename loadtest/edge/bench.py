@@ -27,14 +27,13 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from keycloak import KeycloakOpenID
 
-from loadtest.measure import http_status, percentile
+from loadtest.measure import free_port, http_status, percentile
 from ripple_stack.components import nginx as edge
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import load_settings
@@ -46,12 +45,6 @@ GREEDY_DELAY_MS = int(os.environ.get("EDGE_BENCH_GREEDY_DELAY_MS", "2"))
 FAIR_DELAY_MS = int(os.environ.get("EDGE_BENCH_FAIR_DELAY_MS", "120"))
 ADDRESSES = {"greedy": "198.51.100.1", "fair": "198.51.100.2", "fair-alone": "198.51.100.3"}
 RESULT = re.compile(r"^EDGE_RESULT (.*)$", re.MULTILINE)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wrk(url: str, label: str, token: str, address: str, connections: int, delay_ms: int) -> subprocess.Popen:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from loadtest.measure import free_port
 from ripple_stack.components import nginx as edge
 from ripple_stack.components.functions import knative_functions
 
@@ -34,12 +35,6 @@ PROBLEM = "application/problem+json"
 # Rates per minute: a test that takes less than a minute sees exactly rate-burst arithmetic.
 GENEROUS = {"RATE_PER_ADDRESS": "6000r/m", "BURST_PER_ADDRESS": "100", "DELAY_PER_ADDRESS": "nodelay"}
 GENEROUS_CLIENT = {"RATE_PER_CLIENT": "6000r/m", "BURST_PER_CLIENT": "100", "DELAY_PER_CLIENT": "nodelay"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

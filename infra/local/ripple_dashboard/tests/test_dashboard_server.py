@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import requests
+
+from loadtest.measure import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -63,12 +64,6 @@ def test_queries_reach_prometheus_with_variables_replaced_and_errors_passed_back
     expected = requests.get(f"{stack.prometheus_url}/api/v1/query", params={"query": broken}, timeout=10)
     assert (answer.status_code, answer.json()) == (expected.status_code, expected.json())
     assert answer.json()["status"] == "error"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_without_prometheus_or_uplot_the_answers_say_what_to_do(

@@ -10,23 +10,14 @@ import base64
 from pathlib import Path
 
 import pytest
+from broker_testkit import BROKER, load
 from cloudevents.http import CloudEvent
 
-from knative_standins.broker import manifest
 from knative_standins.broker.dispatcher import Outcome, TriggerDispatcher
 from knative_standins.broker.metrics import DispatcherMetrics
 from knative_standins.delivery.errors import with_error_extensions
 
-BROKER = """
-apiVersion: eventing.knative.dev/v1alpha1
-kind: RabbitmqBrokerConfig
-metadata: {name: c, namespace: ns}
-spec: {rabbitmqClusterReference: {name: r}}
----
-apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {name: b, namespace: ns, annotations: {eventing.knative.dev/broker.class: RabbitMQBroker}}
-spec: {config: {apiVersion: eventing.knative.dev/v1alpha1, kind: RabbitmqBrokerConfig, name: c}}
+TRIGGER = """
 ---
 apiVersion: eventing.knative.dev/v1
 kind: Trigger
@@ -53,9 +44,7 @@ class Script:
 
 @pytest.fixture
 def dispatcher(tmp_path: Path):
-    path = tmp_path / "broker.yaml"
-    path.write_text(BROKER)
-    (notifications,) = manifest.load_all([path])
+    notifications = load(tmp_path, BROKER + TRIGGER)
     waits: list[float] = []
     dispatcher = TriggerDispatcher(
         notifications,

@@ -16,7 +16,6 @@ Each test waits for outcomes (rows, mail files, counters) and compares counts.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -45,6 +44,7 @@ from knative_standins.broker.topology import (
     exchange_name,
     queue_name,
 )
+from loadtest.measure import free_port
 from ripple_stack.components.functions import knative_functions
 from ripple_stack.settings import REPO_ROOT
 
@@ -415,12 +415,6 @@ def metric_at(stack, port: int, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_failing_notifier_is_retried_then_dead_lettered_with_the_error_extensions(

@@ -4,7 +4,6 @@ dispatcher process on its own manifest, and polling with a generous deadline."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from cloudevents.kafka import to_binary
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
+from loadtest.measure import free_port
 from ripple_stack.components.functions import standin_addresses
 from ripple_stack.settings import REPO_ROOT, load_settings
 
@@ -34,12 +34,6 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 120.
             return
         time.sleep(0.25)
     raise AssertionError(f"gave up waiting after {timeout_s:.0f}s for: {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import yaml
 
 from knative_standins.serving.config import load_autoscaler_config
 from knative_standins.serving.manifest import function_spec
+from loadtest.measure import free_port
 
 HERE = Path(__file__).parent
 TINY_MANIFEST = HERE / "tiny" / "service.yaml"
@@ -28,12 +28,6 @@ FAST_CONFIG = {
     "tick-interval": "500ms",
     "allow-zero-initial-scale": "true",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class RunningActivator:

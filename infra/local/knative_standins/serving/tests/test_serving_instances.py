@@ -4,13 +4,13 @@ path, stopped the way a pod is (TERM when idle, KILL after the grace period)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import time
 
 import aiohttp
 
 from knative_standins.serving.instances import DRAINING, STARTING, Instance
+from loadtest.measure import free_port
 
 SERVER = """
 import http.server, os, signal, sys
@@ -23,12 +23,6 @@ class Ok(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args): pass
 http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Ok).serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 async def started(tmp_path, kind: str) -> Instance:
