@@ -9,6 +9,8 @@
   workers), less the local activator's own CPU, which is the queue-proxy's share, not the
   function's; that share is returned apart.
 
+- `count_until`: poll a count (rows stored, events done) until it reaches the run's total while the
+  process under test stays alive, with the times at 10 % and 90 % for a steady rate.
 - `percentile`: the one percentile of every report here (linear between ranks, q in 0..100).
 - `http_status`: the status a GET gets (the stack runner's probe), None when nothing answers.
 
@@ -24,7 +26,9 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -134,6 +138,47 @@ def stored_rows(engine: Engine, source: str) -> int:
             ).scalar_one()
     except OperationalError:
         return -1
+
+
+@dataclass
+class Progress:
+    """How a count reached its total: seconds in all, and (time, reading) at 10 % and at 90 %."""
+
+    elapsed: float
+    marks: dict[float, tuple[float, float]]
+
+    def steady(self, total: int) -> float:
+        """Per second between 10 % and 90 % of the total: the rate without start and tail."""
+        (t1, _), (t9, _) = self.marks[0.1], self.marks[0.9]
+        return 0.8 * total / ((t9 - t1) or 1e-9)
+
+
+def count_until(
+    count: Callable[[], int],
+    total: int,
+    process: subprocess.Popen,
+    log: Path,
+    what: str = "rows",
+    timeout_s: float = 1800.0,
+    interval_s: float = 0.2,
+    reading: Callable[[], float] = lambda: 0.0,
+) -> Progress:
+    """Poll count() until it reaches total; `reading` (e.g. the process's CPU) is taken at 10 %
+    and 90 %. SystemExit, naming the log, if the process exits or timeout_s passes first."""
+    started = time.monotonic()
+    marks: dict[float, tuple[float, float]] = {}
+    done = 0
+    while done < total:
+        if process.poll() is not None:
+            raise SystemExit(f"the dispatcher exited ({process.returncode}); see {log}")
+        if time.monotonic() - started > timeout_s:
+            raise SystemExit(f"gave up after {timeout_s / 60:.0f} min with {done}/{total} {what}; see {log}")
+        time.sleep(interval_s)
+        done = count()
+        for fraction in (0.1, 0.9):
+            if fraction not in marks and done >= fraction * total:
+                marks[fraction] = (time.monotonic(), reading())
+    return Progress(time.monotonic() - started, marks)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

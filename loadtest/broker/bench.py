@@ -38,6 +38,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,7 +58,7 @@ from knative_standins.broker.topology import (
     exchange_name,
     queue_name,
 )
-from loadtest.measure import free_port, stored_rows
+from loadtest.measure import count_until, free_port, stored_rows
 from ripple_stack.components.functions import knative_functions, standin_addresses
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import REPO_ROOT, load_settings
@@ -140,21 +141,8 @@ def write_manifests(directory: Path, broker: str, parallelism: int, sink: str, d
 
 def wait_rows(engine, source: str, total: int, process: subprocess.Popen, log: Path) -> tuple[float, float]:
     """(overall events/s, steady events/s between 10 % and 90 %) from now until total rows."""
-    started = time.monotonic()
-    marks: dict[float, float] = {}
-    count = 0
-    while count < total:
-        if process.poll() is not None:
-            raise SystemExit(f"the dispatcher exited ({process.returncode}); see {log}")
-        if time.monotonic() - started > 1800:
-            raise SystemExit(f"gave up after 30 min with {count}/{total} rows; see {log}")
-        time.sleep(0.2)
-        count = stored_rows(engine, source)
-        for fraction in (0.1, 0.9):
-            if fraction not in marks and count >= fraction * total:
-                marks[fraction] = time.monotonic()
-    elapsed = time.monotonic() - started
-    return total / elapsed, 0.8 * total / ((marks[0.9] - marks[0.1]) or 1e-9)
+    progress = count_until(lambda: stored_rows(engine, source), total, process, log)
+    return total / progress.elapsed, progress.steady(total)
 
 
 def start(command: list[str], log: Path) -> subprocess.Popen:
@@ -171,9 +159,11 @@ def start(command: list[str], log: Path) -> subprocess.Popen:
         )
 
 
-def post_all(url: str, source: str, total: int, clients: int) -> tuple[float, int]:
-    """(events/s confirmed, failures) posting total events from `clients` threads."""
-    counter = iter(range(total))
+def post_from_threads(
+    numbers: Iterator[int], clients: int, send: Callable[[requests.Session, int], int]
+) -> int:
+    """`clients` threads, each on its own session, send the numbers' events until none is left:
+    how many were not answered 202."""
     lock = threading.Lock()
     failures = [0]
 
@@ -181,30 +171,39 @@ def post_all(url: str, source: str, total: int, clients: int) -> tuple[float, in
         session = requests.Session()
         while True:
             with lock:
-                n = next(counter, None)
+                n = next(numbers, None)
             if n is None:
                 return
-            headers = {
-                "ce-specversion": "1.0",
-                "ce-id": f"bench-{n}",
-                "ce-source": source,
-                "ce-type": "dev.ripple.shop.order.placed",
-                "ce-time": "2026-11-25T12:00:00Z",
-                "ce-tenant": "bench",
-                "content-type": "application/json",
-            }
-            response = session.post(url, data=BODY % (n % 5000, n % 97), headers=headers, timeout=30)
-            if response.status_code != 202:
+            if send(session, n) != 202:
                 with lock:
                     failures[0] += 1
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
-    started = time.monotonic()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return total / (time.monotonic() - started), failures[0]
+    return failures[0]
+
+
+def post_all(url: str, source: str, total: int, clients: int) -> tuple[float, int]:
+    """(events/s confirmed, failures) posting total events from `clients` threads."""
+
+    def send(session: requests.Session, n: int) -> int:
+        headers = {
+            "ce-specversion": "1.0",
+            "ce-id": f"bench-{n}",
+            "ce-source": source,
+            "ce-type": "dev.ripple.shop.order.placed",
+            "ce-time": "2026-11-25T12:00:00Z",
+            "ce-tenant": "bench",
+            "content-type": "application/json",
+        }
+        return session.post(url, data=BODY % (n % 5000, n % 97), headers=headers, timeout=30).status_code
+
+    started = time.monotonic()
+    failures = post_from_threads(iter(range(total)), clients, send)
+    return total / (time.monotonic() - started), failures
 
 
 def wait_http(url: str, process: subprocess.Popen, log: Path) -> None:
@@ -292,42 +291,25 @@ def post_paced(
 
     rate None: `total` events as fast as the ingress confirms them (a backlog)."""
     total = total if rate is None else max(1, round(rate * seconds))
-    counter = iter(range(first, first + total))
-    lock = threading.Lock()
-    failures = [0]
     started = time.monotonic()
 
-    def client() -> None:
-        session = requests.Session()
-        while True:
-            with lock:
-                n = next(counter, None)
-            if n is None:
-                return
-            due = started + (n - first) / rate if rate else 0.0
-            if due > time.monotonic():
-                time.sleep(due - time.monotonic())
-            now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            headers = {
-                "ce-specversion": "1.0",
-                "ce-id": f"bench-alert-{n}",
-                "ce-source": source,
-                "ce-type": "dev.ripple.shop.order.flagged",
-                "ce-time": now,
-                "ce-tenant": "bench",
-                "content-type": "application/json",
-            }
-            response = session.post(url, data=FLAGGED_BODY % n, headers=headers, timeout=30)
-            if response.status_code != 202:
-                with lock:
-                    failures[0] += 1
+    def send(session: requests.Session, n: int) -> int:
+        due = started + (n - first) / rate if rate else 0.0
+        if due > time.monotonic():
+            time.sleep(due - time.monotonic())
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        headers = {
+            "ce-specversion": "1.0",
+            "ce-id": f"bench-alert-{n}",
+            "ce-source": source,
+            "ce-type": "dev.ripple.shop.order.flagged",
+            "ce-time": now,
+            "ce-tenant": "bench",
+            "content-type": "application/json",
+        }
+        return session.post(url, data=FLAGGED_BODY % n, headers=headers, timeout=30).status_code
 
-    threads = [threading.Thread(target=client) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return total, failures[0]
+    return total, post_from_threads(iter(range(first, first + total)), 16, send)
 
 
 def notified(engine, source: str) -> int:
@@ -338,13 +320,7 @@ def notified(engine, source: str) -> int:
 
 
 def wait_notified(engine, source: str, total: int, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 900
-    while notified(engine, source) < total:
-        if process.poll() is not None:
-            raise SystemExit(f"the dispatcher exited ({process.returncode}); see {log}")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"gave up after 15 min: {notified(engine, source)}/{total} mailed; see {log}")
-        time.sleep(0.5)
+    count_until(lambda: notified(engine, source), total, process, log, "mailed", 900, 0.5)
 
 
 def delay_figures(engine, source: str, first: int, last: int) -> dict[str, float]:

@@ -30,7 +30,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -44,7 +43,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from loadtest.dispatcher.sink import trivial_sink
-from loadtest.measure import free_port, stored_rows
+from loadtest.measure import count_until, free_port, stored_rows
 from ripple_stack.components.functions import knative_functions, standin_addresses
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import REPO_ROOT, load_settings
@@ -171,32 +170,21 @@ def run(
             # py-spy writes its flame graph on SIGINT, which a background shell job ignores.
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
-    started = time.monotonic()
-    marks: dict[float, tuple[float, float]] = {}
     try:
-        count = 0
-        while count < total:
-            if process.poll() is not None:
-                raise SystemExit(f"the dispatcher exited ({process.returncode}); see {log}")
-            if time.monotonic() - started > 1800:
-                raise SystemExit(f"gave up after 30 min with {count}/{total} done; see {log}")
-            time.sleep(0.2)
-            count = done(metrics_port)
-            for fraction in (0.1, 0.9):
-                if fraction not in marks and count >= fraction * total:
-                    marks[fraction] = (time.monotonic(), cpu_seconds(process.pid))
-        elapsed = time.monotonic() - started
+        progress = count_until(
+            lambda: done(metrics_port), total, process, log, "done", reading=lambda: cpu_seconds(process.pid)
+        )
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes the flame graph on SIGINT
             spy.wait(60)
         process.terminate()
         process.wait(30)
-    (t1, c1), (t9, c9) = marks[0.1], marks[0.9]
+    (_, c1), (_, c9) = progress.marks[0.1], progress.marks[0.9]
     return Result(
-        seconds=elapsed,
-        overall=total / elapsed,
-        steady=0.8 * total / ((t9 - t1) or 1e-9),
+        seconds=progress.elapsed,
+        overall=total / progress.elapsed,
+        steady=progress.steady(total),
         cpu_ms_per_event=1000 * (c9 - c1) / (0.8 * total),
     )
 

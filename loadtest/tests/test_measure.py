@@ -1,9 +1,10 @@
-"""loadtest.measure.percentile: the one percentile definition of every report in loadtest/."""
+"""loadtest.measure: the one percentile definition of every report in loadtest/, and count_until."""
 
 from __future__ import annotations
 
 import pytest
 
+from loadtest import measure
 from loadtest.measure import percentile
 
 
@@ -27,3 +28,30 @@ def test_percentile_ignores_input_order_and_single_values() -> None:
 def test_percentile_rejects_a_bad_rank() -> None:
     with pytest.raises(ValueError):
         percentile([1.0], 101)
+
+
+class _Running:
+    returncode = None
+
+    def poll(self) -> int | None:
+        return None
+
+
+def test_count_until_marks_ten_and_ninety_percent(monkeypatch, tmp_path):
+    monkeypatch.setattr(measure.time, "sleep", lambda seconds: None)
+    counts = iter([0, 5, 10, 50, 90, 100])
+    progress = measure.count_until(lambda: next(counts), 100, _Running(), tmp_path / "log")
+    assert set(progress.marks) == {0.1, 0.9}
+    assert progress.marks[0.1][0] <= progress.marks[0.9][0] and progress.elapsed >= 0
+    assert progress.steady(100) > 0
+
+
+def test_count_until_stops_when_the_process_exits(tmp_path):
+    class Exited:
+        returncode = 3
+
+        def poll(self) -> int:
+            return 3
+
+    with pytest.raises(SystemExit, match=r"exited \(3\)"):
+        measure.count_until(lambda: 0, 10, Exited(), tmp_path / "log")

@@ -44,6 +44,7 @@ from knative_standins.broker.topology import (
     exchange_name,
     queue_name,
 )
+from loadtest.broker.bench import broker_documents
 from loadtest.measure import free_port
 from ripple_stack.components.functions import knative_functions
 from ripple_stack.settings import REPO_ROOT
@@ -314,28 +315,7 @@ def short_delivery_trigger(stack, tmp_path):
     functions = {f.name: f.url(stack.settings) for f in knative_functions()}
     notifier_url, dead_letters_url = functions["notifier"], functions["dead-letters"]
     documents = [
-        {
-            "apiVersion": "eventing.knative.dev/v1alpha1",
-            "kind": "RabbitmqBrokerConfig",
-            "metadata": {"name": f"{broker}-config", "namespace": "ripple"},
-            "spec": {"rabbitmqClusterReference": {"name": "ripple-rabbitmq"}},
-        },
-        {
-            "apiVersion": "eventing.knative.dev/v1",
-            "kind": "Broker",
-            "metadata": {
-                "name": broker,
-                "namespace": "ripple",
-                "annotations": {"eventing.knative.dev/broker.class": "RabbitMQBroker"},
-            },
-            "spec": {
-                "config": {
-                    "apiVersion": "eventing.knative.dev/v1alpha1",
-                    "kind": "RabbitmqBrokerConfig",
-                    "name": f"{broker}-config",
-                }
-            },
-        },
+        *broker_documents(broker),
         {
             "apiVersion": "eventing.knative.dev/v1",
             "kind": "Trigger",
