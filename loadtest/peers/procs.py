@@ -355,8 +355,71 @@ def _knative_logging(path: Path) -> None:
     )
 
 
+# config-kafka-source-data-plane's consumer settings (max.poll.records=50, commits every 5 s).
+KAFKASOURCE_CONSUMER_PROPERTIES = (
+    "key.deserializer=org.apache.kafka.common.serialization.StringDeserializer\n"
+    "value.deserializer=io.cloudevents.kafka.CloudEventDeserializer\n"
+    "fetch.min.bytes=1\nheartbeat.interval.ms=3000\nmax.partition.fetch.bytes=65536\n"
+    "session.timeout.ms=10000\nallow.auto.create.topics=true\nauto.offset.reset=earliest\n"
+    "client.dns.lookup=use_all_dns_ips\nconnections.max.idle.ms=540000\ndefault.api.timeout.ms=2000\n"
+    "enable.auto.commit=false\nexclude.internal.topics=true\nfetch.max.bytes=52428800\n"
+    "isolation.level=read_committed\nmax.poll.interval.ms=300000\nmax.poll.records=50\n"
+    "partition.assignment.strategy=org.apache.kafka.clients.consumer.StickyAssignor\n"
+    "receive.buffer.bytes=65536\nrequest.timeout.ms=2000\nsecurity.protocol=PLAINTEXT\n"
+    "send.buffer.bytes=131072\nauto.commit.interval.ms=5000\ncheck.crcs=true\nfetch.max.wait.ms=500\n"
+    "metadata.max.age.ms=600000\nreconnect.backoff.max.ms=1000\nretry.backoff.ms=100\n"
+)
+
+
 def _reference(uid: str, kind: str, group_version: str) -> dict:
     return {"uuid": uid, "namespace": "peer", "name": "bench", "kind": kind, "groupVersion": group_version}
+
+
+def _knative_config_dirs(run_dir: Path) -> Path:
+    """config/, observability/ and features/ as the pods mount them; the logback file's path."""
+    for sub in ("config", "observability", "features"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    logging = run_dir / "config" / "logging.xml"
+    _knative_logging(logging)
+    return logging
+
+
+def _write_contract(run_dir: Path, uid: str, topic: str, bootstrap: str, **resource: object) -> Path:
+    """contract.json with one resource, as the control plane writes it for the data plane."""
+    contract = run_dir / "contract.json"
+    contract.write_text(
+        json.dumps(
+            {
+                "generation": "1",
+                "resources": [
+                    {
+                        "uid": uid,
+                        "topics": [topic],
+                        "bootstrapServers": bootstrap,
+                        "absentAuth": {},
+                        **resource,
+                    }
+                ],
+            }
+        )
+    )
+    return contract
+
+
+def _knative_env(service: str, run_dir: Path, **specific: str) -> dict[str, str]:
+    """The environment both data-plane pods get from their manifests, plus the pod's own."""
+    return {
+        "SERVICE_NAME": service,
+        "SERVICE_NAMESPACE": "knative-eventing",
+        **specific,
+        "METRICS_PUBLISH_QUANTILES": "false",
+        "METRICS_JVM_ENABLED": "false",
+        "CONFIG_OBSERVABILITY_PATH": str(run_dir / "observability"),
+        "CONFIG_FEATURES_PATH": str(run_dir / "features"),
+        "HTTP2_DISABLE": "true",
+        "WAIT_STARTUP_SECONDS": "8",
+        "ENABLE_VIRTUAL_THREADS": "false",
+    }
 
 
 def start_receiver(jar: Path, java21: Path, run_dir: Path, port: int, bootstrap: str, topic: str) -> Process:
@@ -368,8 +431,7 @@ def start_receiver(jar: Path, java21: Path, run_dir: Path, port: int, bootstrap:
     """
     if port_busy(port):
         raise PeerError(f"port {port} is in use: set PEERS_RECEIVER_PORT to a free port.")
-    for sub in ("config", "observability", "features"):
-        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    logging = _knative_config_dirs(run_dir)
     producer = run_dir / "config" / "producer.properties"
     producer.write_text(
         "key.serializer=org.apache.kafka.common.serialization.StringSerializer\n"
@@ -381,26 +443,14 @@ def start_receiver(jar: Path, java21: Path, run_dir: Path, port: int, bootstrap:
     )
     httpserver = run_dir / "config" / "httpserver.properties"
     httpserver.write_text("idleTimeout=0\nhost=127.0.0.1\n")
-    logging = run_dir / "config" / "logging.xml"
-    _knative_logging(logging)
     uid = "peer-bench-0000-0000-0000-000000000001"
-    contract = run_dir / "contract.json"
-    contract.write_text(
-        json.dumps(
-            {
-                "generation": "1",
-                "resources": [
-                    {
-                        "uid": uid,
-                        "topics": [topic],
-                        "bootstrapServers": bootstrap,
-                        "ingress": {"path": "/peer/bench"},
-                        "absentAuth": {},
-                        "reference": _reference(uid, "Broker", "eventing.knative.dev/v1"),
-                    }
-                ],
-            }
-        )
+    contract = _write_contract(
+        run_dir,
+        uid,
+        topic,
+        bootstrap,
+        ingress={"path": "/peer/bench"},
+        reference=_reference(uid, "Broker", "eventing.knative.dev/v1"),
     )
     process = Process(
         "knative-receiver",
@@ -412,24 +462,17 @@ def start_receiver(jar: Path, java21: Path, run_dir: Path, port: int, bootstrap:
             str(jar),
         ],
         run_dir / "receiver.log",
-        env={
-            "SERVICE_NAME": "kafka-broker-receiver",
-            "SERVICE_NAMESPACE": "knative-eventing",
-            "INGRESS_PORT": str(port),
-            "INGRESS_TLS_PORT": str(port + 1000),
-            "PRODUCER_CONFIG_FILE_PATH": str(producer),
-            "HTTPSERVER_CONFIG_FILE_PATH": str(httpserver),
-            "DATA_PLANE_CONFIG_FILE_PATH": str(contract),
-            "LIVENESS_PROBE_PATH": "/healthz",
-            "READINESS_PROBE_PATH": "/readyz",
-            "METRICS_PUBLISH_QUANTILES": "false",
-            "METRICS_JVM_ENABLED": "false",
-            "CONFIG_OBSERVABILITY_PATH": str(run_dir / "observability"),
-            "CONFIG_FEATURES_PATH": str(run_dir / "features"),
-            "HTTP2_DISABLE": "true",
-            "WAIT_STARTUP_SECONDS": "8",
-            "ENABLE_VIRTUAL_THREADS": "false",
-        },
+        env=_knative_env(
+            "kafka-broker-receiver",
+            run_dir,
+            INGRESS_PORT=str(port),
+            INGRESS_TLS_PORT=str(port + 1000),
+            PRODUCER_CONFIG_FILE_PATH=str(producer),
+            HTTPSERVER_CONFIG_FILE_PATH=str(httpserver),
+            DATA_PLANE_CONFIG_FILE_PATH=str(contract),
+            LIVENESS_PROBE_PATH="/healthz",
+            READINESS_PROBE_PATH="/readyz",
+        ),
     )
     # the contract is loaded once GET on the ingress path stops answering 404 (it answers 405)
     url = f"http://127.0.0.1:{port}/peer/bench"
@@ -450,24 +493,11 @@ def start_knative_dispatcher(
     """Knative's KafkaSource dispatcher with one KafkaSource egress (contract as the control plane
     writes it) and upstream's config-kafka-source-data-plane consumer settings (max.poll.records=50,
     offsets committed every 5 s) and pod JVM flags (1000Mi limit -> 70 % heap)."""
-    for sub in ("config", "observability", "features"):
-        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    logging = _knative_config_dirs(run_dir)
     for stale in (run_dir / "observability").iterdir():  # empty = metrics protocol none
         stale.unlink()
     consumer = run_dir / "config" / "consumer.properties"
-    consumer.write_text(
-        "key.deserializer=org.apache.kafka.common.serialization.StringDeserializer\n"
-        "value.deserializer=io.cloudevents.kafka.CloudEventDeserializer\n"
-        "fetch.min.bytes=1\nheartbeat.interval.ms=3000\nmax.partition.fetch.bytes=65536\n"
-        "session.timeout.ms=10000\nallow.auto.create.topics=true\nauto.offset.reset=earliest\n"
-        "client.dns.lookup=use_all_dns_ips\nconnections.max.idle.ms=540000\ndefault.api.timeout.ms=2000\n"
-        "enable.auto.commit=false\nexclude.internal.topics=true\nfetch.max.bytes=52428800\n"
-        "isolation.level=read_committed\nmax.poll.interval.ms=300000\nmax.poll.records=50\n"
-        "partition.assignment.strategy=org.apache.kafka.clients.consumer.StickyAssignor\n"
-        "receive.buffer.bytes=65536\nrequest.timeout.ms=2000\nsecurity.protocol=PLAINTEXT\n"
-        "send.buffer.bytes=131072\nauto.commit.interval.ms=5000\ncheck.crcs=true\nfetch.max.wait.ms=500\n"
-        "metadata.max.age.ms=600000\nreconnect.backoff.max.ms=1000\nretry.backoff.ms=100\n"
-    )
+    consumer.write_text(KAFKASOURCE_CONSUMER_PROPERTIES)
     producer = run_dir / "config" / "producer.properties"
     producer.write_text(
         "key.serializer=org.apache.kafka.common.serialization.StringSerializer\n"
@@ -476,45 +506,21 @@ def start_knative_dispatcher(
     )
     webclient = run_dir / "config" / "webclient.properties"
     webclient.write_text("idleTimeout=10000\nmaxPoolSize=100\n")
-    logging = run_dir / "config" / "logging.xml"
-    _knative_logging(logging)
     uid = "peer-dispatch-0000-0000-0000-000000000001"
     reference = _reference(uid, "KafkaSource", "sources.knative.dev/v1")
-    contract = run_dir / "contract.json"
-    contract.write_text(
-        json.dumps(
-            {
-                "generation": "1",
-                "resources": [
-                    {
-                        "uid": uid,
-                        "topics": [topic],
-                        "bootstrapServers": bootstrap,
-                        "absentAuth": {},
-                        "reference": reference,
-                        "egresses": [
-                            {
-                                "consumerGroup": group,
-                                "destination": sink_url,
-                                "discardReply": {},
-                                "uid": "peer-dispatch-egress-0000-000000000001",
-                                "egressConfig": {
-                                    "retry": 3,
-                                    "backoffPolicy": "Exponential",
-                                    "backoffDelay": "200",
-                                },
-                                "deliveryOrder": "ORDERED" if ordered else "UNORDERED",
-                                "keyType": "String",
-                                "vReplicas": 1,
-                                "reference": reference,
-                                "featureFlags": {},
-                            }
-                        ],
-                    }
-                ],
-            }
-        )
-    )
+    egress = {
+        "consumerGroup": group,
+        "destination": sink_url,
+        "discardReply": {},
+        "uid": "peer-dispatch-egress-0000-000000000001",
+        "egressConfig": {"retry": 3, "backoffPolicy": "Exponential", "backoffDelay": "200"},
+        "deliveryOrder": "ORDERED" if ordered else "UNORDERED",
+        "keyType": "String",
+        "vReplicas": 1,
+        "reference": reference,
+        "featureFlags": {},
+    }
+    contract = _write_contract(run_dir, uid, topic, bootstrap, reference=reference, egresses=[egress])
     return Process(
         "knative-dispatcher",
         [
@@ -529,22 +535,15 @@ def start_knative_dispatcher(
             str(jar),
         ],
         run_dir / f"dispatcher-{'ordered' if ordered else 'unordered'}.log",
-        env={
-            "SERVICE_NAME": "kafka-source-dispatcher",
-            "SERVICE_NAMESPACE": "knative-eventing",
-            "PRODUCER_CONFIG_FILE_PATH": str(producer),
-            "CONSUMER_CONFIG_FILE_PATH": str(consumer),
-            "WEBCLIENT_CONFIG_FILE_PATH": str(webclient),
-            "DATA_PLANE_CONFIG_FILE_PATH": str(contract),
-            "EGRESSES_INITIAL_CAPACITY": "20",
-            "INSTANCE_ID": "peer-dispatcher-0",
-            "METRICS_PUBLISH_QUANTILES": "false",
-            "METRICS_JVM_ENABLED": "false",
-            "METRICS_HOST": "127.0.0.1",
-            "CONFIG_OBSERVABILITY_PATH": str(run_dir / "observability"),
-            "CONFIG_FEATURES_PATH": str(run_dir / "features"),
-            "HTTP2_DISABLE": "true",
-            "WAIT_STARTUP_SECONDS": "8",
-            "ENABLE_VIRTUAL_THREADS": "false",
-        },
+        env=_knative_env(
+            "kafka-source-dispatcher",
+            run_dir,
+            PRODUCER_CONFIG_FILE_PATH=str(producer),
+            CONSUMER_CONFIG_FILE_PATH=str(consumer),
+            WEBCLIENT_CONFIG_FILE_PATH=str(webclient),
+            DATA_PLANE_CONFIG_FILE_PATH=str(contract),
+            EGRESSES_INITIAL_CAPACITY="20",
+            INSTANCE_ID="peer-dispatcher-0",
+            METRICS_HOST="127.0.0.1",
+        ),
     )
