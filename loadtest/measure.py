@@ -11,6 +11,7 @@
 
 - `count_until`: poll a count (rows stored, events done) until it reaches the run's total while the
   process under test stays alive, with the times at 10 % and 90 % for a steady rate.
+- `flame_graph`: py-spy recording a process for the length of a with-block (the benches' --profile).
 - `percentile`: the one percentile of every report here (linear between ranks, q in 0..100).
 - `http_status`: the status a GET gets (the stack runner's probe), None when nothing answers.
 
@@ -23,11 +24,14 @@ import json
 import math
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +124,37 @@ def function_cpu_seconds(port: int) -> tuple[float, float] | None:
         else:
             function += own + children
     return function / CLOCK_TICKS, activator / CLOCK_TICKS
+
+
+@contextmanager
+def flame_graph(pid: int, output: Path | None, *options: str) -> Iterator[None]:
+    """py-spy records the process at 50 samples/s for the with-block, then writes the SVG to output
+    (py-spy writes it on SIGINT). With no output, nothing is recorded."""
+    if output is None:
+        yield
+        return
+    spy = subprocess.Popen(
+        [
+            shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "50",
+            "--output",
+            str(output),
+            *options,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        # py-spy must get the SIGINT, which a background shell job would ignore.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
 
 
 def free_port() -> int:

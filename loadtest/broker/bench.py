@@ -381,11 +381,7 @@ def notifier_run(
     folder = work / broker
     folder.mkdir(parents=True, exist_ok=True)
     trigger_document = notifier_trigger(broker, parallelism, services["notifier"], services["dead-letters"])
-    documents = [
-        *broker_documents(broker),
-        trigger_document,
-    ]
-    (folder / "broker.yaml").write_text(yaml.safe_dump_all(documents))
+    (folder / "broker.yaml").write_text(yaml.safe_dump_all([*broker_documents(broker), trigger_document]))
     (notifications,) = [n for n in load_all(sorted(folder.glob("*.yaml"))) if n.broker.name == broker]
     (trigger,) = notifications.triggers
     amqp = pika.BlockingConnection(pika.URLParameters(settings.amqp_url(secrets["RIPPLE_RABBITMQ_PASSWORD"])))
@@ -424,17 +420,11 @@ def notifier_run(
             dispatcher.wait(30)
             sent, failures = post_all_flagged(url, source, backlog, queued_at)
             dispatcher = start([*dispatch, "--metrics-port", str(free_port())], log)
-            started = time.monotonic()
-            marks: dict[float, float] = {}
-            while (count := notified(engine, source) - queued_at) < sent - failures:
-                if time.monotonic() - started > 900:
-                    raise SystemExit(f"gave up draining the backlog; see {log}")
-                for fraction in (0.1, 0.9):
-                    if fraction not in marks and count >= fraction * (sent - failures):
-                        marks[fraction] = time.monotonic()
-                time.sleep(0.2)
-            overall = (sent - failures) / (time.monotonic() - started)
-            steady = 0.8 * (sent - failures) / ((marks.get(0.9, 0) - marks.get(0.1, 0)) or 1e-9)
+            drained = sent - failures
+            progress = count_until(
+                lambda: notified(engine, source) - queued_at, drained, dispatcher, log, "drained", 900
+            )
+            overall, steady = drained / progress.elapsed, progress.steady(drained)
             lines.append(
                 f"| Trigger -> notifier -> SMTP, {backlog} queued alerts drained, parallelism "
                 f"{trigger.parallelism} | {overall:,.0f} | steady (10-90 %) {steady:,.0f}/s | "

@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from loadtest import measure
 from ripple_stack.components.functions import knative_functions
@@ -43,7 +41,21 @@ def run_wrk(url: str, connections: int, args: argparse.Namespace, run_id: str) -
     )
 
 
-def main() -> None:
+COLUMNS = (
+    "function",
+    "conc.",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "non-2xx",
+    "CPU ms/ev",
+    "proxy ms",
+    "rows ok",
+    "load",
+)
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--functions", default="event-store,order-alerts")
     parser.add_argument("--connections", default="3,64", help="concurrent requests, comma separated")
@@ -59,90 +71,67 @@ def main() -> None:
         "starting with event-store gets the row check); repeatable",
     )
     parser.add_argument("--rounds", type=int, default=1, help="repeat the targets in turn (A/B/A/B...)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run `make up` (it installs the Debian package).")
     settings = load_settings()
     functions = {f.name: f for f in knative_functions()}
     engine = create_engine(settings.postgres_url(load_secrets(settings)["RIPPLE_POSTGRES_PASSWORD"]))
-    spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     print(f"wrk -d{args.duration}s, binary-mode order.placed events (amount {args.amount}) to the function")
-    columns = (
-        "function",
-        "conc.",
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "non-2xx",
-        "CPU ms/ev",
-        "proxy ms",
-        "rows ok",
-    )
-    columns += ("load",)
-    print(f"{columns[0]:<13}" + "".join(f"{c:>11}" for c in columns[1:]))
+    print(f"{COLUMNS[0]:<13}" + "".join(f"{c:>11}" for c in COLUMNS[1:]))
     urls = {name: functions[name].url(settings) for name in args.functions.split(",") if name}
     urls.update(item.split("=", 1) for item in args.url)
     concurrencies = [int(c) for c in args.connections.split(",")]
     runs = [(name, c) for c in concurrencies for name in urls] * args.rounds
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     for name, connections in runs:
-        url = urls[name]
-        port = measure.port_of(url)
-        pids = measure.processes_on_port(port)
-        if not pids:
-            sys.exit(f"nothing listens on {port} for {name}: start it (make up, make start-<name>).")
-        run_id = f"{name}-c{connections}-{time.time_ns()}"
-        spy = None
-        if args.profile is not None:
-            args.profile.mkdir(parents=True, exist_ok=True)
-            spy = subprocess.Popen(
-                [
-                    spy_bin,
-                    "record",
-                    "--pid",
-                    str(min(pids)),
-                    "--subprocesses",
-                    "--rate",
-                    "50",
-                    "--nonblocking",
-                    "--output",
-                    str(args.profile / f"{name}-c{connections}.svg"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        cells = measure_one(name, urls[name], connections, args, engine)
+        print(f"{name:<13}" + "".join(f"{c:>11}" for c in cells), flush=True)
+    engine.dispose()
+
+
+def measure_one(name: str, url: str, connections: int, args: argparse.Namespace, engine: Engine) -> tuple:
+    """One wrk run against one function: the row of the table, from conc. to load."""
+    port = measure.port_of(url)
+    pids = measure.processes_on_port(port)
+    if not pids:
+        sys.exit(f"nothing listens on {port} for {name}: start it (make up, make start-<name>).")
+    run_id = f"{name}-c{connections}-{time.time_ns()}"
+    profile = args.profile / f"{name}-c{connections}.svg" if args.profile is not None else None
+    with measure.flame_graph(min(pids), profile, "--subprocesses", "--nonblocking"):
         # The process on the port: gunicorn's master, or the activator in front of instances.
         before, before_proxy = measure.function_cpu_seconds(port) or (0.0, 0.0)
         result = run_wrk(url, connections, args, run_id)
         after, after_proxy = measure.function_cpu_seconds(port) or (before, before_proxy)
-        proxy, cpu = after_proxy - before_proxy, after - before
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)  # py-spy writes the flame graph on SIGINT
-            spy.wait(60)
-        ok = result["requests"] - result["non_2xx"]
-        rows = "-"
-        if name.startswith("event-store"):
-            source = f"/loadtest/consumers/{run_id}"
-            with engine.begin() as connection:
-                stored = connection.execute(
-                    text("SELECT count(*) FROM events WHERE source = :s"), {"s": source}
-                ).scalar_one()
-                connection.execute(text("DELETE FROM events WHERE source = :s"), {"s": source})
-            # wrk stops mid-request: an answer it never read may still have stored its row.
-            rows = "yes" if ok <= stored <= result["requests"] + connections else f"{stored}/{ok}"
-        seconds = result["duration_us"] / 1e6
-        cells = (
-            str(connections),
-            f"{result['requests'] / seconds:.0f}",
-            f"{result['p50_us'] / 1000:.1f}",
-            f"{result['p99_us'] / 1000:.1f}",
-            str(result["non_2xx"] + result["socket_errors"]),
-            f"{1000 * cpu / max(ok, 1):.2f}",
-            f"{1000 * proxy / max(ok, 1):.2f}" if after_proxy else "-",  # no activator in front
-            rows,
-            f"{os.getloadavg()[0]:.1f}",
-        )
-        print(f"{name:<13}" + "".join(f"{c:>11}" for c in cells), flush=True)
-    engine.dispose()
+    proxy, cpu = after_proxy - before_proxy, after - before
+    ok = result["requests"] - result["non_2xx"]
+    rows = "-"
+    if name.startswith("event-store"):
+        source = f"/loadtest/consumers/{run_id}"
+        with engine.begin() as connection:
+            stored = connection.execute(
+                text("SELECT count(*) FROM events WHERE source = :s"), {"s": source}
+            ).scalar_one()
+            connection.execute(text("DELETE FROM events WHERE source = :s"), {"s": source})
+        # wrk stops mid-request: an answer it never read may still have stored its row.
+        rows = "yes" if ok <= stored <= result["requests"] + connections else f"{stored}/{ok}"
+    seconds = result["duration_us"] / 1e6
+    return (
+        str(connections),
+        f"{result['requests'] / seconds:.0f}",
+        f"{result['p50_us'] / 1000:.1f}",
+        f"{result['p99_us'] / 1000:.1f}",
+        str(result["non_2xx"] + result["socket_errors"]),
+        f"{1000 * cpu / max(ok, 1):.2f}",
+        f"{1000 * proxy / max(ok, 1):.2f}" if after_proxy else "-",  # no activator in front
+        rows,
+        f"{os.getloadavg()[0]:.1f}",
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -39,14 +38,14 @@ from pathlib import Path
 import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from loadtest.dispatcher.sink import trivial_sink
-from loadtest.measure import count_until, free_port, stored_rows
+from loadtest.measure import count_until, flame_graph, free_port, stored_rows
 from ripple_stack.components.functions import knative_functions, standin_addresses
 from ripple_stack.secrets import load_secrets
-from ripple_stack.settings import REPO_ROOT, load_settings
+from ripple_stack.settings import REPO_ROOT, Settings, load_settings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DELIVERED = re.compile(r"^ripple_dispatcher_events_delivered_total\{[^}]*\} ([0-9.e+]+)$", re.M)
@@ -150,34 +149,11 @@ def run(
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},
         )
-    spy = None
-    if profile is not None:
-        spy = subprocess.Popen(
-            [
-                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
-                "record",
-                "--pid",
-                str(process.pid),
-                "--rate",
-                "50",
-                "--output",
-                str(profile),
-                "--format",
-                "flamegraph",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            # py-spy writes its flame graph on SIGINT, which a background shell job ignores.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
     try:
-        progress = count_until(
-            lambda: done(metrics_port), total, process, log, "done", reading=lambda: cpu_seconds(process.pid)
-        )
+        with flame_graph(process.pid, profile, "--format", "flamegraph"):
+            cpu = lambda: cpu_seconds(process.pid)  # noqa: E731
+            progress = count_until(lambda: done(metrics_port), total, process, log, "done", reading=cpu)
     finally:
-        if spy is not None:
-            spy.send_signal(signal.SIGINT)  # py-spy writes the flame graph on SIGINT
-            spy.wait(60)
         process.terminate()
         process.wait(30)
     (_, c1), (_, c9) = progress.marks[0.1], progress.marks[0.9]
@@ -189,7 +165,7 @@ def run(
     )
 
 
-def main() -> int:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -201,7 +177,11 @@ def main() -> int:
     parser.add_argument("--modes", default="ordered,unordered", help="comma-separated: ordered, unordered")
     parser.add_argument("--max-in-flight", type=int, default=None, help="RIPPLE_DISPATCHER_MAX_IN_FLIGHT")
     parser.add_argument("--profile", type=Path, default=None, help="directory for py-spy flame graphs")
-    arguments = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    arguments = parse_arguments()
     # Stopped early (Ctrl-C, kill, or a background job's SIGINT): still remove topics and rows.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -226,6 +206,7 @@ def main() -> int:
     topics, sources = [], []
     try:
         with tempfile.TemporaryDirectory() as scratch, trivial_sink() as sink_url:
+            sinks = {"sink": sink_url, "store": urls["event-store"], "alerts": urls["order-alerts"]}
             for path_name in paths:
                 for ordering in modes:
                     topic = f"ripple.bench.{ordering}.{uuid.uuid4().hex[:8]}"
@@ -233,28 +214,9 @@ def main() -> int:
                     admin.create_topics([NewTopic(topic, 3, 1)])
                     topics.append(topic)
                     sources.append(source)
-                    events = arguments.events
-                    if path_name == "store" and arguments.store_events:
-                        events = arguments.store_events
-                    print(f"pre-filling {topic} with {events} events…", flush=True)
-                    prefill(settings.kafka_bootstrap, topic, source, events)
-                    sink = {"sink": sink_url, "store": urls["event-store"], "alerts": urls["order-alerts"]}
-                    path = manifest(Path(scratch), topic, ordering, sink[path_name], urls["dead-letters"])
-                    if path_name in ("sink", "alerts"):
-                        done = delivered
-                    else:
-                        done = lambda _port, source=source: stored_rows(engine, source)  # noqa: E731
-                    print(f"dispatching ({path_name}, {ordering})…", flush=True)
-                    log = settings.log_dir / f"bench-dispatcher-{path_name}-{ordering}.log"
-                    profile = arguments.profile / f"{path_name}-{ordering}.svg" if arguments.profile else None
-                    result = run(path, done, events, env, log, profile)
-                    load = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
-                    results.append((path_name, ordering, events, result, load))
-                    print(
-                        f"  {result.steady:.0f} events/s steady, {result.cpu_ms_per_event:.3f} CPU ms/event "
-                        f"(load average {load})",
-                        flush=True,
-                    )
+                    path = manifest(Path(scratch), topic, ordering, sinks[path_name], urls["dead-letters"])
+                    stack = (arguments, settings, engine, env)
+                    results.append(dispatch_one(path_name, ordering, topic, source, path, *stack))
     finally:
         if topics:
             admin.delete_topics(topics)
@@ -265,6 +227,46 @@ def main() -> int:
                     connection.execute(text("DELETE FROM events WHERE source = :s"), {"s": source})
         except OperationalError:
             print(f"bench: could not delete the rows of {', '.join(sources)} from events", file=sys.stderr)
+    print_table(results)
+    return 0
+
+
+def dispatch_one(
+    path_name: str,
+    ordering: str,
+    topic: str,
+    source: str,
+    path: Path,
+    arguments: argparse.Namespace,
+    settings: Settings,
+    engine: Engine,
+    env: dict[str, str],
+) -> tuple[str, str, int, Result, str]:
+    """Pre-fill the topic, then dispatch all of it through one manifest: a row of the table."""
+    events = arguments.events
+    if path_name == "store" and arguments.store_events:
+        events = arguments.store_events
+    print(f"pre-filling {topic} with {events} events…", flush=True)
+    prefill(settings.kafka_bootstrap, topic, source, events)
+
+    def stored(_port: int) -> int:
+        return stored_rows(engine, source)
+
+    done = delivered if path_name in ("sink", "alerts") else stored
+    print(f"dispatching ({path_name}, {ordering})…", flush=True)
+    log = settings.log_dir / f"bench-dispatcher-{path_name}-{ordering}.log"
+    profile = arguments.profile / f"{path_name}-{ordering}.svg" if arguments.profile else None
+    result = run(path, done, events, env, log, profile)
+    load = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    print(
+        f"  {result.steady:.0f} events/s steady, {result.cpu_ms_per_event:.3f} CPU ms/event "
+        f"(load average {load})",
+        flush=True,
+    )
+    return path_name, ordering, events, result, load
+
+
+def print_table(results: list[tuple[str, str, int, Result, str]]) -> None:
     print()
     print(
         f"{'path':<6} {'mode':<10} {'events':>7} {'seconds':>8} {'events/s':>9} {'steady/s':>9} "
@@ -280,7 +282,6 @@ def main() -> int:
         "alerts: dispatcher -> order-alerts (orders below the threshold). "
         "CPU: the dispatcher process only, steady window."
     )
-    return 0
 
 
 if __name__ == "__main__":
