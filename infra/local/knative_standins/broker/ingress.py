@@ -27,10 +27,11 @@ import pika
 import pika.exceptions
 from cloudevents import exceptions as ce_exceptions
 from cloudevents.http import CloudEvent, from_http
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from ripple_cloudevents import InvalidAttribute, decode_headers
 
+from ..metrics import Metrics
 from .manifest import Broker
 from .message import to_message
 from .topology import declare_broker, exchange_name
@@ -44,28 +45,18 @@ AMQP_FAILURES = (pika.exceptions.AMQPError, OSError)
 
 class IngressMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        labels = ("broker",)
-        self.received = Counter(
-            "ripple_broker_ingress_events", "Valid events received", labels, registry=registry
+        metrics = Metrics(("broker",), registry)
+        self.received = metrics.counter("ripple_broker_ingress_events", "Valid events received")
+        self.confirmed = metrics.counter(
+            "ripple_broker_ingress_confirmed", "Events RabbitMQ confirmed (answered 202)"
         )
-        self.confirmed = Counter(
-            "ripple_broker_ingress_confirmed",
-            "Events RabbitMQ confirmed (answered 202)",
-            labels,
-            registry=registry,
+        self.refused = metrics.counter(
+            "ripple_broker_ingress_refused", "Requests answered with an error", ("broker", "reason")
         )
-        self.refused = Counter(
-            "ripple_broker_ingress_refused",
-            "Requests answered with an error",
-            ("broker", "reason"),
-            registry=registry,
-        )
-        self.latency = Histogram(
+        self.latency = metrics.histogram(
             "ripple_broker_ingress_publish_seconds",
             "From publish to RabbitMQ's confirm",
-            labels,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-            registry=registry,
+            (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
 
 
