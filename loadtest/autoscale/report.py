@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from loadtest.plots import number, pyplot, save, shade_phase
 from loadtest.scenarios.stats import Phase, Second, percentile
 
 from .analysis import Series
@@ -20,11 +21,7 @@ def plot_demo(
     phases: Sequence[Phase],
     title: str,
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, (load, pods, lag, delay) = plt.subplots(4, 1, figsize=(11, 12), sharex=True)
     figure.suptitle(title)
     x = [row.second for row in rows]
@@ -44,10 +41,10 @@ def plot_demo(
     pods.set_ylabel("ready instances")
     pods.legend(loc="upper right", fontsize="small", ncols=2)
 
-    lag.plot(x, [_number(row.probes.get("lag_event_store")) for row in rows], color="tab:blue", label="lag")
+    lag.plot(x, [number(row.probes.get("lag_event_store")) for row in rows], color="tab:blue", label="lag")
     lag.set_ylabel("event-store lag (records)")
     stored = lag.twinx()
-    stored.plot(x, [_number(row.probes.get("stored_rows")) for row in rows], ":", color="gray")
+    stored.plot(x, [number(row.probes.get("stored_rows")) for row in rows], ":", color="gray")
     stored.set_ylabel("stored rows of this run")
 
     by_second: dict[int, list[float]] = {}
@@ -62,15 +59,5 @@ def plot_demo(
     delay.set_xlabel("seconds since the step")
 
     for index, phase in enumerate(phases):
-        for axis in (load, pods, lag, delay):
-            axis.axvspan(phase.start - t0, phase.end - t0, color=f"C{index}", alpha=0.06)
-        load.annotate(
-            phase.name, (phase.start - t0, 1), xycoords=("data", "axes fraction"), va="top", fontsize=8
-        )
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
+        shade_phase((load, pods, lag, delay), phase, t0, f"C{index}", 0.06)
+    save(figure, path, dpi=100)

@@ -11,6 +11,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from loadtest.plots import pyplot, save
 from loadtest.scenarios.stats import markdown_table
 from ripple_stack.batch_runs import push_run
 
@@ -75,11 +76,7 @@ def failures_table(path: Path) -> str | None:
 
 
 def plot(history: list[dict[str, str]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     series: dict[str, dict[int, dict[str, str]]] = defaultdict(dict)
     for row in history:
         series[row["Name"]][int(row["Timestamp"])] = row
@@ -119,9 +116,7 @@ def plot(history: list[dict[str, str]], path: Path) -> None:
     latency.set_ylabel("latency ms (log), 10 s window")
     latency.set_xlabel("seconds since start")
     latency.legend(loc="upper left", fontsize="small")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save(figure, path, dpi=110)
 
 
 def stored_events(run_id: str) -> str | None:

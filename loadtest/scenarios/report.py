@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import astuple, fields
 from pathlib import Path
 
+from loadtest.plots import number, pyplot, save, shade_phase
+
 from .stats import (
     TIMELINE_COLUMNS,
     Check,
@@ -79,11 +81,7 @@ def write_csvs(directory: Path, rows: Sequence[Second], summaries: Sequence[Phas
 
 
 def plot_timeline(path: Path, rows: Sequence[Second], t0: float, shaded: Sequence[Phase], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     x = [row.second for row in rows]
     figure, (rates, latency, lag) = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
     figure.suptitle(title)
@@ -106,12 +104,12 @@ def plot_timeline(path: Path, rows: Sequence[Second], t0: float, shaded: Sequenc
     latency.legend(loc="upper right", fontsize="small")
 
     for name, colour in (("lag_event_store", "tab:blue"), ("lag_flink", "tab:purple")):
-        values = [_number(row.probes.get(name)) for row in rows]
+        values = [number(row.probes.get(name)) for row in rows]
         lag.plot(x, values, label=name.replace("_", " "), color=colour)
     lag.set_ylabel("consumer lag (records)")
     stored = lag.twinx()
     stored.plot(
-        x, [_number(row.probes.get("stored_rows")) for row in rows], ":", color="gray", label="stored rows"
+        x, [number(row.probes.get("stored_rows")) for row in rows], ":", color="gray", label="stored rows"
     )
     stored.set_ylabel("stored rows of this run")
     handles = lag.get_legend_handles_labels()[0] + stored.get_legend_handles_labels()[0]
@@ -121,15 +119,5 @@ def plot_timeline(path: Path, rows: Sequence[Second], t0: float, shaded: Sequenc
     for index, phase in enumerate(shaded):
         # The failure itself darker, the restart (component starting, not yet ready) lighter.
         colour, alpha = ("tab:red", 0.15) if index == 0 else ("tab:orange", 0.10)
-        for axis in (rates, latency, lag):
-            axis.axvspan(phase.start - t0, phase.end - t0, color=colour, alpha=alpha)
-        rates.annotate(
-            phase.name, (phase.start - t0, 1), xycoords=("data", "axes fraction"), va="top", fontsize=8
-        )
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
+        shade_phase((rates, latency, lag), phase, t0, colour, alpha)
+    save(figure, path, dpi=110)
