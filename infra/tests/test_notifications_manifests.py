@@ -34,7 +34,7 @@ from ripple_stack.components.brokers import broker_components
 from ripple_stack.settings import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "infra" / "local" / "knative_standins" / "broker" / "tests"))
-from broker_testkit import BROKER, load
+from broker_testkit import BROKER, load, trigger
 
 NOTIFICATIONS = REPO_ROOT / "knative" / "notifications"
 FILES = [*sorted(NOTIFICATIONS.glob("*.yaml")), REPO_ROOT / "infra" / "rabbitmq" / "cluster.yaml"]
@@ -119,15 +119,7 @@ def test_every_broker_and_trigger_is_a_component_of_the_stack():
     assert all(c.start_tier == 2 for c in dispatchers)
 
 
-TRIGGER = """
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {name: t, namespace: ns}
-spec:
-  broker: b
-  subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: s}}
-"""
+TRIGGER = trigger("{ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: s}}")
 
 
 @pytest.mark.parametrize(

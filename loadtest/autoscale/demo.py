@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ import yaml
 from loadtest.scenarios.config import LoadConfig
 from loadtest.scenarios.driver import LoadDriver, Mix
 from loadtest.scenarios.probes import Database, KafkaLag, Probe
+from loadtest.scenarios.runner import Step, walk
 from loadtest.scenarios.shop import Event, Shop, TokenSource, new_run_id
 from loadtest.scenarios.stats import (
     Check,
@@ -179,7 +179,7 @@ class Demo:
             self.instances, CONSUMERS, timeout_s, say=log.info
         )
 
-    def steps(self) -> list[tuple[Callable[[], None], float, str | None]]:
+    def steps(self) -> list[Step]:
         """The run as a table: (what to do, how long to wait afterwards, the phase it closes)."""
         options = self.options
         return [
@@ -216,10 +216,7 @@ def run_demo(
 ) -> tuple[Path, str]:
     demo = _start(config, options, instances, postgres_dsn, kafka_bootstrap, mode)
     try:
-        for action, wait_s, phase_name in demo.steps():
-            action()
-            time.sleep(wait_s)
-            demo.phase(phase_name)
+        walk(demo.steps(), demo.phase)
     finally:
         demo.stop()
     ready, desired = instances.series(demo.t0 - 10, demo.t_end)

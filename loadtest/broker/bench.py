@@ -58,6 +58,8 @@ from knative_standins.broker.topology import (
     exchange_name,
     queue_name,
 )
+from loadtest.dispatcher.bench import manifest as kafkasource_manifest
+from loadtest.dispatcher.bench import order_headers
 from loadtest.measure import count_until, free_port, stored_rows
 from ripple_stack.components.functions import knative_functions, standin_addresses
 from ripple_stack.secrets import load_secrets
@@ -454,45 +456,17 @@ def kafkasource_run(settings, engine, services, total: int, work: Path) -> tuple
     try:
         producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20)
         for n in range(total):
-            headers = [
-                ("ce_specversion", b"1.0"),
-                ("ce_id", f"bench-{n}".encode()),
-                ("ce_source", source.encode()),
-                ("ce_type", b"dev.ripple.shop.order.placed"),
-                ("ce_time", b"2026-11-25T12:00:00Z"),
-                ("ce_tenant", b"bench"),
-                ("content-type", b"application/json"),
-            ]
             producer.send(
                 topic,
                 key=f"bench/o-{n % 5000}".encode(),
                 value=(BODY % (n % 5000, n % 97)).encode(),
-                headers=headers,
+                headers=order_headers(n, source),
             )
         producer.flush(120)
         producer.close()
-        manifest = work / "kafkasource.yaml"
-        manifest.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "sources.knative.dev/v1beta1",
-                    "kind": "KafkaSource",
-                    "metadata": {"name": "bench-broker-peer", "namespace": "ripple"},
-                    "spec": {
-                        "bootstrapServers": ["ripple-kafka-bootstrap.ripple.svc:9092"],
-                        "topics": [topic],
-                        "consumerGroup": f"ripple-bench-{uuid.uuid4().hex[:10]}",
-                        "initialOffset": "earliest",
-                        "ordering": "unordered",
-                        "sink": {"uri": services["event-store"]},
-                        "delivery": {
-                            "retry": 8,
-                            "backoffDelay": "PT0.2S",
-                            "deadLetterSink": {"uri": services["dead-letters"]},
-                        },
-                    },
-                }
-            )
+        sinks = (services["event-store"], services["dead-letters"])
+        manifest = kafkasource_manifest(
+            work, topic, "unordered", *sinks, name="bench-broker-peer", timeout=None
         )
         process = start(
             ["knative_standins.kafkasource", str(manifest), "--metrics-port", str(free_port())], log

@@ -51,20 +51,26 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DELIVERED = re.compile(r"^ripple_dispatcher_events_delivered_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 
 
+def order_headers(n: int, source: str, *extensions: tuple[str, bytes]) -> list[tuple[str, bytes]]:
+    """The Kafka headers of bench order n in binary mode (the gateway's), its extensions before
+    content-type; the broker bench's KafkaSource run writes the same records."""
+    return [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", f"bench-{n}".encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", b"dev.ripple.shop.order.placed"),
+        ("ce_time", b"2026-11-25T12:00:00Z"),
+        ("ce_tenant", b"bench"),
+        *extensions,
+        ("content-type", b"application/json"),
+    ]
+
+
 def prefill(bootstrap: str, topic: str, source: str, count: int) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024)
     for n in range(count):
         order_id = f"o-{n % 5000}"
-        headers = [
-            ("ce_specversion", b"1.0"),
-            ("ce_id", f"bench-{n}".encode()),
-            ("ce_source", source.encode()),
-            ("ce_type", b"dev.ripple.shop.order.placed"),
-            ("ce_time", b"2026-11-25T12:00:00Z"),
-            ("ce_tenant", b"bench"),
-            ("ce_partitionkey", f"bench/{order_id}".encode()),
-            ("content-type", b"application/json"),
-        ]
+        headers = order_headers(n, source, ("ce_partitionkey", f"bench/{order_id}".encode()))
         value = (
             f'{{"orderId": "{order_id}", "customerId": "c-{n % 97}", "items": [{{"sku": "s-1", '
             f'"quantity": 1, "unitPrice": 9.5}}], "amount": 9.5, "currency": "EUR"}}'
@@ -74,8 +80,18 @@ def prefill(bootstrap: str, topic: str, source: str, count: int) -> None:
     producer.close()
 
 
-def manifest(directory: Path, topic: str, ordering: str, sink: str, dead_letters: str) -> Path:
-    name = f"bench-{ordering}-{uuid.uuid4().hex[:6]}"
+def manifest(
+    directory: Path,
+    topic: str,
+    ordering: str,
+    sink: str,
+    dead_letters: str,
+    name: str | None = None,
+    timeout: str | None = "PT10S",
+) -> Path:
+    """A KafkaSource of its own from the topic's start to the sink (timeout None: Knative's default)."""
+    name = name or f"bench-{ordering}-{uuid.uuid4().hex[:6]}"
+    delivery = {"retry": 8, "backoffPolicy": "exponential", "backoffDelay": "PT0.2S", "timeout": timeout}
     document = {
         "apiVersion": "sources.knative.dev/v1beta1",
         "kind": "KafkaSource",
@@ -88,10 +104,7 @@ def manifest(directory: Path, topic: str, ordering: str, sink: str, dead_letters
             "ordering": ordering,
             "sink": {"uri": sink},
             "delivery": {
-                "retry": 8,
-                "backoffPolicy": "exponential",
-                "backoffDelay": "PT0.2S",
-                "timeout": "PT10S",
+                **{key: value for key, value in delivery.items() if value is not None},
                 "deadLetterSink": {"uri": dead_letters},
             },
         },

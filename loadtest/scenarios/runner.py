@@ -52,6 +52,9 @@ from .stats import (
 
 log = logging.getLogger("loadtest")
 T = TypeVar("T")
+# A row of a run's table: what to do, how long to keep the load on afterwards, the phase it closes
+# (None: the phase goes on).
+Step = tuple[Callable[[], None], float, str | None]
 
 
 @dataclass
@@ -245,8 +248,10 @@ class Drill:
     def driver(self) -> LoadDriver:
         return self.run.driver
 
-    def phase(self, name: str) -> None:
+    def phase(self, name: str | None) -> None:
         """Close the phase that began at the last mark (a restore that took no time is not one)."""
+        if name is None:
+            return
         now = time.time()
         if now - self.mark > 0.5 or name != "restoring":
             self.run.phases.append(Phase(name, self.mark, now))
@@ -286,7 +291,7 @@ class Drill:
                 return
             time.sleep(2)
 
-    def steps(self) -> list[tuple[Callable[[], None], float, str]]:
+    def steps(self) -> list[Step]:
         """The run as a table: (what to do, how long to keep the load on afterwards, phase name)."""
         scenario, options = self.scenario, self.options
         failure_s = scenario.failure_s if scenario.failure_s is not None else options.failure_s
@@ -308,13 +313,20 @@ class Drill:
         self.t_end = time.time()
 
 
+def walk(steps: list[Step], phase: Callable[[str | None], None]) -> None:
+    """Run a table of steps: do each, keep the load on for its seconds, close its phase.
+
+    The scenarios' Drill and the autoscale demo are both written as such a table."""
+    for action, keep_s, phase_name in steps:
+        action()
+        time.sleep(keep_s)
+        phase(phase_name)
+
+
 def run_scenario(name: str, config: LoadConfig, options: Options) -> tuple[Path, str]:
     drill = _start(name, config, options)
     try:
-        for action, keep_s, phase_name in drill.steps():
-            action()
-            time.sleep(keep_s)
-            drill.phase(phase_name)
+        walk(drill.steps(), drill.phase)
     finally:
         drill.stop()
     run = drill.run

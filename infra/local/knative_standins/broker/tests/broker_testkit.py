@@ -1,7 +1,8 @@
 """The smallest notifications manifests the broker stand-in's tests build on (no server).
 
-BROKER is a RabbitmqBrokerConfig and its Broker in namespace ns; tests append a Trigger of their
-own and load the text with `load` (the model of knative_standins.broker.manifest).
+BROKER is a RabbitmqBrokerConfig and its Broker in namespace ns; `trigger` a Trigger t of it, to
+which a test appends its own spec lines; `load` reads the text with the model of
+knative_standins.broker.manifest.
 """
 
 from __future__ import annotations
@@ -20,6 +21,19 @@ apiVersion: eventing.knative.dev/v1
 kind: Broker
 metadata: {name: b, namespace: ns, annotations: {eventing.knative.dev/broker.class: RabbitMQBroker}}
 spec: {config: {apiVersion: eventing.knative.dev/v1alpha1, kind: RabbitmqBrokerConfig, name: c}}
+"""
+
+
+def trigger(subscriber: str) -> str:
+    """Trigger t of Broker b with the given subscriber (a YAML flow mapping); more spec lines may follow."""
+    return f"""
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {{name: t, namespace: ns}}
+spec:
+  broker: b
+  subscriber: {subscriber}
 """
 
 

@@ -10,23 +10,16 @@ import base64
 from pathlib import Path
 
 import pytest
-from broker_testkit import BROKER, load
+from broker_testkit import BROKER, load, trigger
 from cloudevents.http import CloudEvent
 
 from knative_standins.broker.dispatcher import Outcome, TriggerDispatcher
 from knative_standins.broker.metrics import DispatcherMetrics
 from knative_standins.delivery.errors import with_error_extensions
 
-TRIGGER = """
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {name: t, namespace: ns}
-spec:
-  broker: b
-  subscriber: {uri: "http://subscriber.invalid/"}
-  delivery: {retry: 3, backoffPolicy: linear, backoffDelay: PT0.5S}
-"""
+TRIGGER = trigger('{uri: "http://subscriber.invalid/"}') + (
+    "  delivery: {retry: 3, backoffPolicy: linear, backoffDelay: PT0.5S}\n"
+)
 
 
 class Script:
