@@ -12,10 +12,11 @@ from cloudevents.http import CloudEvent
 from sqlalchemy import Engine
 from sqlalchemy.dialects.postgresql import insert
 
+from ripple_consumer.rows import envelope_columns
+
 from .schema import dead_letters
 
 ERROR_EXTENSIONS = ("knativeerrordest", "knativeerrorcode", "knativeerrordata")
-CORE = {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema"}
 
 
 def _data_bytes(event: AnyCloudEvent) -> bytes | None:
@@ -38,15 +39,10 @@ def _error_data(encoded: str | None) -> str | None:
 def to_row(event: AnyCloudEvent) -> dict[str, Any]:
     attributes = event.get_attributes()
     return {
-        "id": attributes["id"],
-        "source": attributes["source"],
-        "type": attributes["type"],
-        "subject": attributes.get("subject"),
-        "tenant": attributes.get("tenant"),
+        **envelope_columns(attributes),
         "time": attributes.get("time"),
         "datacontenttype": attributes.get("datacontenttype"),
         "data": _data_bytes(event),
-        "extensions": {k: v for k, v in attributes.items() if k not in CORE},
         "error_dest": attributes.get("knativeerrordest") or "unknown",
         "error_code": attributes.get("knativeerrorcode"),
         "error_data": _error_data(attributes.get("knativeerrordata")),

@@ -13,9 +13,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from .schema import events
+from ripple_consumer.rows import envelope_columns
 
-CORE_ATTRIBUTES = {"specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema"}
+from .schema import events
 
 
 class PermanentError(Exception):
@@ -45,17 +45,7 @@ def _time(event: AnyCloudEvent) -> datetime | None:
 
 
 def to_row(event: AnyCloudEvent) -> dict[str, Any]:
-    attributes = event.get_attributes()
-    return {
-        "id": attributes["id"],
-        "source": attributes["source"],
-        "type": attributes["type"],
-        "subject": attributes.get("subject"),
-        "tenant": attributes.get("tenant"),
-        "time": _time(event),
-        "data": _data(event),
-        "extensions": {k: v for k, v in attributes.items() if k not in CORE_ATTRIBUTES},
-    }
+    return {**envelope_columns(event.get_attributes()), "time": _time(event), "data": _data(event)}
 
 
 def store(engine: Engine, row: dict[str, Any]) -> bool:
