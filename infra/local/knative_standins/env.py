@@ -1,23 +1,25 @@
 """Settings from the environment, read the same way by every stand-in: a bad value stops the
-process with a ConfigError that names the variable and what to set it to."""
+process with a ConfigError that names the variable and what to set it to.
+
+Numbers are read as the functions read theirs (ripple_settings, a package of the functions the
+stand-ins share as they share ripple_cloudevents); the error is re-raised as the stand-ins' own.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 
+import ripple_settings
+
 from . import ConfigError
 
 
 def whole_number(name: str, default: int, minimum: int, env: Mapping[str, str] = os.environ) -> int:
-    raw = env.get(name, "")
     try:
-        value = int(raw) if raw else default
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number: set it to {minimum} or more.") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} is too small: set it to {minimum} or more.")
-    return value
+        return ripple_settings.env_int(name, default, minimum, env)
+    except ripple_settings.ConfigError as error:
+        raise ConfigError(str(error)) from None
 
 
 def required(name: str, what: str, env: Mapping[str, str] = os.environ) -> str:
