@@ -80,6 +80,29 @@ class Component:
         return []
 
 
+class PortComponent(Component):
+    """A stand-in process on one port of its own (a dispatcher's metrics, an ingress): it is ready
+    when `probe_path` answers 200 there, shown at `address_path`, scraped as `scrape_job`."""
+
+    probe_path = "/metrics"
+    address_path = "/metrics"
+    scrape_job = ""
+    what = "metrics port"  # names the port in the probe's complaint
+
+    def port(self, settings: Settings) -> int:
+        raise NotImplementedError
+
+    def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
+        status = http_status(f"http://{settings.host}:{self.port(settings)}{self.probe_path}")
+        return None if status == 200 else f"{self.what} answered {status}"
+
+    def address(self, settings: Settings) -> str:
+        return f"http://{settings.host}:{self.port(settings)}{self.address_path}"
+
+    def scrape_targets(self, settings: Settings) -> list[ScrapeTarget]:
+        return [ScrapeTarget(self.scrape_job, f"{settings.host}:{self.port(settings)}")]
+
+
 def running_as_root() -> bool:
     return os.geteuid() == 0
 

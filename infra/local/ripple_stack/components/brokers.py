@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from knative_standins.broker.manifest import Broker, ManifestError, Trigger, knative_manifests, load_all
 
-from ..component import Component, PrerequisiteError, Program, ScrapeTarget, http_status
+from ..component import PortComponent, PrerequisiteError, Program
 from ..settings import REPO_ROOT, Settings
 from .functions import KNATIVE_DIR, standin_addresses
 
@@ -44,9 +44,10 @@ def _program(name: str, settings: Settings, secrets: Mapping[str, str], *argumen
     )
 
 
-class BrokerIngress(Component):
+class BrokerIngress(PortComponent):
     # Needs RabbitMQ (tier 0) ready to declare its exchange.
     start_tier = 1
+    probe_path, address_path, scrape_job, what = "/healthz", "/", "brokers", "ingress"
 
     def __init__(self, broker: Broker, index: int) -> None:
         self.broker = broker
@@ -64,20 +65,11 @@ class BrokerIngress(Component):
             )
         ]
 
-    def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
-        status = http_status(f"http://{settings.host}:{self.port(settings)}/healthz")
-        return None if status == 200 else f"ingress answered {status}"
 
-    def address(self, settings: Settings) -> str:
-        return f"http://{settings.host}:{self.port(settings)}/"
-
-    def scrape_targets(self, settings: Settings) -> list[ScrapeTarget]:
-        return [ScrapeTarget("brokers", f"{settings.host}:{self.port(settings)}")]
-
-
-class TriggerDispatcher(Component):
+class TriggerDispatcher(PortComponent):
     # Delivers to functions, which must be up first.
     start_tier = 2
+    scrape_job = "triggers"
 
     def __init__(self, broker: Broker, trigger: Trigger, index: int) -> None:
         self.broker = broker
@@ -98,16 +90,6 @@ class TriggerDispatcher(Component):
             str(self.port(settings)),
         )
         return [_program(self.name, settings, secrets, *arguments)]
-
-    def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
-        status = http_status(f"http://{settings.host}:{self.port(settings)}/metrics")
-        return None if status == 200 else f"metrics port answered {status}"
-
-    def address(self, settings: Settings) -> str:
-        return f"http://{settings.host}:{self.port(settings)}/metrics"
-
-    def scrape_targets(self, settings: Settings) -> list[ScrapeTarget]:
-        return [ScrapeTarget("triggers", f"{settings.host}:{self.port(settings)}")]
 
 
 def broker_components() -> tuple[list[BrokerIngress], list[TriggerDispatcher]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from knative_standins.kafkasource.manifest import ManifestError, load
 
-from ..component import Component, PrerequisiteError, Program, ScrapeTarget, http_status
+from ..component import PortComponent, PrerequisiteError, Program
 from ..settings import REPO_ROOT, Settings
 from .functions import KNATIVE_DIR, standin_addresses
 
@@ -26,7 +26,8 @@ def kafkasource_manifests() -> list[Path]:
     return sorted(KNATIVE_DIR.glob("*/kafkasource.yaml"))
 
 
-class KafkaSourceDispatcher(Component):
+class KafkaSourceDispatcher(PortComponent):
+    scrape_job = "kafkasources"
     # Delivers to functions, which must be up first.
     start_tier = 2
 
@@ -66,16 +67,6 @@ class KafkaSourceDispatcher(Component):
                 stop_wait_s=20,
             )
         ]
-
-    def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
-        status = http_status(f"http://{settings.host}:{self.port(settings)}/metrics")
-        return None if status == 200 else f"metrics port answered {status}"
-
-    def address(self, settings: Settings) -> str:
-        return f"http://{settings.host}:{self.port(settings)}/metrics"
-
-    def scrape_targets(self, settings: Settings) -> list[ScrapeTarget]:
-        return [ScrapeTarget("kafkasources", f"{settings.host}:{self.port(settings)}")]
 
 
 def kafkasource_dispatchers() -> list[KafkaSourceDispatcher]:
