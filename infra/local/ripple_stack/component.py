@@ -8,11 +8,13 @@ import pwd
 import shutil
 import stat
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .settings import Settings
 
@@ -36,6 +38,19 @@ class Program:
     run_as_when_root: str | None = None
     stop_signal: str = "TERM"
     stop_wait_s: int = 30
+
+
+def python_program(
+    name: str, module: str, *arguments: str, env: Mapping[str, str] | None = None, **options: Any
+) -> Program:
+    """`python -m module arguments` with the stack's own interpreter, its output unbuffered so that
+    supervisord's log shows it as it happens; `options` are the other fields of Program."""
+    return Program(
+        name=name,
+        command=[sys.executable, "-m", module, *arguments],
+        env={"PYTHONUNBUFFERED": "1", **(env or {})},
+        **options,
+    )
 
 
 @dataclass(frozen=True)

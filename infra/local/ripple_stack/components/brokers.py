@@ -11,30 +11,24 @@ Ports: RIPPLE_BROKER_INGRESS_PORT + Broker index, RIPPLE_TRIGGER_DISPATCHER_PORT
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 
 from knative_standins.broker.manifest import Broker, ManifestError, Trigger, knative_manifests, load_all
 
-from ..component import PortComponent, PrerequisiteError, Program
+from ..component import PortComponent, PrerequisiteError, Program, python_program
 from ..settings import REPO_ROOT, Settings
 from .functions import KNATIVE_DIR, standin_addresses
 
 
 def _program(name: str, settings: Settings, secrets: Mapping[str, str], *arguments: str) -> Program:
-    return Program(
-        name=name,
-        command=[
-            sys.executable,
-            "-m",
-            "knative_standins.broker",
-            *arguments,
-            "--manifests",
-            str(KNATIVE_DIR),
-        ],
+    return python_program(
+        name,
+        "knative_standins.broker",
+        *arguments,
+        "--manifests",
+        str(KNATIVE_DIR),
         cwd=REPO_ROOT,
         env={
-            "PYTHONUNBUFFERED": "1",
             "RIPPLE_BROKER_HOST": settings.host,
             "RIPPLE_BROKER_AMQP_URL": settings.amqp_url(secrets["RIPPLE_RABBITMQ_PASSWORD"]),
             **standin_addresses(settings).to_env(),

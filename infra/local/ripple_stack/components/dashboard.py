@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..component import Component, PrerequisiteError, Program, Say, http_status, run
+from ..component import Component, PrerequisiteError, Program, Say, http_status, python_program, run
 from ..settings import REPO_ROOT, Settings
 
 PACKAGE_DIR = REPO_ROOT / "infra" / "local" / "ripple_dashboard"
@@ -46,17 +45,12 @@ class Dashboard(Component):
 
     def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
         return [
-            Program(
-                name="dashboard",
-                command=[
-                    sys.executable,
-                    "-m",
-                    "ripple_dashboard",
-                    "--port",
-                    str(settings.ports["dashboard"]),
-                ],
+            python_program(
+                "dashboard",
+                "ripple_dashboard",
+                "--port",
+                str(settings.ports["dashboard"]),
                 cwd=REPO_ROOT,
-                env={"PYTHONUNBUFFERED": "1"},
                 stop_wait_s=5,
             )
         ]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from ..component import Component, Program, Say, ScrapeTarget, maven_fetch, run
+from ..component import Component, Program, Say, ScrapeTarget, maven_fetch, python_program, run
 from ..settings import REPO_ROOT, Settings
 
 POM = REPO_ROOT / "flink" / "pom.xml"
@@ -186,12 +186,7 @@ class Flink(Component):
             ),
             # No HA service locally: this keeper resubmits the job from its newest checkpoint
             # when a restarted JobManager has forgotten it (see flink_job.watch).
-            Program(
-                name="flink-job-keeper",
-                command=[sys.executable, "-m", "ripple_stack", "flink", "watch"],
-                env={"PYTHONUNBUFFERED": "1"},
-                stop_wait_s=10,
-            ),
+            python_program("flink-job-keeper", "ripple_stack", "flink", "watch", stop_wait_s=10),
         ]
 
     def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:

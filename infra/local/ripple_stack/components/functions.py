@@ -30,7 +30,7 @@ from knative_standins.serving.manifest import (
     load_manifest,
 )
 
-from ..component import Component, Program, Say, ScrapeTarget
+from ..component import Component, Program, Say, ScrapeTarget, python_program
 from ..settings import REPO_ROOT, Settings
 
 KNATIVE_DIR = REPO_ROOT / "knative"
@@ -103,16 +103,12 @@ class KnativeFunction(Component):
         # A changed manifest or config changes this digest, so `make up` restarts the activator.
         digest = hashlib.sha256(spec.to_json().encode()).hexdigest()[:16]
         return [
-            Program(
-                name=self.name,
-                command=[
-                    sys.executable,
-                    "-m",
-                    "knative_standins.serving.activator",
-                    "--spec",
-                    str(self.spec_path(settings)),
-                ],
-                env={"PYTHONUNBUFFERED": "1", "RIPPLE_SERVING_SPEC_DIGEST": digest},
+            python_program(
+                self.name,
+                "knative_standins.serving.activator",
+                "--spec",
+                str(self.spec_path(settings)),
+                env={"RIPPLE_SERVING_SPEC_DIGEST": digest},
                 # In-flight requests finish, then every instance gets its SIGTERM and grace period.
                 stop_wait_s=int(spec.revision.timeout_s) + 40,
             )

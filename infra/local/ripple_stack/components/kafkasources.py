@@ -9,13 +9,12 @@ addresses this runner passes in its environment: standin_addresses). Its metrics
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from knative_standins.kafkasource.manifest import ManifestError, load
 
-from ..component import PortComponent, PrerequisiteError, Program
+from ..component import PortComponent, PrerequisiteError, Program, python_program
 from ..settings import REPO_ROOT, Settings
 from .functions import KNATIVE_DIR, standin_addresses
 
@@ -46,19 +45,14 @@ class KafkaSourceDispatcher(PortComponent):
 
     def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
         return [
-            Program(
-                name=self.name,
-                command=[
-                    sys.executable,
-                    "-m",
-                    "knative_standins.kafkasource",
-                    str(self.manifest_path),
-                    "--metrics-port",
-                    str(self.port(settings)),
-                ],
+            python_program(
+                self.name,
+                "knative_standins.kafkasource",
+                str(self.manifest_path),
+                "--metrics-port",
+                str(self.port(settings)),
                 cwd=REPO_ROOT,
                 env={
-                    "PYTHONUNBUFFERED": "1",
                     "RIPPLE_DISPATCHER_HOST": settings.host,
                     **standin_addresses(settings).to_env(),
                 },

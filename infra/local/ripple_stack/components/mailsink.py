@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import smtplib
-import sys
 from collections.abc import Mapping
 
-from ..component import Component, Program, Say, ScrapeTarget
+from ..component import Component, Program, Say, ScrapeTarget, python_program
 from ..settings import REPO_ROOT, Settings
 
 
@@ -22,23 +21,18 @@ class MailSink(Component):
 
     def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
         return [
-            Program(
-                name="mail-sink",
-                command=[
-                    sys.executable,
-                    "-m",
-                    "ripple_stack.mailsink",
-                    "--host",
-                    settings.host,
-                    "--port",
-                    str(settings.ports["mail_sink"]),
-                    "--metrics-port",
-                    str(self.metrics_port(settings)),
-                    "--dir",
-                    str(settings.mail_dir),
-                ],
+            python_program(
+                "mail-sink",
+                "ripple_stack.mailsink",
+                "--host",
+                settings.host,
+                "--port",
+                str(settings.ports["mail_sink"]),
+                "--metrics-port",
+                str(self.metrics_port(settings)),
+                "--dir",
+                str(settings.mail_dir),
                 cwd=REPO_ROOT,
-                env={"PYTHONUNBUFFERED": "1"},
             )
         ]
 
