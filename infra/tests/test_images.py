@@ -188,19 +188,27 @@ def alembic_revisions(stack, database: str) -> list[str]:
     return [revision for revision in revisions if revision]
 
 
+@contextmanager
+def ready_function(stack, images, name: str, tmp_path: Path, user: str | None = None) -> Iterator[tuple]:
+    """The function's image run as its manifest says (a consumer on a throwaway database of its
+    own), once it answers /readyz: (container, database name)."""
+    config, built = images
+    env = environment(stack, name)
+    with throwaway_database(stack) as database:
+        env = {**env, "POSTGRES_DB": database} if "POSTGRES_DB" in env else env
+        with running(config, name, built[name], env, tmp_path, user) as container:
+            container.wait_until_answering("/readyz")
+            yield container, database
+
+
 @NEEDS_PODMAN
 @pytest.mark.integration
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_every_function_image_starts_as_its_manifest_says(stack, images, name, tmp_path):
     """Ready, non-root in group 0, no capabilities; a consumer's command migrated a fresh database."""
-    config, built = images
-    env = environment(stack, name)
-    with throwaway_database(stack) as database:
-        env = {**env, "POSTGRES_DB": database} if "POSTGRES_DB" in env else env
-        with running(config, name, built[name], env, tmp_path) as container:
-            container.wait_until_answering("/readyz")
-            uid, gid = container.exec("id", "-u"), container.exec("id", "-g")
-            capabilities = container.exec("grep", "CapEff", "/proc/1/status").split()[-1]
+    with ready_function(stack, images, name, tmp_path) as (container, database):
+        uid, gid = container.exec("id", "-u"), container.exec("id", "-g")
+        capabilities = container.exec("grep", "CapEff", "/proc/1/status").split()[-1]
         revisions = alembic_revisions(stack, database) if name in WITH_MIGRATIONS else ["none needed"]
     assert uid != "0" and gid == "0", f"{name} runs as uid {uid} gid {gid}; expected non-root in group 0"
     assert int(capabilities, 16) == 0, f"{name} kept capabilities {capabilities}"
@@ -212,13 +220,8 @@ def test_every_function_image_starts_as_its_manifest_says(stack, images, name, t
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_every_function_image_runs_under_an_arbitrary_openshift_uid(stack, images, name, tmp_path):
     """OpenShift's restricted SCC runs a random uid in group 0, not the image's 1001."""
-    config, built = images
-    env = environment(stack, name)
-    with throwaway_database(stack) as database:
-        env = {**env, "POSTGRES_DB": database} if "POSTGRES_DB" in env else env
-        with running(config, name, built[name], env, tmp_path, user="1000680000:0") as container:
-            container.wait_until_answering("/readyz")
-            uid = container.exec("id", "-u")
+    with ready_function(stack, images, name, tmp_path, user="1000680000:0") as (container, _):
+        uid = container.exec("id", "-u")
     assert uid == "1000680000"
 
 
