@@ -53,11 +53,10 @@ from ripple_stack.components.functions import knative_functions
 from ripple_stack.settings import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "functions" / "gateway" / "tests"))
-from gateway_testkit import TopicReader
+from gateway_testkit import ORDER_TYPE, TopicReader, record_headers
 
 pytestmark = pytest.mark.integration
 
-ORDER_TYPE = "dev.ripple.shop.order.placed"
 FLAGGED_TYPE = "dev.ripple.shop.order.flagged"
 ALERT_SOURCE = "/ripple/order-alerts"  # order-alerts' ALERT_SOURCE default
 # Above knative/order-alerts/service.yaml's ALERT_THRESHOLD (1000): every order is flagged.
@@ -348,18 +347,7 @@ def test_every_attribute_arrives_byte_for_byte_everywhere(
         for event_id, event in sent.items():
             key = f"{tenant}/{event['data']['orderId']}"
             headers = {name: value.decode() for name, value in records[event_id].headers}
-            assert headers == {
-                "content-type": "application/json",
-                "ce_specversion": "1.0",
-                "ce_id": event_id,
-                "ce_source": event["source"],
-                "ce_type": ORDER_TYPE,
-                "ce_subject": event["subject"],
-                "ce_time": when,
-                "ce_color": event["color"],
-                "ce_tenant": tenant,
-                "ce_partitionkey": key,
-            }
+            assert headers == record_headers(event_id, event, tenant, time=when, color=event["color"])
             assert records[event_id].key == key.encode()
 
         # event-store and order-alerts (behind the KafkaSources), then the alerts' hops.

@@ -41,6 +41,22 @@ def order(order_id: str | None = None, amount: float = 25.0) -> dict[str, Any]:
     }
 
 
+def record_headers(event_id: str, event: dict[str, Any], tenant: str, **attributes: str) -> dict[str, str]:
+    """The headers of the Kafka record the gateway writes for an order event (binary mode, JSON data):
+    its envelope, the given other attributes, the tenant from the token and the partition key."""
+    return {
+        "content-type": "application/json",
+        "ce_specversion": "1.0",
+        "ce_id": event_id,
+        "ce_source": event["source"],
+        "ce_type": ORDER_TYPE,
+        "ce_subject": event["subject"],
+        **{f"ce_{name}": value for name, value in attributes.items()},
+        "ce_tenant": tenant,
+        "ce_partitionkey": f"{tenant}/{event['data']['orderId']}",
+    }
+
+
 def structured(event_type: str, data: Any, **attributes: Any) -> dict[str, Any]:
     envelope = {"specversion": "1.0", "id": new_id(), "source": "/tests/gateway", "type": event_type}
     return envelope | {"data": data} | attributes
