@@ -24,40 +24,19 @@ import os
 import statistics
 import sys
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from loadtest.measure import http_status
 from ripple_stack.components.functions import knative_functions
 from ripple_stack.settings import load_settings
-from ripple_stack.stack import resident_mib
+from ripple_stack.stack import resident_mib, tree_mib
 from ripple_stack.supervisor import Supervisor
 
 
 def proportional_mib(pid: int) -> float:
     """PSS of a process and all its descendants (shared pages split between them), from /proc."""
-    total_kib, pending = 0, [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            rollup = Path(f"/proc/{current}/smaps_rollup").read_text()
-            total_kib += int(next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:")))
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending.extend(int(child) for child in (task / "children").read_text().split())
-        except (OSError, StopIteration, ValueError):
-            continue
-    return total_kib / 1024
-
-
-def get(url: str, timeout: float = 400) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:  # the activator restarted under us (another engineer's `make up`)
-        return 0
+    return tree_mib(pid, "smaps_rollup", "Pss:")
 
 
 def one_round(function, settings, log: Path, wait_s: float) -> dict:
@@ -72,7 +51,8 @@ def one_round(function, settings, log: Path, wait_s: float) -> dict:
     offset = log.stat().st_size if log.exists() else 0
     probe = function.container().get("readinessProbe", {}).get("httpGet", {}).get("path", "/")
     sent = time.monotonic()
-    code = get(function.url(settings) + probe)
+    # 0: nothing answered (the activator restarted under us: another engineer's `make up`).
+    code = http_status(function.url(settings) + probe, timeout=400) or 0
     client_wait = time.monotonic() - sent
     time.sleep(0.5)  # the instance's RSS once it served its first request
     status = function.serving_status(settings) or {"instances": []}

@@ -34,21 +34,25 @@ class ComponentStatus:
     scaled_to_zero: bool | None = None
 
 
-def resident_mib(pid: int) -> float:
-    """Resident memory of a process and all its descendants, from /proc (Linux)."""
+def tree_mib(pid: int, file: str, field: str) -> float:
+    """One kB field of /proc/<pid>/<file> (e.g. status VmRSS:, smaps_rollup Pss:) summed over a
+    process and all its descendants, in MiB (Linux); a process that is gone counts nothing."""
     total_kib, pending = 0, [pid]
     while pending:
         current = pending.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
-            total_kib += int(
-                next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
-            )
+            text = Path(f"/proc/{current}/{file}").read_text()
+            total_kib += int(next(line.split()[1] for line in text.splitlines() if line.startswith(field)))
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending.extend(int(child) for child in (task / "children").read_text().split())
         except (OSError, StopIteration, ValueError):
             continue
     return total_kib / 1024
+
+
+def resident_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants, from /proc (Linux)."""
+    return tree_mib(pid, "status", "VmRSS:")
 
 
 def check_machine() -> None:
