@@ -16,6 +16,21 @@ from urllib.parse import urlsplit
 Encode = Callable[[str, dict], tuple[dict, bytes]]
 
 
+def attributes(spec: dict, **own: object) -> dict:
+    """An event's attributes from the plan: envelope, time and the two extensions; `own` replaces
+    or adds what an SDK wants in its own type (a datetime time, a datacontenttype)."""
+    return {
+        "id": spec["id"],
+        "source": spec["source"],
+        "type": spec["type"],
+        "subject": spec["subject"],
+        "time": spec["time"],
+        "channel": spec["channel"],
+        "priority": spec["priority"],
+        **own,
+    }
+
+
 def post(url: str, token: str, headers: dict, body: bytes) -> tuple[int, str]:
     # http.client sends the SDK's headers as they are (urllib would add a form Content-Type).
     target = urlsplit(url)

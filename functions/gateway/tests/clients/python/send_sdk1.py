@@ -4,29 +4,18 @@ Binary and structured mode with the SDK's own encoders, exactly as a user would 
 event carries no datacontenttype, so the binary request has no Content-Type (the JSON data is
 implied application/json). The 1.x SDK has no batch writer: no batch requests.
 
-Reads a plan on stdin ({"url", "token", "requests": [{"mode", "events": [...]}]}) and prints one
-JSON line per request: {"mode", "status", "body"} (plan.py, beside it). Standard library only
-besides the SDK.
+The plan on stdin and the answers on stdout: plan.py, beside it.
 """
 
 from __future__ import annotations
 
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
-from plan import run
+from plan import attributes, run
 
 
 def to_event(spec: dict) -> CloudEvent:
-    attributes = {
-        "id": spec["id"],
-        "source": spec["source"],
-        "type": spec["type"],
-        "subject": spec["subject"],
-        "time": spec["time"],
-        "channel": spec["channel"],
-        "priority": spec["priority"],
-    }
-    return CloudEvent(attributes, spec["data"])
+    return CloudEvent(attributes(spec), spec["data"])
 
 
 def encode(mode: str, spec: dict) -> tuple[dict, bytes]:

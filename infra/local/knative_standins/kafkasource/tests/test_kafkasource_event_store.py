@@ -8,6 +8,7 @@ import time
 import urllib.request
 import uuid
 import warnings
+from pathlib import Path
 
 import pytest
 import requests
@@ -50,16 +51,7 @@ def test_dispatcher_killed_mid_stream_loses_nothing_and_stores_no_duplicates(sta
         produce(
             stack.kafka_bootstrap, topic, [order_event(source, f"e-{n}", f"o-{n % 50}") for n in range(total)]
         )
-        manifest = write_manifest(
-            tmp_path,
-            topic,
-            function_url(stack, "event-store"),
-            dead_letter_uri=function_url(stack, "dead-letters"),
-            ordering="unordered",
-            retry=10,
-            backoff_policy="exponential",
-            backoff_delay="PT0.2S",
-        )
+        manifest = event_store_manifest(stack, tmp_path, topic, initial_offset="earliest")
         log = tmp_path / "dispatcher.log"
         first = DispatcherProcess(manifest, log, env={"RIPPLE_DISPATCHER_MAX_IN_FLIGHT": "16"}).start()
         try:
@@ -129,21 +121,26 @@ def test_event_posted_through_the_gateway_is_stored_exactly_once(stack, database
         dispatcher.stop()
 
 
-def event_store_dispatcher(stack, tmp_path, topic: str, **extra) -> DispatcherProcess:
-    """A started dispatcher of its own to event-store from the topic's end, dead letters to
-    dead-letters, patient enough to outlast an outage: 0.4 + 0.8 + ... + 12.8 s before giving up."""
-    manifest = write_manifest(
+def event_store_manifest(stack, tmp_path, topic: str, **extra) -> Path:
+    """A KafkaSource of its own to event-store (unordered; from the topic's end unless told),
+    dead letters to dead-letters, patient enough to outlast an outage: 0.4 + 0.8 + ... + 12.8 s."""
+    options = {"initial_offset": "latest", **extra}
+    return write_manifest(
         tmp_path,
         topic,
         function_url(stack, "event-store"),
         dead_letter_uri=function_url(stack, "dead-letters"),
         ordering="unordered",
-        initial_offset="latest",
         retry=10,
         backoff_policy="exponential",
         backoff_delay="PT0.2S",
-        **extra,
+        **options,
     )
+
+
+def event_store_dispatcher(stack, tmp_path, topic: str, **extra) -> DispatcherProcess:
+    """A started dispatcher on event_store_manifest."""
+    manifest = event_store_manifest(stack, tmp_path, topic, **extra)
     return DispatcherProcess(manifest, tmp_path / "dispatcher.log").start()
 
 
