@@ -158,6 +158,18 @@ def write_manifest(
     return path
 
 
+@contextmanager
+def dispatching(manifest: Path, log: Path, max_in_flight: int | None = None) -> Iterator[DispatcherProcess]:
+    """A dispatcher process on the manifest for the with-block (RIPPLE_DISPATCHER_MAX_IN_FLIGHT if
+    given), stopped afterwards however the block ends."""
+    env = {"RIPPLE_DISPATCHER_MAX_IN_FLIGHT": str(max_in_flight)} if max_in_flight else None
+    dispatcher = DispatcherProcess(manifest, log, env=env).start()
+    try:
+        yield dispatcher
+    finally:
+        dispatcher.stop()
+
+
 class DispatcherProcess:
     """`python -m knative_standins.kafkasource <manifest>` started by the test."""
 

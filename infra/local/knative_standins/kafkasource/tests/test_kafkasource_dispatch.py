@@ -13,8 +13,8 @@ from collections import defaultdict
 import pytest
 from kafka import KafkaProducer
 from kafkasource_helpers import (
-    DispatcherProcess,
     Sink,
+    dispatching,
     order_event,
     produce,
     running_sink,
@@ -38,8 +38,7 @@ def test_sink_failing_n_times_gets_the_event_after_n_retries(stack, tmp_path):
         running_sink(Sink()) as dead_letters,
     ):
         manifest = write_manifest(tmp_path, topic, sink.url, dead_letter_uri=dead_letters.url, retry=5)
-        dispatcher = DispatcherProcess(manifest, tmp_path / "dispatcher.log").start()
-        try:
+        with dispatching(manifest, tmp_path / "dispatcher.log") as dispatcher:
             event_id = f"retry-{uuid.uuid4()}"
             produce(stack.kafka_bootstrap, topic, [order_event("/test/retry", event_id, "o-1")])
             wait_until(lambda: sink.attempts(event_id) == failures + 1, "the fourth attempt to succeed")
@@ -56,8 +55,6 @@ def test_sink_failing_n_times_gets_the_event_after_n_retries(stack, tmp_path):
             assert last.ce["tenant"] == "acme"
             assert last.headers["content-type"] == "application/json"
             assert dead_letters.received == []
-        finally:
-            dispatcher.stop()
         assert sink.attempts(event_id) == failures + 1
 
 
@@ -72,8 +69,7 @@ def test_failing_sink_dead_letters_with_knative_error_extensions(stack, tmp_path
         running_sink(Sink()) as dead_letters,
     ):
         manifest = write_manifest(tmp_path, topic, sink.url, dead_letter_uri=dead_letters.url, retry=2)
-        dispatcher = DispatcherProcess(manifest, tmp_path / "dispatcher.log").start()
-        try:
+        with dispatching(manifest, tmp_path / "dispatcher.log"):
             broken, bad = f"broken-{uuid.uuid4()}", f"bad-{uuid.uuid4()}"
             produce(
                 stack.kafka_bootstrap,
@@ -81,8 +77,6 @@ def test_failing_sink_dead_letters_with_knative_error_extensions(stack, tmp_path
                 [order_event("/test/dlq", broken, "o-1"), order_event("/test/dlq", bad, "o-2")],
             )
             wait_until(lambda: len(dead_letters.received) == 2, "both events in the dead-letter sink")
-        finally:
-            dispatcher.stop()
         by_id = {d.ce["id"]: d for d in dead_letters.received}
         assert sink.attempts(broken) == 3  # first attempt + retry: 2
         assert sink.attempts(bad) == 1
@@ -108,8 +102,7 @@ def test_dead_letter_sink_down_blocks_instead_of_dropping(stack, tmp_path):
         running_sink(Sink(dead_letter)) as dead_letters,
     ):
         manifest = write_manifest(tmp_path, topic, sink.url, dead_letter_uri=dead_letters.url, retry=0)
-        dispatcher = DispatcherProcess(manifest, tmp_path / "dispatcher.log").start()
-        try:
+        with dispatching(manifest, tmp_path / "dispatcher.log"):
             first, second = f"first-{uuid.uuid4()}", f"second-{uuid.uuid4()}"
             produce(
                 stack.kafka_bootstrap, topic, [order_event("/t", first, "a"), order_event("/t", second, "a")]
@@ -119,22 +112,17 @@ def test_dead_letter_sink_down_blocks_instead_of_dropping(stack, tmp_path):
             assert sink.attempts(second) == 0
             dead_letter_up = True
             wait_until(lambda: dead_letters.attempts(second) >= 1, "both dead-lettered once the DLQ is back")
-        finally:
-            dispatcher.stop()
 
 
 def test_plain_record_becomes_a_knative_kafka_event(stack, tmp_path):
     with temporary_topic(stack.kafka_bootstrap, partitions=1) as topic, running_sink(Sink()) as sink:
         manifest = write_manifest(tmp_path, topic, sink.url)
-        dispatcher = DispatcherProcess(manifest, tmp_path / "dispatcher.log").start()
-        try:
+        with dispatching(manifest, tmp_path / "dispatcher.log"):
             producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
             producer.send(topic, key=b"k-1", value=b'{"hello": "world"}', headers=[("X-Trace", b"t-1")])
             producer.flush(30)
             producer.close()
             wait_until(lambda: len(sink.received) == 1, "the plain record delivered")
-        finally:
-            dispatcher.stop()
         delivery = sink.received[0]
         assert delivery.ce["type"] == "dev.knative.kafka.event"
         assert delivery.ce["source"] == f"/apis/v1/namespaces/ripple/kafkasources/{manifest.stem}#{topic}"
@@ -161,13 +149,8 @@ def test_ordered_mode_keeps_per_key_order(stack, tmp_path, keys):
         ]
         produce(stack.kafka_bootstrap, topic, events)
         # A small bound: the dispatcher often waits for room, and must never stall or reorder.
-        dispatcher = DispatcherProcess(
-            manifest, tmp_path / "dispatcher.log", env={"RIPPLE_DISPATCHER_MAX_IN_FLIGHT": "5"}
-        ).start()
-        try:
+        with dispatching(manifest, tmp_path / "dispatcher.log", max_in_flight=5):
             wait_until(lambda: len(set(sink.ids())) == len(events), "every event delivered")
-        finally:
-            dispatcher.stop()
         sequences: dict[str, list[str]] = defaultdict(list)
         for event_id in sink.ids():
             sequences[event_id.split("-")[0]].append(event_id)
@@ -185,12 +168,7 @@ def test_unordered_mode_delivers_concurrently_and_completely(stack, tmp_path):
         manifest = write_manifest(tmp_path, topic, sink.url, ordering="unordered")
         events = [order_event("/test/unordered", f"u-{n}", f"k{n % 7}") for n in range(300)]
         produce(stack.kafka_bootstrap, topic, events)
-        dispatcher = DispatcherProcess(
-            manifest, tmp_path / "dispatcher.log", env={"RIPPLE_DISPATCHER_MAX_IN_FLIGHT": "16"}
-        ).start()
-        try:
+        with dispatching(manifest, tmp_path / "dispatcher.log", max_in_flight=16):
             wait_until(lambda: len(set(sink.ids())) == len(events), "every event delivered")
-        finally:
-            dispatcher.stop()
         assert sink.most_in_flight > 1, "unordered delivery never had two events in flight at once"
         assert sink.most_in_flight <= 16  # RIPPLE_DISPATCHER_MAX_IN_FLIGHT
