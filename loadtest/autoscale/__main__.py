@@ -9,10 +9,10 @@ not run it).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from dataclasses import replace
 
+from loadtest.cli import options_from, setup_logging
 from loadtest.scenarios.config import load_config
 from loadtest.scenarios.shop import TokenError
 from ripple_stack.component import PrerequisiteError
@@ -33,12 +33,22 @@ def main(argv: list[str] | None = None) -> int:
         "--spike-rate", type=float, default=defaults.spike_rate, help="requests/s of the spike"
     )
     parser.add_argument("--batch", type=int, default=defaults.batch, help="events per request")
-    parser.add_argument("--step", type=float, default=defaults.step_s, help="seconds of the step")
-    parser.add_argument("--spike", type=float, default=defaults.spike_s, help="seconds of the spike")
     parser.add_argument(
-        "--zero-timeout", type=float, default=defaults.zero_timeout_s, help="seconds to wait for zero"
+        "--step", dest="step_s", type=float, default=defaults.step_s, help="seconds of the step"
     )
-    parser.add_argument("--drain-timeout", type=float, default=defaults.drain_timeout_s)
+    parser.add_argument(
+        "--spike", dest="spike_s", type=float, default=defaults.spike_s, help="seconds of the spike"
+    )
+    parser.add_argument(
+        "--zero-timeout",
+        dest="zero_timeout_s",
+        type=float,
+        default=defaults.zero_timeout_s,
+        help="seconds to wait for zero",
+    )
+    parser.add_argument(
+        "--drain-timeout", dest="drain_timeout_s", type=float, default=defaults.drain_timeout_s
+    )
     parser.add_argument("--cluster", action="store_true", help="drive a deployed namespace (kubectl)")
     parser.add_argument("--namespace", default="ripple", help="--cluster: the namespace")
     parser.add_argument("--target", help="--cluster: the edge's URL (the Route of nginx)")
@@ -46,18 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-dsn", help="--cluster: libpq DSN to check storage (optional)")
     parser.add_argument("--kafka-bootstrap", help="--cluster: Kafka bootstrap for lag (optional)")
     arguments = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("kafka", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.CRITICAL)
-    options = DemoOptions(
-        step_rate=arguments.step_rate,
-        spike_rate=arguments.spike_rate,
-        batch=arguments.batch,
-        step_s=arguments.step,
-        spike_s=arguments.spike,
-        zero_timeout_s=arguments.zero_timeout,
-        drain_timeout_s=arguments.drain_timeout,
-    )
+    setup_logging()
+    options = options_from(DemoOptions, arguments)
     try:
         config = load_config()
         if arguments.cluster:

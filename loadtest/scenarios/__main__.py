@@ -6,11 +6,11 @@ Run from the repository root with the project's venv (`make scenario-<name>` doe
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
 
+from loadtest.cli import options_from, setup_logging
 from ripple_stack.batch_runs import push_run
 from ripple_stack.component import PrerequisiteError
 
@@ -33,15 +33,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("directory", nargs="?", type=Path, help="recheck: the run's report directory")
     parser.add_argument("--rate", type=float, default=defaults.rate, help="requests/s of the steady load")
-    parser.add_argument("--before", type=float, default=defaults.before_s, help="seconds of load before")
     parser.add_argument(
-        "--failure", type=float, default=None, help="seconds the part stays broken (default per scenario)"
+        "--before", dest="before_s", type=float, default=defaults.before_s, help="seconds of load before"
     )
     parser.add_argument(
-        "--after", type=float, default=defaults.after_s, help="seconds of load after the restart"
+        "--failure",
+        dest="failure_s",
+        type=float,
+        default=None,
+        help="seconds the part stays broken (default per scenario)",
+    )
+    parser.add_argument(
+        "--after",
+        dest="after_s",
+        type=float,
+        default=defaults.after_s,
+        help="seconds of load after the restart",
     )
     parser.add_argument(
         "--drain-timeout",
+        dest="drain_timeout_s",
         type=float,
         default=defaults.drain_timeout_s,
         help="seconds to wait for the backlog",
@@ -52,34 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=defaults.workers, help="sender threads")
     parser.add_argument("-v", "--verbose", action="store_true")
     arguments = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if arguments.verbose else logging.INFO,
-        format="%(asctime)s %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for noisy in ("kafka", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    setup_logging(arguments.verbose)
     if arguments.scenario == "recheck":
         if arguments.directory is None:
             parser.error("recheck needs a run's report directory, e.g. loadtest/reports/flink-down-<time>")
         section, passed = recheck(arguments.directory, load_config())
         print(section)
         return 0 if passed else 1
-    options = Options(
-        rate=arguments.rate,
-        before_s=arguments.before,
-        failure_s=arguments.failure if arguments.failure is not None else defaults.failure_s,
-        after_s=arguments.after,
-        drain_timeout_s=arguments.drain_timeout,
-        overload_rate=arguments.overload_rate,
-        workers=arguments.workers,
-    )
+    options = options_from(Options, arguments)
     scenario = SCENARIOS[arguments.scenario]
-    if arguments.failure is not None and scenario.failure_s is not None:
+    if arguments.failure_s is not None and scenario.failure_s is not None:
         # An explicit --failure wins over the scenario's own default.
         from dataclasses import replace
 
-        SCENARIOS[arguments.scenario] = replace(scenario, failure_s=arguments.failure)
+        SCENARIOS[arguments.scenario] = replace(scenario, failure_s=arguments.failure_s)
     job, started = f"scenario-{arguments.scenario}", time.monotonic()
     try:
         _, summary = run_scenario(arguments.scenario, load_config(), options)

@@ -47,30 +47,19 @@ class Event:
     data: dict[str, Any]
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
 
+    def attributes(self) -> dict[str, str]:
+        return {"specversion": "1.0", "id": self.id, "source": self.source, "type": self.type, "time": self.time}
+
     def binary_headers(self) -> dict[str, str]:
         """HTTP binary mode: attributes as ce-* headers, data as the JSON body."""
-        return {
-            "ce-specversion": "1.0",
-            "ce-id": self.id,
-            "ce-source": self.source,
-            "ce-type": self.type,
-            "ce-time": self.time,
-            "Content-Type": "application/json",
-        }
+        headers = {f"ce-{name}": value for name, value in self.attributes().items()}
+        return headers | {"Content-Type": "application/json"}
 
     def body(self) -> bytes:
         return json.dumps(self.data, separators=(",", ":")).encode()
 
     def structured(self) -> dict[str, Any]:
-        return {
-            "specversion": "1.0",
-            "id": self.id,
-            "source": self.source,
-            "type": self.type,
-            "time": self.time,
-            "datacontenttype": "application/json",
-            "data": self.data,
-        }
+        return self.attributes() | {"datacontenttype": "application/json", "data": self.data}
 
 
 def batch_body(events: list[Event]) -> bytes:
