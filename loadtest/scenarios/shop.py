@@ -48,7 +48,13 @@ class Event:
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
 
     def attributes(self) -> dict[str, str]:
-        return {"specversion": "1.0", "id": self.id, "source": self.source, "type": self.type, "time": self.time}
+        return {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "time": self.time,
+        }
 
     def binary_headers(self) -> dict[str, str]:
         """HTTP binary mode: attributes as ce-* headers, data as the JSON body."""
