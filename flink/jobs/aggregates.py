@@ -49,6 +49,17 @@ PARSE_CE_TIME = (
     "'(Z|[+-][0-9]{2}:[0-9]{2})$', 1), '^Z$', 'UTC'))"
 )
 
+# The columns every source table derives from the CloudEvents headers (aggregates.sql): the
+# envelope, the tenant and the event time with its watermark. Filled before the SQL file is, as
+# they hold placeholders themselves.
+SOURCE_COLUMNS = """ce_id AS CAST(headers['ce_id'] AS STRING),
+  ce_source AS CAST(headers['ce_source'] AS STRING),
+  ce_type AS CAST(headers['ce_type'] AS STRING),
+  tenant AS CAST(headers['ce_tenant'] AS STRING),
+  event_time AS COALESCE(${PARSE_CE_TIME}, kafka_time),
+  proc_time AS PROCTIME(),
+  WATERMARK FOR event_time AS event_time - INTERVAL '${LATENESS_S}' SECOND"""
+
 # An order item the sinks must not see, found in JSON_STRING(items) (Flink SQL has no predicate
 # over array elements): sku NULL or empty; quantity NULL (missing, not a number, or beyond INT),
 # negative, or of 8 digits or more (>= 10^7); unitPrice NULL (also beyond DECIMAL(18, 2)),
@@ -134,11 +145,13 @@ def render_statements(config: JobConfig) -> list[str]:
             "'sink.max-retries' = '3'",
         ]
     )
+    source_columns = Template(SOURCE_COLUMNS).substitute(
+        PARSE_CE_TIME=PARSE_CE_TIME, LATENESS_S=str(config.lateness_s)
+    )
     text = Template(SQL_FILE.read_text() if SQL_FILE.exists() else SQL_FALLBACK.read_text()).substitute(
-        PARSE_CE_TIME=PARSE_CE_TIME,
+        SOURCE_COLUMNS=source_columns,
         BAD_ITEM=_quote(BAD_ITEM),
         ENVELOPE_CHECKS=ENVELOPE_CHECKS,
-        LATENESS_S=str(config.lateness_s),
         TOPIC_ORDERS=config.topic_orders,
         TOPIC_PAYMENTS=config.topic_payments,
         TOPIC_PAGEVIEWS=config.topic_pageviews,

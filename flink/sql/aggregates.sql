@@ -15,6 +15,7 @@
 -- Watermark: event_time minus the allowed lateness: events up to the lateness (RIPPLE_LATENESS_S) out of order
 -- still land in their minute window; later ones are dropped from the windowed table only (see
 -- README "Late events").
+-- SOURCE_COLUMNS (aggregates.py) are those columns, the same for every source.
 CREATE TEMPORARY TABLE orders_source (
   headers MAP<STRING, BYTES> METADATA,
   kafka_time TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
@@ -23,13 +24,7 @@ CREATE TEMPORARY TABLE orders_source (
   items ARRAY<ROW<sku STRING, quantity INT, unitPrice DECIMAL(18, 2)>>,
   amount DECIMAL(18, 2),
   currency STRING,
-  ce_id AS CAST(headers['ce_id'] AS STRING),
-  ce_source AS CAST(headers['ce_source'] AS STRING),
-  ce_type AS CAST(headers['ce_type'] AS STRING),
-  tenant AS CAST(headers['ce_tenant'] AS STRING),
-  event_time AS COALESCE(${PARSE_CE_TIME}, kafka_time),
-  proc_time AS PROCTIME(),
-  WATERMARK FOR event_time AS event_time - INTERVAL '${LATENESS_S}' SECOND
+  ${SOURCE_COLUMNS}
 ) WITH (
   'connector' = 'kafka',
   'topic' = '${TOPIC_ORDERS}',
@@ -44,13 +39,7 @@ CREATE TEMPORARY TABLE payments_source (
   amount DECIMAL(18, 2),
   currency STRING,
   `method` STRING,
-  ce_id AS CAST(headers['ce_id'] AS STRING),
-  ce_source AS CAST(headers['ce_source'] AS STRING),
-  ce_type AS CAST(headers['ce_type'] AS STRING),
-  tenant AS CAST(headers['ce_tenant'] AS STRING),
-  event_time AS COALESCE(${PARSE_CE_TIME}, kafka_time),
-  proc_time AS PROCTIME(),
-  WATERMARK FOR event_time AS event_time - INTERVAL '${LATENESS_S}' SECOND
+  ${SOURCE_COLUMNS}
 ) WITH (
   'connector' = 'kafka',
   'topic' = '${TOPIC_PAYMENTS}',
@@ -62,13 +51,7 @@ CREATE TEMPORARY TABLE pageviews_source (
   kafka_time TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   sessionId STRING,
   path STRING,
-  ce_id AS CAST(headers['ce_id'] AS STRING),
-  ce_source AS CAST(headers['ce_source'] AS STRING),
-  ce_type AS CAST(headers['ce_type'] AS STRING),
-  tenant AS CAST(headers['ce_tenant'] AS STRING),
-  event_time AS COALESCE(${PARSE_CE_TIME}, kafka_time),
-  proc_time AS PROCTIME(),
-  WATERMARK FOR event_time AS event_time - INTERVAL '${LATENESS_S}' SECOND
+  ${SOURCE_COLUMNS}
 ) WITH (
   'connector' = 'kafka',
   'topic' = '${TOPIC_PAGEVIEWS}',
