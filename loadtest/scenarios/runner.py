@@ -134,26 +134,32 @@ def _overload_checks(run: Run) -> list[Check]:
     )
 
 
+def _stopped(component: str, label: str, what: str) -> Scenario:
+    """<component>-down: the component stopped under load, then started; the gateway keeps accepting."""
+    return Scenario(
+        f"{component}-down",
+        f"{label} stopped under load",
+        what,
+        lambda config, options: ComponentDown(config.stack, component),
+        _failure_checks(f"{label} is down", keeps_accepting=True),
+        component=component,
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario(
-            "flink-down",
-            "Flink stopped under load",
+        _stopped(
+            "flink",
+            "Flink",
             "Flink (JobManager and TaskManager) stopped, then started; the job resumes from its newest "
             "retained checkpoint",
-            lambda config, options: ComponentDown(config.stack, "flink"),
-            _failure_checks("Flink is down", keeps_accepting=True),
-            component="flink",
         ),
-        Scenario(
-            "postgres-down",
-            "PostgreSQL stopped under load",
+        _stopped(
+            "postgres",
+            "PostgreSQL",
             "PostgreSQL stopped, then started; the event-store dispatcher retries, Flink's sink fails and "
             "the job restarts from its checkpoint",
-            lambda config, options: ComponentDown(config.stack, "postgres"),
-            _failure_checks("PostgreSQL is down", keeps_accepting=True),
-            component="postgres",
         ),
         Scenario(
             "postgres-slow",
