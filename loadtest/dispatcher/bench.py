@@ -80,6 +80,39 @@ def prefill(bootstrap: str, topic: str, source: str, count: int) -> None:
     producer.close()
 
 
+def kafkasource_manifest(
+    directory: Path,
+    name: str,
+    topics: list[str],
+    sink: str,
+    delivery: dict,
+    *,
+    group: str,
+    ordering: str,
+    initial_offset: str = "earliest",
+) -> Path:
+    """A KafkaSource for the local dispatcher, written to <directory>/<name>.yaml (the stand-in's
+    tests write theirs with it too). bootstrapServers is the in-cluster address, as in knative/:
+    the dispatcher rewrites it to the local broker."""
+    document = {
+        "apiVersion": "sources.knative.dev/v1beta1",
+        "kind": "KafkaSource",
+        "metadata": {"name": name, "namespace": "ripple"},
+        "spec": {
+            "bootstrapServers": ["ripple-kafka-bootstrap.ripple.svc:9092"],
+            "topics": topics,
+            "consumerGroup": group,
+            "initialOffset": initial_offset,
+            "ordering": ordering,
+            "sink": {"uri": sink},
+            "delivery": delivery,
+        },
+    }
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
 def manifest(
     directory: Path,
     topic: str,
@@ -90,28 +123,17 @@ def manifest(
     timeout: str | None = "PT10S",
 ) -> Path:
     """A KafkaSource of its own from the topic's start to the sink (timeout None: Knative's default)."""
-    name = name or f"bench-{ordering}-{uuid.uuid4().hex[:6]}"
     delivery = {"retry": 8, "backoffPolicy": "exponential", "backoffDelay": "PT0.2S", "timeout": timeout}
-    document = {
-        "apiVersion": "sources.knative.dev/v1beta1",
-        "kind": "KafkaSource",
-        "metadata": {"name": name, "namespace": "ripple"},
-        "spec": {
-            "bootstrapServers": ["ripple-kafka-bootstrap.ripple.svc:9092"],
-            "topics": [topic],
-            "consumerGroup": f"ripple-bench-{uuid.uuid4().hex[:10]}",
-            "initialOffset": "earliest",
-            "ordering": ordering,
-            "sink": {"uri": sink},
-            "delivery": {
-                **{key: value for key, value in delivery.items() if value is not None},
-                "deadLetterSink": {"uri": dead_letters},
-            },
-        },
-    }
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path
+    return kafkasource_manifest(
+        directory,
+        name or f"bench-{ordering}-{uuid.uuid4().hex[:6]}",
+        [topic],
+        sink,
+        {key: value for key, value in delivery.items() if value is not None}
+        | {"deadLetterSink": {"uri": dead_letters}},
+        group=f"ripple-bench-{uuid.uuid4().hex[:10]}",
+        ordering=ordering,
+    )
 
 
 def delivered(metrics_port: int) -> int:

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import yaml
 from cloudevents.http import CloudEvent
 from cloudevents.kafka import to_binary
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
+from loadtest.dispatcher.bench import kafkasource_manifest
 from loadtest.measure import free_port
 from ripple_stack.components.functions import standin_addresses
 from ripple_stack.settings import REPO_ROOT, load_settings
@@ -138,24 +138,16 @@ def write_manifest(
     }
     if dead_letter_uri:
         delivery["deadLetterSink"] = {"uri": dead_letter_uri}
-    manifest = {
-        "apiVersion": "sources.knative.dev/v1beta1",
-        "kind": "KafkaSource",
-        "metadata": {"name": name, "namespace": "ripple"},
-        "spec": {
-            # The in-cluster address: the dispatcher rewrites it to the local broker.
-            "bootstrapServers": ["ripple-kafka-bootstrap.ripple.svc:9092"],
-            "topics": [topic, *extra_topics],
-            "consumerGroup": f"ripple-test-{uuid.uuid4().hex[:10]}",
-            "initialOffset": initial_offset,
-            "ordering": ordering,
-            "sink": {"uri": sink_uri},
-            "delivery": delivery,
-        },
-    }
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(manifest, sort_keys=False))
-    return path
+    return kafkasource_manifest(
+        directory,
+        name,
+        [topic, *extra_topics],
+        sink_uri,
+        delivery,
+        group=f"ripple-test-{uuid.uuid4().hex[:10]}",
+        ordering=ordering,
+        initial_offset=initial_offset,
+    )
 
 
 @contextmanager
