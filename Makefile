@@ -281,7 +281,7 @@ bench-broker: venv ## events/s into the RabbitMQ Broker's ingress and through on
 ## run inside a network namespace of its own (infra/cluster/README.md). Not part of `make test`.
 ## Needs root, socat, iptables and libseccomp-dev (cluster-prereqs installs the last two).
 CLUSTER := cd infra/cluster && $(abspath $(PY)) -m ripple_cluster
-.PHONY: cluster-prereqs cluster-build cluster-up cluster-down cluster-status cluster-test cluster-conformance
+.PHONY: cluster-prereqs cluster-build cluster-up cluster-eventing cluster-down cluster-status cluster-test cluster-conformance
 cluster-prereqs: ## the Debian packages the cluster needs (iptables, conntrack, socat, libseccomp-dev)
 	@command -v iptables >/dev/null && command -v socat >/dev/null && [ -e /usr/include/seccomp.h ] || \
 		$(SUDO) apt-get install -y --no-install-recommends iptables conntrack socat libseccomp-dev
@@ -290,9 +290,13 @@ cluster-prereqs: ## the Debian packages the cluster needs (iptables, conntrack, 
 cluster-build: venv cluster-prereqs ## build every program the cluster runs from its Go module (cold ~16 min)
 	$(CLUSTER) build
 
-## Bring the node up (namespace, control plane, kubelet, CoreDNS, KIngress, Knative Serving).
+## Bring the node up (namespace, control plane, kubelet, CoreDNS, KIngress, Knative Serving and Eventing).
 cluster-up: cluster-build ## a real Kubernetes + Knative in network namespace ripple-cluster
 	$(CLUSTER) up
+
+## Knative Eventing (core, channel-based Broker, InMemoryChannel) alone, on a running cluster.
+cluster-eventing: venv ## (re)install Knative Eventing on the running cluster (cluster-up does it too)
+	$(CLUSTER) eventing
 
 ## Stop every cluster process and delete its network namespace (state under .ripple/cluster kept).
 cluster-down: venv ## stop the cluster and delete its namespace (state kept)

@@ -1,5 +1,5 @@
-"""Command line, run from infra/cluster:
-``python -m ripple_cluster build|up|down|status [--json]|conformance|env``.
+"""Command line, run from infra/cluster: ``python -m ripple_cluster build|up|eventing|down|status
+[--json]|conformance|env`` (``up --no-knative`` / ``up --no-eventing`` stop before Serving / Eventing).
 
 The Makefile's cluster-* targets call this; each subcommand is described in infra/cluster/README.md.
 """
@@ -22,7 +22,12 @@ def main(argv: list[str]) -> int:
             s, only=[a for a in rest if not a.startswith("-")] or None, force="--force" in rest
         )
     if cmd == "up":
-        return cluster.up(s, knative="--no-knative" not in rest)
+        return cluster.up(s, knative="--no-knative" not in rest, with_eventing="--no-eventing" not in rest)
+    if cmd == "eventing":
+        from . import eventing
+
+        eventing.up(s)
+        return 0
     if cmd == "down":
         return cluster.down(s)
     if cmd == "status":
@@ -35,7 +40,7 @@ def main(argv: list[str]) -> int:
         print(f"export KUBECONFIG={s.kubeconfig}\nexport PATH={s.bin}:$PATH")
         return 0
     print(
-        f"ripple-cluster: unknown command {cmd!r}; use build, up, down, status, conformance or env",
+        f"ripple-cluster: unknown command {cmd!r}; use build, up, eventing, down, status, conformance or env",
         file=sys.stderr,
     )
     return 2

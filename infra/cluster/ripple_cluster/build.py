@@ -148,8 +148,8 @@ def steps(s: Settings) -> list[Step]:
         ),
         Step(
             "images",
-            ["pause", "hello"],
-            [["go", "build", "-ldflags", "-s -w", "-o", b + "/", "./pause", "./hello"]],
+            ["pause", "hello", "eventlog"],
+            [["go", "build", "-ldflags", "-s -w", "-o", b + "/", "./pause", "./hello", "./eventlog"]],
             cwd=src / "images",
             env=static,
         ),

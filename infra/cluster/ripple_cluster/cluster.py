@@ -3,8 +3,9 @@
 Order (each wave waits for the one before): the relays, the registry, etcd and containerd; the
 apiserver (ready on /readyz); the images the node needs (static base, pause, CoreDNS); the
 controller-manager, scheduler, kubelet, kube-proxy and the KIngress (node Ready); CoreDNS; Knative
-Serving (its deployments Available). A second ``cluster-up`` finds everything running and only
-re-applies the manifests.
+Serving (its deployments Available); Knative Eventing with the channel-based Broker
+(``eventing.py``; ``--no-eventing`` leaves it out). A second ``cluster-up`` finds everything
+running and only re-applies the manifests.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import addons, components, images, node
+from . import addons, components, eventing, images, node
 from .build import steps
 from .settings import Settings
 
@@ -77,7 +78,7 @@ def node_ready(s: Settings) -> bool | None:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
-def up(s: Settings, knative: bool = True) -> int:
+def up(s: Settings, knative: bool = True, with_eventing: bool = True) -> int:
     _require(s)
     t0 = time.monotonic()
     components.write_configs(s)
@@ -105,6 +106,8 @@ def up(s: Settings, knative: bool = True) -> int:
             max(s.ready_timeout, 300),
         )
         print(f"  knative     Serving Available ({time.monotonic() - t0:.0f} s)", flush=True)
+        if with_eventing:
+            eventing.up(s)
     took = time.monotonic() - t0
     (s.home / "up-time.txt").write_text(f"{took:.1f}\n")
     print(

@@ -143,4 +143,5 @@ def ensure_all(s: Settings) -> dict[str, str]:
         "pause": ensure_binary_image(s, "pause", s.bin / "pause", ["/pause"]),
         "coredns": ensure_binary_image(s, "coredns", s.bin / "coredns", ["/coredns"]),
         "hello": ensure_binary_image(s, "hello", s.bin / "hello", ["/hello"]),
+        "eventlog": ensure_binary_image(s, "eventlog", s.bin / "eventlog", ["/eventlog"]),
     }
