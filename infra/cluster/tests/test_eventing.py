@@ -17,6 +17,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 import pytest
 import yaml
@@ -198,3 +199,141 @@ def test_refused_trigger_reports_eventings_reason(eventing_ready: Settings) -> N
         r.stderr
     )
     assert "backoffDelay" in r.stderr, r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The Broker's data plane
+
+
+def _flagged_event(event_id: str, subject_value: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    from ripple_cloudevents import encode_value
+
+    headers = [
+        (b"ce-specversion", b"1.0"),
+        (b"ce-id", event_id.encode()),
+        (b"ce-source", b"/cluster-test/eventing"),
+        (b"ce-type", b"dev.ripple.shop.order.flagged"),
+        # ripple's codec percent-encodes (HTTP binding 3.1.3.2): what order-alerts sends.
+        (b"ce-subject", encode_value(subject_value).encode("ascii")),
+        (b"ce-partitionkey", b"acme/o-1"),
+        # What sdk-go and the JavaScript SDK send for the same text: raw UTF-8 bytes (issue 16).
+        (b"ce-rawtext", "naïve ☕".encode()),
+        (b"ce-time", b"2026-12-03T07:00:00.120+01:00"),
+        (b"content-type", b"application/json"),
+    ]
+    body = json.dumps({"orderId": "o-1", "note": "crème brûlée ☕"}, ensure_ascii=False).encode()
+    return headers, body
+
+
+def test_broker_delivers_to_trigger_subscriber_byte_for_byte(eventing_ready: Settings, notifications: str):
+    """An event posted to ripple's Broker reaches the notifier Trigger's subscriber (type filter)
+    and event-store's (no filter) with its data and every attribute as sent, except what real
+    Eventing rewrites (asserted and listed in infra/local/knative_standins/README.md)."""
+    from ripple_cloudevents import decode_value
+
+    s = eventing_ready
+    event_id = str(uuid.uuid4())
+    subject = 'café ☕ 100% "quoted"'
+    headers, body = _flagged_event(event_id, subject)
+    resp = send(s, notifications, headers, body)
+    assert resp["status"] == 202, resp
+    for subscriber in ("notifier", "event-store"):
+        got = _wait(f"the event at {subscriber}", lambda n=subscriber: with_id(events(s, n), event_id), 60, 1)
+        assert len(got) == 1, got
+        r = got[0]
+        h = {k: v[0] for k, v in r["headers"].items()}
+        print(
+            f"{subscriber} received: " + json.dumps({k: v.decode("utf-8", "replace") for k, v in h.items()})
+        )
+        assert r["body"] == body
+        assert h["ce-subject"] == headers[4][1]  # percent-encoded bytes pass through unchanged
+        assert decode_value("subject", h["ce-subject"].decode("ascii")) == subject
+        assert h["ce-rawtext"] == "naïve ☕".encode()  # raw UTF-8 passes too
+        assert h["ce-partitionkey"] == b"acme/o-1"
+        assert h["ce-type"] == b"dev.ripple.shop.order.flagged" and h["content-type"] == b"application/json"
+        # Real Eventing re-serializes `time` in UTC with Go's RFC 3339 nano form (trailing zeros cut).
+        assert h["ce-time"] == b"2026-12-03T06:00:00.12Z"
+        # Added on the way: the ingress's arrival time extension, the Trigger's namespace, Prefer.
+        assert h["ce-knativearrivaltime"].endswith(b"Z")
+        assert h["kn-namespace"] == NS.encode() and h["prefer"] == b"reply"
+    other = str(uuid.uuid4())
+    headers, body = _flagged_event(other, "x")
+    headers[3] = (b"ce-type", b"dev.ripple.shop.order.placed")
+    assert send(s, notifications, headers, body)["status"] == 202
+    _wait("the unfiltered event at event-store", lambda: with_id(events(s, "event-store"), other), 60, 1)
+    time.sleep(2)
+    assert not with_id(events(s, "notifier"), other), "the notifier Trigger's type filter let it through"
+
+
+def _probe_trigger(name: str, event_type: str, path: str, policy: str, delay: str, retry: int) -> dict:
+    return {
+        "apiVersion": "eventing.knative.dev/v1",
+        "kind": "Trigger",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "broker": "notifications",
+            "filter": {"attributes": {"type": event_type}},
+            "subscriber": {
+                "ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "notifier"},
+                "uri": path,
+            },
+            "delivery": {
+                "retry": retry,
+                "backoffPolicy": policy,
+                "backoffDelay": delay,
+                "deadLetterSink": {
+                    "ref": {"apiVersion": "serving.knative.dev/v1", "kind": "Service", "name": "dead-letters"}
+                },
+            },
+        },
+    }
+
+
+# Knative Eventing's own arithmetic (pkg/kncloudevents/retries.go on go-retryablehttp, whose
+# attempt number starts at 0): the wait before retry n (1-based) is delay * (n - 1) for linear and
+# delay * 2^(n - 1) for exponential.
+def upstream_waits(policy: str, delay_s: float, retry: int) -> list[float]:
+    return [delay_s * (n - 1) if policy == "linear" else delay_s * 2 ** (n - 1) for n in range(1, retry + 1)]
+
+
+@pytest.mark.parametrize(
+    "policy,delay,delay_s,retry", [("linear", "PT1S", 1.0, 3), ("exponential", "PT0.5S", 0.5, 3)]
+)
+def test_retries_backoff_and_dead_letter(
+    eventing_ready: Settings, notifications: str, policy: str, delay: str, delay_s: float, retry: int
+) -> None:
+    """A subscriber that answers 503 is retried `retry` times with Eventing's backoff (measured at
+    the subscriber), then the event goes to the dead-letter sink with Knative's error extensions."""
+    s = eventing_ready
+    name = f"retry-{policy}"
+    event_type = f"dev.ripple.cluster-test.{name}"
+    # /status/<code>/<n>: eventlog answers 503 to the first n requests on this path (n > attempts).
+    path = f"/status/503/{retry + 1}"
+    r = eventing.apply_docs(s, [_probe_trigger(name, event_type, path, policy, delay, retry)])
+    assert r.returncode == 0, r.stderr
+    _wait(f"Trigger {name} Ready", lambda: _ready(_get(s, "trigger", name, "-n", NS)), 120)
+    clear_events(s, "notifier")
+    clear_events(s, "dead-letters")
+    event_id = str(uuid.uuid4())
+    headers, body = _flagged_event(event_id, "retry probe")
+    headers[3] = (b"ce-type", event_type.encode())
+    assert send(s, notifications, headers, body)["status"] == 202
+    dead = _wait("the dead letter", lambda: with_id(events(s, "dead-letters"), event_id), 60, 1)
+    attempts = with_id(events(s, "notifier"), event_id)
+    assert [a["status"] for a in attempts] == [503] * (retry + 1), attempts
+    times = [a["unix"] for a in attempts]
+    waits = [round(b - a, 2) for a, b in zip(times, times[1:], strict=False)]
+    expected = upstream_waits(policy, delay_s, retry)
+    print(f"{policy} {delay} retry {retry}: waits between attempts {waits} s (upstream formula {expected})")
+    for got, want in zip(waits, expected, strict=True):
+        assert want - 0.05 <= got <= want + 0.6, (waits, expected)
+    h = {k: v[0] for k, v in dead[0]["headers"].items()}
+    print(
+        "dead letter: "
+        + json.dumps({k: v.decode("utf-8", "replace") for k, v in h.items() if k.startswith("ce-")})
+    )
+    assert h["ce-knativeerrordest"] == f"http://notifier.{NS}.svc.cluster.local{path}".encode()
+    assert h["ce-knativeerrorcode"] == b"503"
+    assert base64.b64decode(h["ce-knativeerrordata"]) == b"eventlog: asked to answer 503"
+    assert dead[0]["body"] == body
+    kubectl(s, "delete", "trigger", name, "-n", NS, check=False)
