@@ -142,7 +142,7 @@ load: venv-load ## Locust shop traffic through nginx, headless (LOAD_SECONDS=60 
 		--csv $$dir/locust --csv-full-history --only-summary --loglevel WARNING; rc=$$?; \
 	$(PY) -m loadtest.locust.report $$dir $$run $$rc; exit $$rc
 
-scenario-%: venv-load ## a failure drill under load and its report: flink-down postgres-down postgres-slow kafka-down overload baseline
+scenario-%: venv-load ## a failure drill under load and its report: flink-down postgres-down postgres-slow kafka-down overload baseline bursts
 	$(PY) -m loadtest.scenarios $* $(SCENARIO_ARGS)
 
 ## The autoscale-from-zero demo (loadtest/autoscale): report under loadtest/reports/autoscale-<time>/.
