@@ -13,6 +13,7 @@ subscribers saw is read back through the KIngress on the host's loopback.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import time
 import urllib.error
@@ -322,7 +323,7 @@ def test_retries_backoff_and_dead_letter(
     attempts = with_id(events(s, "notifier"), event_id)
     assert [a["status"] for a in attempts] == [503] * (retry + 1), attempts
     times = [a["unix"] for a in attempts]
-    waits = [round(b - a, 2) for a, b in zip(times, times[1:], strict=False)]
+    waits = [round(b - a, 2) for a, b in itertools.pairwise(times)]
     expected = upstream_waits(policy, delay_s, retry)
     print(f"{policy} {delay} retry {retry}: waits between attempts {waits} s (upstream formula {expected})")
     for got, want in zip(waits, expected, strict=True):
@@ -337,3 +338,116 @@ def test_retries_backoff_and_dead_letter(
     assert base64.b64decode(h["ce-knativeerrordata"]) == b"eventlog: asked to answer 503"
     assert dead[0]["body"] == body
     kubectl(s, "delete", "trigger", name, "-n", NS, check=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# KafkaSource: ripple's dispatcher as a ContainerSource
+
+
+def kafka_address(s: Settings) -> str:
+    """Where the cluster's Kafka listens: the EndpointSlice of ripple-kafka-bootstrap (ripple_deploy)."""
+    r = kubectl(
+        s, "get", "endpointslices", "-n", "ripple", "-l", "kubernetes.io/service-name=ripple-kafka-bootstrap",
+        "-o", "json", check=False,
+    )  # fmt: skip
+    items = json.loads(r.stdout)["items"] if r.returncode == 0 else []
+    for item in items:
+        for endpoint in item.get("endpoints", []):
+            return f"{endpoint['addresses'][0]}:{item['ports'][0]['port']}"
+    pytest.fail("no Kafka in the cluster (Service ripple/ripple-kafka-bootstrap): run `make cluster-deploy`")
+
+
+KAFKA_SCRIPT = """
+import json, sys
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+spec = json.load(sys.stdin)
+admin = KafkaAdminClient(bootstrap_servers=spec["bootstrap"], client_id="ripple-cluster-test")
+if spec["topic"] not in admin.list_topics():
+    admin.create_topics([NewTopic(spec["topic"], num_partitions=2, replication_factor=1)])
+admin.close()
+producer = KafkaProducer(bootstrap_servers=spec["bootstrap"], acks="all")
+for r in spec["records"]:
+    headers = [(k, bytes.fromhex(v)) for k, v in r["headers"]]
+    producer.send(spec["topic"], key=r["key"].encode(), value=bytes.fromhex(r["value"]), headers=headers)
+producer.flush()
+producer.close()
+"""
+
+
+def produce(s: Settings, topic: str, records: list[dict]) -> None:
+    """Create ``topic`` (2 partitions) and write ``records`` from inside the namespace."""
+    import subprocess
+    import sys
+
+    from ripple_cluster.node import in_ns
+
+    spec = {"bootstrap": kafka_address(s), "topic": topic, "records": records}
+    r = subprocess.run(
+        in_ns(s, sys.executable, "-c", KAFKA_SCRIPT), input=json.dumps(spec), text=True,
+        capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_dispatcher_container_source_delivers_kafka_records(eventing_ready: Settings, notifications: str):
+    """ripple's KafkaSource dispatcher runs as a ContainerSource; Eventing's SinkBinding resolves its
+    sink (a Knative Service) into K_SINK; Kafka records reach the Service as CloudEvents, attribute
+    values percent-encoded by the dispatcher (ripple's codec) and decoding to the bytes written."""
+    from ripple_cluster import sources
+
+    from ripple_cloudevents import decode_value
+
+    s = eventing_ready
+    run = uuid.uuid4().hex[:8]
+    topic = f"ripple.cluster-test.dispatch-{run}"
+    manifest = yaml.safe_load((REPO / "knative" / "event-store" / "kafkasource.yaml").read_text())
+    manifest["metadata"].update(name="dispatch-probe", namespace=NS)
+    manifest["spec"].update(topics=[topic], consumerGroup=f"ripple-cluster-test-{run}")
+    produce(s, topic, [])  # the topic first: the dispatcher looks for new topics every 30 s
+    name = sources.apply(s, manifest)
+    _wait(f"ContainerSource {name} Ready", lambda: _ready(_get(s, "containersource", name, "-n", NS)), 240)
+    deployment = _get(s, "deployments", "-n", NS, "-l", f"sources.knative.dev/containerSource={name}")
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["items"][0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["K_SINK"] == f"http://event-store.{NS}.svc.cluster.local", env
+    clear_events(s, "event-store")
+    subject = "café ☕ 100%"
+    ids = [f"{run}-{i}" for i in range(3)]
+    records = [
+        {
+            "key": f"acme/o-{i}",
+            "headers": [
+                ("ce_specversion", b"1.0".hex()), ("ce_id", ids[i].encode().hex()),
+                ("ce_source", b"/cluster-test/kafka".hex()),
+                ("ce_type", b"dev.ripple.shop.order.placed".hex()),
+                ("ce_subject", subject.encode().hex()), ("content-type", b"application/json".hex()),
+            ],
+            "value": json.dumps({"orderId": f"o-{i}", "note": "crème ☕"}, ensure_ascii=False).encode().hex(),
+        }
+        for i in range(3)
+    ]  # fmt: skip
+    started = time.monotonic()
+    produce(s, topic, records)
+    got = _wait(
+        "the three records at event-store",
+        lambda: (
+            (
+                r := [
+                    e for e in events(s, "event-store") if e["headers"].get("ce-id", [b""])[0].decode() in ids
+                ]
+            )
+            and len(r) >= 3
+            and r
+        ),
+        120,
+        1,
+    )
+    print(f"3 records Kafka -> dispatcher pod -> event-store in {time.monotonic() - started:.1f} s")
+    for e in got:
+        h = {k: v[0] for k, v in e["headers"].items()}
+        assert decode_value("subject", h["ce-subject"].decode("ascii")) == subject
+        assert json.loads(e["body"])["note"] == "crème ☕"
+        assert h["ce-type"] == b"dev.ripple.shop.order.placed"

@@ -6,6 +6,9 @@ Settings (read here only):
   RIPPLE_DISPATCHER_MAX_IN_FLIGHT                   bound on outstanding records (default 100)
   RIPPLE_DISPATCHER_COMMIT_INTERVAL_MS              how often done offsets are committed (1000)
   RIPPLE_KNATIVE_SERVICES, RIPPLE_CLUSTER_ADDRESSES where sinks and Kafka are (delivery/addresses.py)
+  K_SINK                                            the sink's URL, when a cluster's SinkBinding or
+                                                    ContainerSource resolved spec.sink (Knative's source
+                                                    contract); it then wins over RIPPLE_KNATIVE_SERVICES
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         delivery = source.delivery
         config = DispatcherConfig(
             source=source,
-            sink_url=addresses.url(source.sink, f"{source.path}: spec.sink"),
+            sink_url=os.environ.get("K_SINK") or addresses.url(source.sink, f"{source.path}: spec.sink"),
             dead_letter_url=(
                 addresses.url(delivery.dead_letter_sink, f"{source.path}: spec.delivery.deadLetterSink")
                 if delivery.dead_letter_sink
