@@ -27,6 +27,11 @@ def main(argv: list[str]) -> int:
         from . import eventing
 
         eventing.up(s)
+        if eventing.ripple_deployed(s):
+            eventing.wire_ripple(s)
+        else:
+            print("  eventing    ripple's functions are not deployed: Broker and KafkaSources not wired "
+                  "(make cluster-deploy, then make cluster-eventing)")  # fmt: skip
         return 0
     if cmd == "down":
         return cluster.down(s)

@@ -27,9 +27,11 @@ SinkBinding resolves the KafkaSource's ``sink`` (a Knative Service) into ``K_SIN
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -96,13 +98,25 @@ def _record_time(s: Settings, step: str, seconds: float) -> None:
     path.write_text(json.dumps(times, indent=2) + "\n")
 
 
+# CPU requests of Eventing's containers on this 2-core node (upstream: 100-125m each, 725m in all,
+# beside Serving's 650m, so ripple's functions could not be scheduled when they scaled out). A
+# request is a scheduling reservation, not a cap: limits stay upstream's.
+CPU_REQUEST = "10m"
+
+
 def configure(manifest: str) -> str:
-    """Drop the ``_example`` blocks of Eventing's ConfigMaps (nothing else is changed: the default
-    Broker class is already ``MTChannelBasedBroker`` over ``InMemoryChannel``)."""
+    """Drop the ``_example`` blocks of Eventing's ConfigMaps and lower its CPU requests to
+    ``CPU_REQUEST``. Nothing else is changed: the default Broker class is already
+    ``MTChannelBasedBroker`` over ``InMemoryChannel``."""
     docs = [d for d in yaml.safe_load_all(manifest) if d]
     for d in docs:
         if d.get("kind") == "ConfigMap" and isinstance(d.get("data"), dict):
             d["data"].pop("_example", None)
+        if d.get("kind") == "Deployment":
+            for c in d["spec"]["template"]["spec"].get("containers", []):
+                requests = c.get("resources", {}).get("requests", {})
+                if "cpu" in requests:
+                    requests["cpu"] = CPU_REQUEST
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
@@ -183,3 +197,135 @@ def apply_docs(s: Settings, docs: list[dict], *extra: str) -> subprocess.Complet
     return kubectl(
         s, "apply", *extra, "-f", "-", stdin=yaml.safe_dump_all(docs, sort_keys=False), check=False
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# ripple's own release: its Broker, Triggers and KafkaSources wired to its functions and Kafka
+
+
+def broker_alias_docs(s: Settings, namespace: str, broker: str, target: str) -> list[dict]:
+    """The Service ``<broker>-broker-ingress`` (eventing-rabbitmq's name for a Broker's ingress,
+    the one order-alerts' BROKER_URL names) as a reverse proxy to the channel-based Broker's
+    address (``infra/cluster/images/brokeralias``)."""
+    name = f"{broker}-broker-ingress"
+    labels = {"app": name, "ripple.dev/broker-alias": broker}
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "proxy",
+                                "image": f"{s.registry}/ripple/brokeralias:latest",
+                                "env": [{"name": "TARGET", "value": target}],
+                                "ports": [{"name": "http", "containerPort": 8080}],
+                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                                "resources": {
+                                    "requests": {"cpu": "10m", "memory": "16Mi"},
+                                    "limits": {"memory": "64Mi"},
+                                },
+                                "securityContext": {
+                                    "runAsNonRoot": True,
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]},
+                                    "seccompProfile": {"type": "RuntimeDefault"},
+                                },
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+        },
+    ]
+
+
+def _ready(s: Settings, kind: str, name: str, namespace: str) -> bool:
+    r = kubectl(s, "get", kind, name, "-n", namespace, "-o", "json", check=False)
+    if r.returncode != 0:
+        return False
+    conds = json.loads(r.stdout).get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def _wait_ready(s: Settings, kind: str, name: str, namespace: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not _ready(s, kind, name, namespace):
+        if time.monotonic() > deadline:
+            r = kubectl(s, "get", kind, name, "-n", namespace, "-o", "yaml", check=False)
+            raise SystemExit(
+                f"ripple-cluster: {kind} {namespace}/{name} not Ready after {timeout:.0f} s:\n"
+                f"{r.stdout[-1500:]}\nsee `kubectl -n {namespace} describe {kind} {name}`"
+            )
+        time.sleep(2)
+
+
+def ripple_namespace() -> str:
+    return os.environ.get("RIPPLE_CLUSTER_RIPPLE_NAMESPACE") or "ripple"
+
+
+def ripple_deployed(s: Settings, namespace: str | None = None) -> bool:
+    ns = namespace or ripple_namespace()
+    return kubectl(s, "get", "ksvc", "order-alerts", "-n", ns, check=False).returncode == 0
+
+
+def wire_ripple(s: Settings, namespace: str | None = None) -> dict[str, Any]:
+    """ripple's notifications Broker (channel-based), its Triggers, the Broker's RabbitMQ-style
+    ingress name, and every KafkaSource as a ContainerSource, in the namespace where ripple's
+    functions run (``make cluster-deploy``); returns what was applied and how long it took."""
+    from . import sources
+
+    namespace = namespace or ripple_namespace()
+    t0 = time.monotonic()
+    missing = [
+        n
+        for n in ("notifier", "event-store", "order-alerts", "dead-letters")
+        if kubectl(s, "get", "ksvc", n, "-n", namespace, check=False).returncode != 0
+    ]
+    if missing:
+        raise SystemExit(
+            f"ripple-cluster: ripple's functions {missing} are not deployed in namespace {namespace}; "
+            "run `make cluster-deploy` first"
+        )
+    brokers = ripple_broker_docs(namespace)
+    r = apply_docs(s, brokers + ripple_trigger_docs(namespace))
+    if r.returncode != 0:
+        raise SystemExit(f"ripple-cluster: applying ripple's Broker and Triggers failed: {r.stderr.strip()}")
+    for b in brokers:
+        name = b["metadata"]["name"]
+        _wait_ready(s, "broker", name, namespace, 180)
+        url = json.loads(kubectl(s, "get", "broker", name, "-n", namespace, "-o", "json").stdout)["status"][
+            "address"
+        ]["url"]
+        r = apply_docs(s, broker_alias_docs(s, namespace, name, url))
+        if r.returncode != 0:
+            raise SystemExit(f"ripple-cluster: the ingress alias of Broker {name} failed: {r.stderr.strip()}")
+    for t in ripple_trigger_docs(namespace):
+        _wait_ready(s, "trigger", t["metadata"]["name"], namespace, 180)
+    image = sources.build_image(s)
+    names = []
+    for path in sources.ripple_kafkasources():
+        manifest = yaml.safe_load(localize(path.read_text(), namespace))
+        names.append(sources.apply(s, manifest, image))
+    for name in names:
+        _wait_ready(s, "containersource", name, namespace, 240)
+    took = time.monotonic() - t0
+    print(
+        f"  eventing    ripple's Broker, {len(ripple_trigger_docs(namespace))} Triggers and "
+        f"{len(names)} KafkaSources (as ContainerSources) Ready in {namespace} ({took:.0f} s)",
+        flush=True,
+    )
+    return {"namespace": namespace, "brokers": [b["metadata"]["name"] for b in brokers], "sources": names}
