@@ -21,8 +21,8 @@ What ``deploy_ripple`` does, in order:
    ``make chart-registry`` does, ``helm upgrade --install`` with the cluster's values: the
    operators' parts off (step 1 stands in for Strimzi, CloudNativePG and the Keycloak operator),
    the notifications Broker off (needs a RabbitMQ Broker), KafkaSources only when the cluster has
-   the KafkaSource CRD, and the gateway's CPU request at ``RIPPLE_CLUSTER_GATEWAY_CPU`` (250m: the
-   manifest's 1 CPU leaves no room on a 2-core node for a second revision during a rollout).
+   the KafkaSource CRD, and the functions' CPU requests sized for this 2-core node
+   (``RIPPLE_CLUSTER_FUNCTION_CPU``, 10m; why: ``cpu_requests``).
 5. Every Service Ready through Knative's webhook and controller.
 6. nginx (the project's ``nginx/`` template and limit profile) on the host's loopback
    (``RIPPLE_CLUSTER_EDGE_PORT``), proxying to the KIngress's loopback relay with the Host header
@@ -71,8 +71,19 @@ def edge_url(s: Settings) -> str:
     return f"http://127.0.0.1:{edge_port()}"
 
 
-def gateway_cpu() -> str:
-    return os.environ.get("RIPPLE_CLUSTER_GATEWAY_CPU") or "250m"
+def cpu_requests() -> dict[str, str]:
+    """The functions' CPU requests on this node (chart value ``cpuRequest``).
+
+    Knative Serving (650m) and Eventing (725m) request 1,375m of the node's 2 CPUs; the manifests'
+    own requests (gateway 1 CPU, the others 50-100m, plus 25m per queue-proxy: 1,600m for one pod
+    each) do not fit beside them, let alone a rollout's second gateway pod or event-store scaled
+    out by a KafkaSource backlog. A pod that does not fit waits Pending ("Insufficient cpu") while
+    the activator holds its request (76 s measured), and a new revision whose pod cannot be
+    scheduled fails (``RevisionFailed``). Requests are a scheduling reservation, not a cap: the
+    limits stay the manifests' (the gateway and query have none).
+    """
+    request = os.environ.get("RIPPLE_CLUSTER_FUNCTION_CPU") or "10m"
+    return dict.fromkeys(FUNCTIONS, request)
 
 
 @dataclass
@@ -211,7 +222,7 @@ def chart_values(s: Settings) -> dict:
         # The notifications Broker needs Knative's RabbitMQ Broker, which this cluster lacks.
         "functions": {"notifications": False},
         "kafkaSources": _has_crd(s, "kafkasources.sources.knative.dev"),
-        "cpuRequest": {"gateway": gateway_cpu()},
+        "cpuRequest": cpu_requests(),
     }
 
 
@@ -257,8 +268,13 @@ def ksvc_status(s: Settings, namespace: str) -> dict[str, dict]:
 
 
 def _ready(obj: dict) -> bool:
-    return any(
-        c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions", [])
+    """Ready for the current spec: the controller saw this generation and its newest revision is
+    the one serving (Ready stays True from the old revision for a moment after an upgrade)."""
+    status = obj.get("status", {})
+    return (
+        status.get("observedGeneration") == obj.get("metadata", {}).get("generation")
+        and status.get("latestReadyRevisionName") == status.get("latestCreatedRevisionName")
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
     )
 
 
