@@ -39,8 +39,6 @@ def _burst_options(arguments: argparse.Namespace) -> BurstOptions:
             gap_s=arguments.gap,
             delay_limit_s=arguments.delay_limit,
         )
-        if arguments.gap is not None:
-            chosen = replace(chosen, gap_s=arguments.gap)
     if arguments.postgres_down is not None:
         chosen = chosen.with_postgres_down(arguments.postgres_down)
     return chosen.validate()

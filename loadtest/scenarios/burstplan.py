@@ -213,17 +213,29 @@ def check_path(reading: PathReading) -> list[Check]:
         )
     )
     alert_ids = {a for o in flagged for a in (reading.alerts.get(o) or ())}
-    counts = {a: len(reading.mails.get(a) or ()) for a in alert_ids}
-    unmailed = {a for a, n in counts.items() if n == 0}
-    repeated = {a for a, n in counts.items() if n > 1}
-    same_id = {a for a in repeated if len(set(reading.mails[a])) == 1}
+    files = {a: len(reading.mails.get(a) or ()) for a in alert_ids}
+    distinct = {a: len(set(reading.mails.get(a) or ())) for a in alert_ids}
+    unmailed = {a for a, n in distinct.items() if n == 0}
+    twice = {a for a, n in distinct.items() if n > 1}
+    resent = {a for a in alert_ids if files[a] > distinct[a]}
+    # A mail is its Message-ID: the outbox resends a `pending` one (its sender died between the SMTP
+    # server's acceptance and the commit) as the same message, which mail clients show once (issue
+    # 19's remedy). Two different Message-IDs for one order would be two mails.
     checks.append(
         Check(
             "every flagged order mailed once (mail sink, by Message-ID)",
-            FAIL if unmailed or repeated else PASS,
-            f"{len(alert_ids)} alerts, mail files {sum(counts.values())}: not mailed {len(unmailed)}"
-            f"{_examples(unmailed)}, mailed more than once {len(repeated)} ({len(same_id)} of them "
-            f"resent with the same Message-ID){_examples(repeated)}",
+            FAIL if unmailed or twice else PASS,
+            f"{len(alert_ids)} alerts, {sum(distinct.values())} Message-IDs in {sum(files.values())} mail "
+            f"files: not mailed {len(unmailed)}{_examples(unmailed)}, more than one Message-ID {len(twice)}"
+            f"{_examples(twice)}",
+        )
+    )
+    checks.append(
+        Check(
+            "mails resent with the same Message-ID",
+            INFO,
+            f"{len(resent)} orders' mail delivered again as the same message{_examples(resent)} (a notifier "
+            "killed between the SMTP acceptance and recording it `sent`)",
         )
     )
     states = {a: reading.notifications.get(a, ("", None))[0] for a in alert_ids}
