@@ -340,6 +340,41 @@ def test_retries_backoff_and_dead_letter(
     kubectl(s, "delete", "trigger", name, "-n", NS, check=False)
 
 
+def test_trigger_filter_empty_value_means_any_non_empty(eventing_ready: Settings, notifications: str):
+    """Eventing's attribute filter: a value of "" matches an event that has the attribute with any
+    non-empty value, and not one without it (pkg/eventfilter/attributes). A RabbitMQ headers
+    binding (eventing-rabbitmq, and ripple's stand-in) would match only an empty header."""
+    s = eventing_ready
+    name, event_type = "filter-probe", "dev.ripple.cluster-test.filter"
+    trigger = _probe_trigger(name, event_type, "/filter-probe", "linear", "PT1S", 0)
+    trigger["spec"]["filter"]["attributes"]["subject"] = ""
+    del trigger["spec"]["delivery"]
+    r = eventing.apply_docs(s, [trigger])
+    assert r.returncode == 0, r.stderr
+    _wait(f"Trigger {name} Ready", lambda: _ready(_get(s, "trigger", name, "-n", NS)), 120)
+    with_subject, without = str(uuid.uuid4()), str(uuid.uuid4())
+    for event_id, subject in ((with_subject, "anything"), (without, None)):
+        headers, body = _flagged_event(event_id, subject or "x")
+        headers[3] = (b"ce-type", event_type.encode())
+        if subject is None:
+            headers = [h for h in headers if h[0] != b"ce-subject"]
+        assert send(s, notifications, headers, body)["status"] == 202
+    _wait("the event with a subject", lambda: with_id(events(s, "notifier"), with_subject), 60, 1)
+    time.sleep(3)
+    assert not with_id(events(s, "notifier"), without), "an event without subject passed subject: ''"
+    kubectl(s, "delete", "trigger", name, "-n", NS, check=False)
+
+
+def test_trigger_delivery_timeout_accepted(eventing_ready: Settings) -> None:
+    """Eventing 1.15 enables the delivery-timeout feature by default (config-features): a Trigger
+    with ``delivery.timeout`` passes the webhook, so ripple's Triggers could set one."""
+    s = eventing_ready
+    trigger = eventing.ripple_trigger_docs()[0]
+    trigger["spec"]["delivery"]["timeout"] = "PT10S"
+    r = eventing.apply_docs(s, [trigger], "--dry-run=server")
+    assert r.returncode == 0, r.stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # KafkaSource: ripple's dispatcher as a ContainerSource
 
