@@ -281,7 +281,7 @@ bench-broker: venv ## events/s into the RabbitMQ Broker's ingress and through on
 ## run inside a network namespace of its own (infra/cluster/README.md). Not part of `make test`.
 ## Needs root, socat, iptables and libseccomp-dev (cluster-prereqs installs the last two).
 CLUSTER := cd infra/cluster && $(abspath $(PY)) -m ripple_cluster
-.PHONY: cluster-prereqs cluster-build cluster-up cluster-eventing cluster-down cluster-status cluster-test cluster-conformance
+.PHONY: cluster-prereqs cluster-build cluster-up cluster-eventing cluster-deploy cluster-down cluster-status cluster-test cluster-conformance
 cluster-prereqs: ## the Debian packages the cluster needs (iptables, conntrack, socat, libseccomp-dev)
 	@command -v iptables >/dev/null && command -v socat >/dev/null && [ -e /usr/include/seccomp.h ] || \
 		$(SUDO) apt-get install -y --no-install-recommends iptables conntrack socat libseccomp-dev
@@ -298,6 +298,12 @@ cluster-up: cluster-build ## a real Kubernetes + Knative in network namespace ri
 cluster-eventing: venv ## (re)install Knative Eventing on the running cluster (cluster-up does it too)
 	$(CLUSTER) eventing
 
+## ripple's six functions on the running cluster (infra/cluster/ripple_cluster/ripple_deploy.py): the
+## cluster's own Kafka, PostgreSQL and Keycloak in its namespace, make images-functions push to its
+## registry, the chart by digest (helm), nginx in front on 127.0.0.1:17881.
+cluster-deploy: venv helm podman ## ripple's functions on the cluster: images, push, Helm chart, nginx in front
+	$(CLUSTER) deploy
+
 ## Stop every cluster process and delete its network namespace (state under .ripple/cluster kept).
 cluster-down: venv ## stop the cluster and delete its namespace (state kept)
 	$(CLUSTER) down
@@ -307,7 +313,7 @@ cluster-status: venv ## the cluster's components, node, pods and idle memory
 	$(CLUSTER) status
 
 ## Knative Services Ready through the real webhook and controller, scale to zero, activator hold.
-cluster-test: venv ## tests against the running cluster (not part of make test)
+cluster-test: venv helm kn podman ## tests against the running cluster, ripple deployed first (not part of make test)
 	$(PY) -m pytest -p no:cacheprovider infra/cluster/tests -v
 
 ## knative.dev/networking's ingress conformance suite against ripple's KIngress (about 3 min).

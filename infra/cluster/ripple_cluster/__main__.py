@@ -1,4 +1,4 @@
-"""Command line, run from infra/cluster: ``python -m ripple_cluster build|up|eventing|down|status
+"""Command line, run from infra/cluster: ``python -m ripple_cluster build|up|eventing|deploy|down|status
 [--json]|conformance|env`` (``up --no-knative`` / ``up --no-eventing`` stop before Serving / Eventing).
 
 The Makefile's cluster-* targets call this; each subcommand is described in infra/cluster/README.md.
@@ -33,6 +33,11 @@ def main(argv: list[str]) -> int:
             print("  eventing    ripple's functions are not deployed: Broker and KafkaSources not wired "
                   "(make cluster-deploy, then make cluster-eventing)")  # fmt: skip
         return 0
+    if cmd == "deploy":
+        from . import ripple_deploy
+
+        ripple_deploy.deploy_ripple(s)
+        return 0
     if cmd == "down":
         return cluster.down(s)
     if cmd == "status":
@@ -45,7 +50,8 @@ def main(argv: list[str]) -> int:
         print(f"export KUBECONFIG={s.kubeconfig}\nexport PATH={s.bin}:$PATH")
         return 0
     print(
-        f"ripple-cluster: unknown command {cmd!r}; use build, up, eventing, down, status, conformance or env",
+        f"ripple-cluster: unknown command {cmd!r}; "
+        "use build, up, eventing, deploy, down, status, conformance or env",
         file=sys.stderr,
     )
     return 2

@@ -118,6 +118,10 @@ def up(s: Settings, knative: bool = True, with_eventing: bool = True) -> int:
 
 
 def down(s: Settings) -> int:
+    from . import ripple_deploy
+
+    # ripple's nginx and the cluster's Kafka, PostgreSQL and Keycloak (ripple_deploy), if started.
+    ripple_deploy.down(s)
     procs = [p for wave in components.processes(s) for p in wave]
     by_name = {p.name: p for p in procs}
     first = ["kingress", "kube-proxy", "kubelet", "kube-controller-manager", "kube-scheduler"]
@@ -154,6 +158,15 @@ def status(s: Settings, as_json: bool = False) -> int:
             rows.append(
                 {"component": p.name, "pid": pid, "running": bool(pid), "rss_mib": round(rss / 1024, 1)}
             )
+    from . import ripple_deploy
+
+    # ripple's Kafka, PostgreSQL, Keycloak and nginx (make cluster-deploy), listed when running.
+    for name in ripple_deploy.PROCESSES:
+        pid = node.pid_of(s, name)
+        if pid:
+            rss = sum(node.rss_kib(x) for x in node.descendants(pid))
+            total += rss
+            rows.append({"component": name, "pid": pid, "running": True, "rss_mib": round(rss / 1024, 1)})
     shims = sum(node.rss_kib(p) for p in node.shim_pids(s))
     pods = sum(node.rss_kib(p) for p in node.kubepods_pids())
     ready = node_ready(s) if node.pid_of(s, "kube-apiserver") else None

@@ -46,6 +46,8 @@ from .addons import kubectl
 from .settings import REPO, Settings
 
 FUNCTIONS = ("gateway", "query", "event-store", "order-alerts", "dead-letters", "notifier")
+# Processes deploy_ripple starts (pid files under $RIPPLE_HOME/cluster/run; cluster-status lists them).
+PROCESSES = (*backing.NAMES, "edge-nginx")
 HELM = REPO / ".ripple" / "dist" / "bin" / "helm"
 
 
