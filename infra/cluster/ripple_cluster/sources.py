@@ -93,7 +93,7 @@ def build_image(s: Settings) -> str:
         engine(config, *command, str(ctx), stdout=subprocess.DEVNULL)
     archive = s.home / "images" / "kafkasource-dispatcher.tar"
     archive.unlink(missing_ok=True)
-    engine(config, "save", "--format", "docker-archive", "-o", str(archive), local)
+    engine(config, "save", "--format", "docker-archive", "-o", str(archive), local, capture=True)
     # crane pushes to the registry on its host-side relay (podman would need registries.conf edits).
     r = subprocess.run(["nice", "-n", "19", str(s.bin / "crane"), "push", str(archive), remote],
                        text=True, capture_output=True)  # fmt: skip
