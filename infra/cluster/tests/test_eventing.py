@@ -651,3 +651,72 @@ def test_dispatcher_pod_deleted_mid_stream_loses_nothing(eventing_ready: Setting
         f"{time.monotonic() - killed_at:.1f} s later, {len(got) - n} delivered twice"
     )
     kubectl(s, "delete", "containersource", name, "-n", NS, check=False)
+
+
+SEND_SCRIPT = """
+import json, sys, time, urllib.request
+spec = json.load(sys.stdin)
+out = []
+for i in range(spec["n"]):
+    event_id = f"{spec['run']}-{i}"
+    req = urllib.request.Request(spec["url"], data=b'{"n": %d}' % i, method="POST", headers={
+        "ce-specversion": "1.0", "ce-id": event_id, "ce-source": "/cluster-test/imc",
+        "ce-type": spec["type"], "content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            out.append([event_id, resp.status])
+    except Exception as e:
+        out.append([event_id, getattr(e, "code", None) or 0])
+    time.sleep(spec["interval"])
+print(json.dumps(out))
+"""
+
+
+def test_broker_dispatcher_restart_shows_inmemorychannel_loss(eventing_ready: Settings, notifications: str):
+    """The Broker-class deviation measured: events sent to the channel-based Broker while its
+    InMemoryChannel dispatcher pod is deleted with force. InMemoryChannel keeps events only in
+    memory (RabbitMQ's durable queues, the Broker ripple deploys and its stand-in, redeliver); the
+    ingress refuses what it cannot hand to the channel (500), which ripple's senders retry. The
+    figures are printed (knative_standins/README.md); the test asserts that most were accepted."""
+    import subprocess
+    import sys
+
+    from ripple_cluster.node import in_ns
+
+    s = eventing_ready
+    run, n = uuid.uuid4().hex[:8], 200
+    spec = {
+        "url": notifications,
+        "n": n,
+        "run": run,
+        "type": "dev.ripple.shop.order.flagged",
+        "interval": 0.05,
+    }
+    clear_events(s, "notifier")
+    p = subprocess.Popen(
+        in_ns(s, sys.executable, "-c", SEND_SCRIPT), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert p.stdin is not None and p.stdout is not None
+    p.stdin.write(json.dumps(spec))
+    p.stdin.close()
+    time.sleep(3)
+    kubectl(s, "delete", "pod", "-n", eventing.NAMESPACE, "-l", "messaging.knative.dev/role=dispatcher",
+            "--force", "--grace-period=0", check=False)  # fmt: skip
+    deleted_at = time.monotonic()
+    results = json.loads(p.stdout.read())
+    p.wait(timeout=60)
+    from ripple_cluster.addons import wait_deployments
+
+    wait_deployments(s, eventing.NAMESPACE, ["imc-dispatcher"], 120)
+    time.sleep(10)
+    got = {e["headers"]["ce-id"][0].decode() for e in events(s, "notifier") if e["headers"].get("ce-id")}
+    accepted = [i for i, status in results if status == 202]
+    refused = [(i, status) for i, status in results if status != 202]
+    lost = [i for i in accepted if i not in got]
+    print(
+        f"InMemoryChannel dispatcher deleted: {len(accepted)}/{n} accepted, {len(refused)} refused "
+        f"(statuses {sorted({st for _, st in refused})}), {len(lost)} accepted and never delivered; "
+        f"dispatcher back after {time.monotonic() - deleted_at:.0f} s"
+    )
+    assert len(accepted) > n // 2
