@@ -28,6 +28,7 @@ from ripple_cluster.addons import kubectl
 from ripple_cluster.settings import REPO, Settings
 
 NS = "ripple-eventing-test"
+WEBHOOK_NS = "ripple-eventing-webhook"  # nothing is created there: dry runs only
 SUBSCRIBERS = ("notifier", "event-store", "dead-letters")
 
 
@@ -163,12 +164,19 @@ def notifications(eventing_ready: Settings) -> str:
 
 def test_ripple_broker_and_triggers_accepted_by_eventing_webhook(eventing_ready: Settings) -> None:
     """ripple's Broker (as written, RabbitMQ class, and as applied here) and Triggers pass
-    Eventing's real defaulting and validating webhooks (server-side dry run in namespace ripple)."""
+    Eventing's real defaulting and validating webhooks (server-side dry run). In a namespace of
+    their own: where the Broker exists (``make cluster-eventing`` wires namespace ripple), a dry
+    run is an update, and Eventing refuses a changed ``spec.config`` as immutable."""
     s = eventing_ready
-    kubectl(s, "create", "namespace", "ripple", check=False)
+    kubectl(s, "create", "namespace", WEBHOOK_NS, check=False)
     path = REPO / "knative" / "notifications" / "broker.yaml"
-    as_written = [d for d in yaml.safe_load_all(path.read_text()) if d and d["kind"] == "Broker"]
-    for docs in (as_written, eventing.ripple_broker_docs(), eventing.ripple_trigger_docs()):
+    text = eventing.localize(path.read_text(), WEBHOOK_NS)
+    as_written = [d for d in yaml.safe_load_all(text) if d and d["kind"] == "Broker"]
+    for docs in (
+        as_written,
+        eventing.ripple_broker_docs(WEBHOOK_NS),
+        eventing.ripple_trigger_docs(WEBHOOK_NS),
+    ):
         assert docs
         r = eventing.apply_docs(s, docs, "--dry-run=server")
         assert r.returncode == 0, f"Eventing refused {[d['metadata']['name'] for d in docs]}: {r.stderr}"
@@ -179,11 +187,13 @@ def test_ripple_kafkasources_as_container_sources_accepted(eventing_ready: Setti
     from ripple_cluster import sources
 
     s = eventing_ready
+    kubectl(s, "create", "namespace", WEBHOOK_NS, check=False)
     manifests = sources.ripple_kafkasources()
     assert manifests
     for path in manifests:
         docs = sources.container_source(
-            yaml.safe_load(path.read_text()), f"{s.registry}/{sources.IMAGE_NAME}:dry-run"
+            yaml.safe_load(eventing.localize(path.read_text(), WEBHOOK_NS)),
+            f"{s.registry}/{sources.IMAGE_NAME}:dry-run",
         )
         r = eventing.apply_docs(s, docs, "--dry-run=server")
         assert r.returncode == 0, f"Eventing refused the ContainerSource of {path}: {r.stderr}"
@@ -191,7 +201,8 @@ def test_ripple_kafkasources_as_container_sources_accepted(eventing_ready: Setti
 
 def test_refused_trigger_reports_eventings_reason(eventing_ready: Settings) -> None:
     s = eventing_ready
-    bad = eventing.ripple_trigger_docs()[0]
+    kubectl(s, "create", "namespace", WEBHOOK_NS, check=False)
+    bad = eventing.ripple_trigger_docs(WEBHOOK_NS)[0]
     bad["metadata"]["name"] = "refused"
     bad["spec"]["delivery"]["backoffDelay"] = "1s"  # not an ISO 8601 duration
     r = eventing.apply_docs(s, [bad], "--dry-run=server")
@@ -369,7 +380,8 @@ def test_trigger_delivery_timeout_accepted(eventing_ready: Settings) -> None:
     """Eventing 1.15 enables the delivery-timeout feature by default (config-features): a Trigger
     with ``delivery.timeout`` passes the webhook, so ripple's Triggers could set one."""
     s = eventing_ready
-    trigger = eventing.ripple_trigger_docs()[0]
+    kubectl(s, "create", "namespace", WEBHOOK_NS, check=False)
+    trigger = eventing.ripple_trigger_docs(WEBHOOK_NS)[0]
     trigger["spec"]["delivery"]["timeout"] = "PT10S"
     r = eventing.apply_docs(s, [trigger], "--dry-run=server")
     assert r.returncode == 0, r.stderr
