@@ -255,6 +255,14 @@ def install_chart(s: Settings, refs: dict[str, str], namespace: str) -> Path:
     r = subprocess.run(cmd, text=True, capture_output=True)
     if r.returncode != 0:
         raise SystemExit(f"ripple-cluster: helm upgrade --install failed:\n{r.stderr.strip()}")
+    # helm leaves a field changed outside it (e.g. `kn service update --image`) alone when the chart
+    # did not change it: put the pinned image back, so the cluster runs what was pushed.
+    for function, ref in refs.items():
+        live = ksvc_status(s, namespace).get(function, {})
+        containers = live.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        if containers and containers[0].get("image") != ref:
+            patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": ref}]
+            kubectl(s, "patch", "ksvc", function, "-n", namespace, "--type", "json", "-p", json.dumps(patch))
     return chart
 
 

@@ -148,8 +148,19 @@ def _wake(cluster: Settings, function: str) -> tuple[int, float, bool]:
     return status, took, was_zero
 
 
+@pytest.mark.timeout(1200)
 def test_each_function_scales_to_zero_after_window_and_grace(cluster: Settings, ripple) -> None:
     window, grace = _autoscaler(cluster)
+    # Start from quiet: on this cluster the Eventing tests feed event-store, order-alerts and the
+    # notifier through KafkaSources and the Broker (with retries); wait until that traffic is over
+    # and every function is at zero, so that the requests below are the last each one sees.
+    idle = {f: _revision(cluster, f) for f in ripple_deploy.FUNCTIONS}
+
+    def all_at_zero():
+        busy = [f for f, r in idle.items() if _replicas(cluster, r) != 0 or _pods(cluster, r)]
+        return not busy or None
+
+    _wait("every function at zero before the measurement", all_at_zero, 480, every=5)
     last: dict[str, float] = {}
     cold: dict[str, float] = {}
     for function in ripple_deploy.FUNCTIONS:
