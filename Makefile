@@ -142,7 +142,7 @@ load: venv-load ## Locust shop traffic through nginx, headless (LOAD_SECONDS=60 
 		--csv $$dir/locust --csv-full-history --only-summary --loglevel WARNING; rc=$$?; \
 	$(PY) -m loadtest.locust.report $$dir $$run $$rc; exit $$rc
 
-scenario-%: venv-load ## a failure drill under load and its report: flink-down postgres-down postgres-slow kafka-down overload baseline
+scenario-%: venv-load ## a failure drill under load and its report: flink-down postgres-down postgres-slow kafka-down overload baseline bursts
 	$(PY) -m loadtest.scenarios $* $(SCENARIO_ARGS)
 
 ## The autoscale-from-zero demo (loadtest/autoscale): report under loadtest/reports/autoscale-<time>/.
@@ -281,7 +281,7 @@ bench-broker: venv ## events/s into the RabbitMQ Broker's ingress and through on
 ## run inside a network namespace of its own (infra/cluster/README.md). Not part of `make test`.
 ## Needs root, socat, iptables and libseccomp-dev (cluster-prereqs installs the last two).
 CLUSTER := cd infra/cluster && $(abspath $(PY)) -m ripple_cluster
-.PHONY: cluster-prereqs cluster-build cluster-up cluster-down cluster-status cluster-test cluster-conformance
+.PHONY: cluster-prereqs cluster-build cluster-up cluster-eventing cluster-deploy cluster-down cluster-status cluster-test cluster-conformance
 cluster-prereqs: ## the Debian packages the cluster needs (iptables, conntrack, socat, libseccomp-dev)
 	@command -v iptables >/dev/null && command -v socat >/dev/null && [ -e /usr/include/seccomp.h ] || \
 		$(SUDO) apt-get install -y --no-install-recommends iptables conntrack socat libseccomp-dev
@@ -290,9 +290,19 @@ cluster-prereqs: ## the Debian packages the cluster needs (iptables, conntrack, 
 cluster-build: venv cluster-prereqs ## build every program the cluster runs from its Go module (cold ~16 min)
 	$(CLUSTER) build
 
-## Bring the node up (namespace, control plane, kubelet, CoreDNS, KIngress, Knative Serving).
+## Bring the node up (namespace, control plane, kubelet, CoreDNS, KIngress, Knative Serving and Eventing).
 cluster-up: cluster-build ## a real Kubernetes + Knative in network namespace ripple-cluster
 	$(CLUSTER) up
+
+## Knative Eventing (core, channel-based Broker, InMemoryChannel) alone, on a running cluster.
+cluster-eventing: venv ## (re)install Knative Eventing on the running cluster (cluster-up does it too)
+	$(CLUSTER) eventing
+
+## ripple's six functions on the running cluster (infra/cluster/ripple_cluster/ripple_deploy.py): the
+## cluster's own Kafka, PostgreSQL and Keycloak in its namespace, make images-functions push to its
+## registry, the chart by digest (helm), nginx in front on 127.0.0.1:17881.
+cluster-deploy: venv helm podman ## ripple's functions on the cluster: images, push, Helm chart, nginx in front
+	$(CLUSTER) deploy
 
 ## Stop every cluster process and delete its network namespace (state under .ripple/cluster kept).
 cluster-down: venv ## stop the cluster and delete its namespace (state kept)
@@ -303,7 +313,7 @@ cluster-status: venv ## the cluster's components, node, pods and idle memory
 	$(CLUSTER) status
 
 ## Knative Services Ready through the real webhook and controller, scale to zero, activator hold.
-cluster-test: venv ## tests against the running cluster (not part of make test)
+cluster-test: venv helm kn podman ## tests against the running cluster, ripple deployed first (not part of make test)
 	$(PY) -m pytest -p no:cacheprovider infra/cluster/tests -v
 
 ## knative.dev/networking's ingress conformance suite against ripple's KIngress (about 3 min).

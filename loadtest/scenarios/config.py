@@ -10,6 +10,10 @@
 | RIPPLE_LOADTEST_SHAPE | (none: Locust's -u/-r/-t) | Locust: `spike` = calm, spike, calm |
 | RIPPLE_LOADTEST_CALM_USERS / _SPIKE_USERS | 5 / 40 | Locust spike shape: users in each stage |
 | RIPPLE_LOADTEST_SHAPE_SECONDS | 120 | Locust spike shape: whole run (40 % calm, 20 % spike, 40 % calm) |
+| RIPPLE_LOADTEST_BURSTS | 3 | bursts scenario: how many bursts |
+| RIPPLE_LOADTEST_BURST_EVENTS | 45000 | bursts scenario: events in all bursts together |
+| RIPPLE_LOADTEST_BURST_RATE | 300 | bursts scenario: events/s during a burst |
+| RIPPLE_LOADTEST_BURST_BATCH | 20 | bursts scenario: events per request (CloudEvents batch) |
 
 Addresses of Kafka, PostgreSQL, Keycloak and Flink come from the local stack's settings
 (infra/local/ripple_stack/settings.py), so a port override there applies here too.
@@ -18,11 +22,13 @@ Addresses of Kafka, PostgreSQL, Keycloak and Flink come from the local stack's s
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import REPO_ROOT, Settings, load_settings
+
+from .burstplan import BurstOptions
 
 TENANT = "acme"  # the tenant claim of ripple-publisher's tokens
 STORE_GROUP = "ripple-event-store"  # consumer group of knative/event-store/kafkasource.yaml
@@ -103,6 +109,18 @@ def load_shape_config() -> ShapeConfig:
         calm_users=int(_number("RIPPLE_LOADTEST_CALM_USERS", 5)),
         spike_users=int(_number("RIPPLE_LOADTEST_SPIKE_USERS", 40)),
         seconds=_number("RIPPLE_LOADTEST_SHAPE_SECONDS", 120),
+    )
+
+
+def load_burst_options() -> BurstOptions:
+    """The bursts scenario's sizes from the environment (issue 19's run when unset)."""
+    default = BurstOptions()
+    return replace(
+        default,
+        bursts=int(_number("RIPPLE_LOADTEST_BURSTS", default.bursts)),
+        events=int(_number("RIPPLE_LOADTEST_BURST_EVENTS", default.events)),
+        rate=_number("RIPPLE_LOADTEST_BURST_RATE", default.rate),
+        batch=int(_number("RIPPLE_LOADTEST_BURST_BATCH", default.batch)),
     )
 
 

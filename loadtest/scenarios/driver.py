@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import requests
@@ -44,6 +45,7 @@ class LoadDriver:
         retries: int = 1,
         max_retry_wait_s: float = 5.0,
         mix: Mix | None = None,
+        compose: Callable[[], list[Event]] | None = None,
     ) -> None:
         self.target_url = target_url.rstrip("/") + "/"
         self.tokens = tokens
@@ -53,6 +55,7 @@ class LoadDriver:
         self.retries = retries
         self.max_retry_wait_s = max_retry_wait_s
         self.mix = mix or Mix()
+        self.compose = compose  # when given, every request is the batch it returns (the mix is unused)
         self.outcomes: list[Outcome] = []
         self.sent: set[str] = set()
         self.accepted: set[str] = set()
@@ -93,6 +96,10 @@ class LoadDriver:
             thread.start()
             self._threads.append(thread)
 
+    @property
+    def started(self) -> bool:
+        return bool(self._threads)
+
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
@@ -112,6 +119,9 @@ class LoadDriver:
             delay = slot - time.monotonic()
             if delay > 0 and self._stop.wait(delay):
                 return
+            if self.compose is not None:
+                self._send(session, self.compose())
+                continue
             kind = chooser.choices(
                 ("pageview", "order", "payment", "batch"),
                 weights=(self.mix.pageview, self.mix.order, self.mix.payment, self.mix.batch),

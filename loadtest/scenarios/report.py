@@ -20,7 +20,7 @@ from .stats import (
     verdict,
 )
 
-PROBE_COLUMNS = ("lag_event_store", "lag_flink", "stored_rows", "flink_order_lines", "flink_job")
+PROBE_COLUMNS = ("lag_event_store", "lag_flink", "stored_rows", "flink_order_lines", "flink_job", "notified")
 
 
 def render_markdown(
@@ -32,6 +32,7 @@ def render_markdown(
     plot_name: str | None = "timeline.png",
     reasons: dict[tuple[int, str], int] | None = None,
     backlog_left: bool = False,
+    sections: Sequence[str] = (),
 ) -> str:
     result = verdict(checks, backlog_left)
     lines = [f"# {title}", "", intro, "", f"**Verdict: {result}**", ""]
@@ -55,6 +56,8 @@ def render_markdown(
         "",
     ]
     lines += [check.line() for check in checks]
+    for section in sections:
+        lines += ["", section.rstrip("\n")]
     if reasons:
         lines += ["", "## Answers other than 202", "", reasons_table(reasons)]
     if notes:
@@ -111,6 +114,9 @@ def plot_timeline(path: Path, rows: Sequence[Second], t0: float, shaded: Sequenc
     stored.plot(
         x, [number(row.probes.get("stored_rows")) for row in rows], ":", color="gray", label="stored rows"
     )
+    notified = [number(row.probes.get("notified")) for row in rows]
+    if any(value is not None for value in notified):  # the bursts scenario: its mails recorded sent
+        stored.plot(x, notified, "-.", color="tab:green", label="notified (sent)")
     stored.set_ylabel("stored rows of this run")
     handles = lag.get_legend_handles_labels()[0] + stored.get_legend_handles_labels()[0]
     lag.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize="small")

@@ -23,6 +23,7 @@ from typing import TypeVar
 
 from ripple_dashboard.links import dashboard_link, dashboard_live_link
 
+from .burstplan import BurstOptions
 from .config import LoadConfig
 from .driver import LoadDriver, Mix
 from .faults import ComponentDown, Fault, PostgresSlow, uninterruptible
@@ -52,14 +53,15 @@ from .stats import (
 
 log = logging.getLogger("loadtest")
 T = TypeVar("T")
-# A row of a run's table: what to do, how long to keep the load on afterwards, the phase it closes
-# (None: the phase goes on).
-Step = tuple[Callable[[], None], float, str | None]
+# A row of a run's table: what to do, how long to keep the load on afterwards (or a function
+# asked once the action is done: a deadline's rest), the phase it closes (None: it goes on).
+Step = tuple[Callable[[], None], float | Callable[[], float], str | None]
 
 
 @dataclass
 class Options:
     rate: float = 15.0  # requests/s; ~1.9 events each. Below nginx's per-client 20 r/s (strict).
+    bursts: BurstOptions = field(default_factory=BurstOptions)  # the bursts scenario's sizes
     before_s: float = 20.0
     failure_s: float = 30.0
     after_s: float = 30.0
@@ -102,6 +104,13 @@ class Scenario:
     component: str | None = None  # must be ready before the run starts
     failure_label: str = "failure"  # the phase's name in the report
     overload: bool = False  # the "failure" is --overload-rate instead of --rate
+    drill: Callable[..., Drill] | None = None  # a Drill of its own (its steps, drain, checks)
+
+
+def _burst_drill(*args, **kwargs) -> Drill:
+    from .bursts import BurstDrill  # built on this module's Drill: imported when it is used
+
+    return BurstDrill(*args, **kwargs)
 
 
 def _failure_checks(what: str, keeps_accepting: bool) -> Callable[[Run], list[Check]]:
@@ -201,6 +210,17 @@ SCENARIOS: dict[str, Scenario] = {
             overload=True,
             retries=0,  # the offered load stays what it says; Retry-After is counted, not obeyed
         ),
+        Scenario(
+            "bursts",
+            "Issue 19's bursts: the notifications path through kills and outages",
+            "three bursts of shop traffic (most orders flagged) through nginx, every function back at zero "
+            "in the idle gaps; during the bursts a notifier instance, the order-alerts activator and the "
+            "notifier Trigger's dispatcher are killed, RabbitMQ restarted and PostgreSQL stopped",
+            lambda config, options: None,
+            lambda run: [],  # the drill's own (bursts.py)
+            failure_label="bursts",
+            drill=_burst_drill,
+        ),
     )
 }
 
@@ -298,7 +318,10 @@ class Drill:
             time.sleep(2)
 
     def steps(self) -> list[Step]:
-        """The run as a table: (what to do, how long to keep the load on afterwards, phase name)."""
+        """The run as a table: (what to do, how long to keep the load on afterwards, phase name).
+
+        The time to keep may be a function, asked once the action is done (a deadline's rest).
+        """
         scenario, options = self.scenario, self.options
         failure_s = scenario.failure_s if scenario.failure_s is not None else options.failure_s
         return [
@@ -318,6 +341,32 @@ class Drill:
                 probe.stop()
         self.t_end = time.time()
 
+    # --- what a Drill of its own may say differently ----------------------------------------------
+
+    def checks(self) -> list[Check]:
+        return self.scenario.checks(self.run)
+
+    def sections(self) -> list[str]:
+        """Markdown sections of the report after the checks."""
+        return []
+
+    def shaded(self) -> list[Phase]:
+        """The phases the timeline shades (the first red, the others orange)."""
+        return [p for p in self.run.phases if p.name in (self.scenario.failure_label, "restoring")]
+
+    def own_components(self) -> set[str]:
+        """Components this drill stops or restarts itself (not interference)."""
+        return {self.scenario.component} if self.scenario.component else set()
+
+    def load_note(self) -> str:
+        options = self.options
+        return (
+            f"load: {options.rate:g} req/s (~1.9 events each: 30 % checkout batches of 4, "
+            "binary mode otherwise)"
+            + (f", {options.overload_rate:g} req/s during the overload" if self.scenario.overload else "")
+            + f", {self.driver.workers} worker threads, target {self.config.target_url}"
+        )
+
 
 def walk(steps: list[Step], phase: Callable[[str | None], None]) -> None:
     """Run a table of steps: do each, keep the load on for its seconds, close its phase.
@@ -325,7 +374,7 @@ def walk(steps: list[Step], phase: Callable[[str | None], None]) -> None:
     The scenarios' Drill and the autoscale demo are both written as such a table."""
     for action, keep_s, phase_name in steps:
         action()
-        time.sleep(keep_s)
+        time.sleep(keep_s() if callable(keep_s) else keep_s)
         phase(phase_name)
 
 
@@ -361,7 +410,7 @@ def _start(name: str, config: LoadConfig, options: Options) -> Drill:
         mix=Mix(pageview=0.4, order=0.2, payment=0.1, batch=0.3),
     )
     probes, database, flink = start_probes(config, source, run_id)
-    drill = Drill(
+    drill = (scenario.drill or Drill)(
         scenario,
         config,
         options,
@@ -418,7 +467,7 @@ def _checks(drill: Drill) -> tuple[list[Check], bool]:
             bounds=(sales_of(accepted_orders), sales_of(driver.orders.values())),
         )
     )
-    checks += drill.scenario.checks(run)
+    checks += drill.checks()
     checks.append(_drain_check(drill.converged_after, options.drain_timeout_s))
     totals_after = _safe(database.tenant_totals)
     if drill.totals_before and totals_after:
@@ -436,10 +485,10 @@ def _checks(drill: Drill) -> tuple[list[Check], bool]:
 
 
 def _add_notes(drill: Drill) -> None:
-    run, fault, options, scenario = drill.run, drill.fault, drill.options, drill.scenario
+    run, fault, scenario = drill.run, drill.fault, drill.scenario
     if fault is not None and fault.interference:
         run.notes.append(fault.interference)
-    run.notes.extend(_other_restarts(drill.config, drill.t0, drill.t_end, scenario.component))
+    run.notes.extend(_other_restarts(drill.config, drill.t0, drill.t_end, drill.own_components()))
     restoring = next((p for p in run.phases if p.name == "restoring"), None)
     if restoring is not None and fault is not None:
         run.notes.append(
@@ -448,11 +497,7 @@ def _add_notes(drill: Drill) -> None:
     run.notes.append(
         f"run id {drill.run_id}: events have source {drill.source}; products are named {drill.run_id}-<sku>"
     )
-    run.notes.append(
-        f"load: {options.rate:g} req/s (~1.9 events each: 30 % checkout batches of 4, binary mode otherwise)"
-        + (f", {options.overload_rate:g} req/s during the overload" if scenario.overload else "")
-        + f", {drill.driver.workers} worker threads, target {drill.config.target_url}"
-    )
+    run.notes.append(drill.load_note())
     if scenario.retries:
         run.notes.append(
             "requests answered 429/503 or not at all are retried once, with the same event ids, "
@@ -484,8 +529,9 @@ def _report(
             }
         )
     )
-    shaded = [p for p in run.phases if p.name in (scenario.failure_label, "restoring")]
-    plot_timeline(directory / "timeline.png", rows_timeline, drill.t0, shaded, f"{name}: {scenario.title}")
+    plot_timeline(
+        directory / "timeline.png", rows_timeline, drill.t0, drill.shaded(), f"{name}: {scenario.title}"
+    )
     dashboard = dashboard_link(drill.config.stack, drill.t0 - 60, drill.t_end + 30)
     intro = (
         f"{scenario.what}. Started {datetime.fromtimestamp(drill.t0, UTC):%Y-%m-%d %H:%M:%S} UTC. "
@@ -499,6 +545,7 @@ def _report(
         run.notes,
         reasons=dict(driver.reasons),
         backlog_left=backlog_left,
+        sections=drill.sections(),
     )
     (directory / "report.md").write_text(markdown)
     drill.database.close()
@@ -586,7 +633,7 @@ def _safe(read: Callable[[], T]) -> T | None:
 _last_warning = [""]
 
 
-def _other_restarts(config: LoadConfig, t0: float, t_end: float, own: str | None) -> list[str]:
+def _other_restarts(config: LoadConfig, t0: float, t_end: float, own: set[str]) -> list[str]:
     """Processes of the shared stack that someone else restarted or stopped during the run."""
     from ripple_stack.supervisor import Supervisor
 
@@ -596,7 +643,7 @@ def _other_restarts(config: LoadConfig, t0: float, t_end: float, own: str | None
         return []
     found = []
     for info in sorted(processes.values(), key=lambda info: info["name"]):
-        if info["group"] == own:
+        if info["group"] in own:
             continue
         if info["statename"] != "RUNNING":
             found.append(f"interference: {info['name']} is {info['statename']} at the end of the run")

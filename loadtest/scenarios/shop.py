@@ -33,6 +33,9 @@ CATALOG: tuple[tuple[str, float], ...] = (
     ("socks", 7.80),
     ("backpack", 64.00),
 )
+# Above order-alerts' ALERT_THRESHOLD (1000) on its own; the catalog's orders stay below it (at most
+# 3 lines of 3 x 64.00 = 576), so an order is flagged exactly when it holds this.
+BIG_TICKET: tuple[str, float] = ("espresso-machine", 1249.00)
 PATHS = ("/", "/shop", "/shop/tees", "/shop/hoodies", "/cart", "/checkout", "/account", "/search")
 METHODS = ("card", "card", "card", "paypal", "invoice")
 
@@ -100,10 +103,13 @@ class Shop:
             data["referrer"] = referrer
         return Event(self.new_id(), self.source, PAGEVIEW, data)
 
-    def order(self, customer_id: str | None = None) -> Event:
+    def order(self, customer_id: str | None = None, flagged: bool = False) -> Event:
+        """An order of 1-3 catalog products; `flagged` adds the BIG_TICKET (above the alert threshold)."""
         with self._lock:
             picks = self._random.sample(CATALOG, k=self._random.randint(1, 3))
             quantities = [self._random.choice((1, 1, 1, 2, 3)) for _ in picks]
+        if flagged:
+            picks, quantities = [BIG_TICKET, *picks[:2]], [1, *quantities[:2]]
         items = [
             {"sku": self.sku(name), "quantity": quantity, "unitPrice": price}
             for (name, price), quantity in zip(picks, quantities, strict=True)
@@ -136,6 +142,26 @@ class Shop:
         session = f"s-{self.new_id()[:12]}"
         order = self.order()
         return [self.pageview(session), self.pageview(session), order, self.payment(order)]
+
+    def burst(self, events: int, order_share: float, flagged_share: float) -> list[Event]:
+        """A batch of `events` as a busy shop flushes it: orders (a share of them flagged), their
+        payments and page views."""
+        batch: list[Event] = []
+        unpaid: list[Event] = []
+        for _ in range(events):
+            with self._lock:
+                is_order, is_flagged, pays = (
+                    self._random.random() < share for share in (order_share, flagged_share, 0.5)
+                )
+            if is_order:
+                order = self.order(flagged=is_flagged)
+                unpaid.append(order)
+                batch.append(order)
+            elif unpaid and pays:
+                batch.append(self.payment(unpaid.pop()))
+            else:
+                batch.append(self.pageview())
+        return batch
 
 
 class TokenError(RuntimeError):

@@ -1,5 +1,5 @@
-"""Command line, run from infra/cluster:
-``python -m ripple_cluster build|up|down|status [--json]|conformance|env``.
+"""Command line, run from infra/cluster: ``python -m ripple_cluster build|up|eventing|deploy|down|status
+[--json]|conformance|env`` (``up --no-knative`` / ``up --no-eventing`` stop before Serving / Eventing).
 
 The Makefile's cluster-* targets call this; each subcommand is described in infra/cluster/README.md.
 """
@@ -22,7 +22,22 @@ def main(argv: list[str]) -> int:
             s, only=[a for a in rest if not a.startswith("-")] or None, force="--force" in rest
         )
     if cmd == "up":
-        return cluster.up(s, knative="--no-knative" not in rest)
+        return cluster.up(s, knative="--no-knative" not in rest, with_eventing="--no-eventing" not in rest)
+    if cmd == "eventing":
+        from . import eventing
+
+        eventing.up(s)
+        if eventing.ripple_deployed(s):
+            eventing.wire_ripple(s)
+        else:
+            print("  eventing    ripple's functions are not deployed: Broker and KafkaSources not wired "
+                  "(make cluster-deploy, then make cluster-eventing)")  # fmt: skip
+        return 0
+    if cmd == "deploy":
+        from . import ripple_deploy
+
+        ripple_deploy.deploy_ripple(s)
+        return 0
     if cmd == "down":
         return cluster.down(s)
     if cmd == "status":
@@ -35,7 +50,8 @@ def main(argv: list[str]) -> int:
         print(f"export KUBECONFIG={s.kubeconfig}\nexport PATH={s.bin}:$PATH")
         return 0
     print(
-        f"ripple-cluster: unknown command {cmd!r}; use build, up, down, status, conformance or env",
+        f"ripple-cluster: unknown command {cmd!r}; "
+        "use build, up, eventing, deploy, down, status, conformance or env",
         file=sys.stderr,
     )
     return 2

@@ -148,8 +148,21 @@ def steps(s: Settings) -> list[Step]:
         ),
         Step(
             "images",
-            ["pause", "hello"],
-            [["go", "build", "-ldflags", "-s -w", "-o", b + "/", "./pause", "./hello"]],
+            ["pause", "hello", "eventlog", "brokeralias"],
+            [
+                [
+                    "go",
+                    "build",
+                    "-ldflags",
+                    "-s -w",
+                    "-o",
+                    b + "/",
+                    "./pause",
+                    "./hello",
+                    "./eventlog",
+                    "./brokeralias",
+                ]
+            ],
             cwd=src / "images",
             env=static,
         ),

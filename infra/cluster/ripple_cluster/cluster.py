@@ -3,8 +3,9 @@
 Order (each wave waits for the one before): the relays, the registry, etcd and containerd; the
 apiserver (ready on /readyz); the images the node needs (static base, pause, CoreDNS); the
 controller-manager, scheduler, kubelet, kube-proxy and the KIngress (node Ready); CoreDNS; Knative
-Serving (its deployments Available). A second ``cluster-up`` finds everything running and only
-re-applies the manifests.
+Serving (its deployments Available); Knative Eventing with the channel-based Broker
+(``eventing.py``; ``--no-eventing`` leaves it out). A second ``cluster-up`` finds everything
+running and only re-applies the manifests.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import addons, components, images, node
+from . import addons, components, eventing, images, node
 from .build import steps
 from .settings import Settings
 
@@ -77,7 +78,7 @@ def node_ready(s: Settings) -> bool | None:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
-def up(s: Settings, knative: bool = True) -> int:
+def up(s: Settings, knative: bool = True, with_eventing: bool = True) -> int:
     _require(s)
     t0 = time.monotonic()
     components.write_configs(s)
@@ -105,6 +106,8 @@ def up(s: Settings, knative: bool = True) -> int:
             max(s.ready_timeout, 300),
         )
         print(f"  knative     Serving Available ({time.monotonic() - t0:.0f} s)", flush=True)
+        if with_eventing:
+            eventing.up(s)
     took = time.monotonic() - t0
     (s.home / "up-time.txt").write_text(f"{took:.1f}\n")
     print(
@@ -115,6 +118,10 @@ def up(s: Settings, knative: bool = True) -> int:
 
 
 def down(s: Settings) -> int:
+    from . import ripple_deploy
+
+    # ripple's nginx and the cluster's Kafka, PostgreSQL and Keycloak (ripple_deploy), if started.
+    ripple_deploy.down(s)
     procs = [p for wave in components.processes(s) for p in wave]
     by_name = {p.name: p for p in procs}
     first = ["kingress", "kube-proxy", "kubelet", "kube-controller-manager", "kube-scheduler"]
@@ -151,6 +158,15 @@ def status(s: Settings, as_json: bool = False) -> int:
             rows.append(
                 {"component": p.name, "pid": pid, "running": bool(pid), "rss_mib": round(rss / 1024, 1)}
             )
+    from . import ripple_deploy
+
+    # ripple's Kafka, PostgreSQL, Keycloak and nginx (make cluster-deploy), listed when running.
+    for name in ripple_deploy.PROCESSES:
+        pid = node.pid_of(s, name)
+        if pid:
+            rss = sum(node.rss_kib(x) for x in node.descendants(pid))
+            total += rss
+            rows.append({"component": name, "pid": pid, "running": True, "rss_mib": round(rss / 1024, 1)})
     shims = sum(node.rss_kib(p) for p in node.shim_pids(s))
     pods = sum(node.rss_kib(p) for p in node.kubepods_pids())
     ready = node_ready(s) if node.pid_of(s, "kube-apiserver") else None

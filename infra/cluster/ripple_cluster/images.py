@@ -143,4 +143,6 @@ def ensure_all(s: Settings) -> dict[str, str]:
         "pause": ensure_binary_image(s, "pause", s.bin / "pause", ["/pause"]),
         "coredns": ensure_binary_image(s, "coredns", s.bin / "coredns", ["/coredns"]),
         "hello": ensure_binary_image(s, "hello", s.bin / "hello", ["/hello"]),
+        "eventlog": ensure_binary_image(s, "eventlog", s.bin / "eventlog", ["/eventlog"]),
+        "brokeralias": ensure_binary_image(s, "brokeralias", s.bin / "brokeralias", ["/brokeralias"]),
     }

@@ -24,6 +24,7 @@ COREDNS_VERSION = "v1.14.7"
 CRANE_VERSION = "v0.22.1"
 KO_VERSION = "v0.18.1"
 SERVING_VERSION = "v0.42.2"
+EVENTING_VERSION = "v0.42.3"
 
 
 def _int(name: str, default: int) -> int:

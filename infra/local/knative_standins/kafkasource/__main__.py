@@ -6,6 +6,9 @@ Settings (read here only):
   RIPPLE_DISPATCHER_MAX_IN_FLIGHT                   bound on outstanding records (default 100)
   RIPPLE_DISPATCHER_COMMIT_INTERVAL_MS              how often done offsets are committed (1000)
   RIPPLE_KNATIVE_SERVICES, RIPPLE_CLUSTER_ADDRESSES where sinks and Kafka are (delivery/addresses.py)
+  K_SINK                                            the sink's URL, when a cluster's SinkBinding or
+                                                    ContainerSource resolved spec.sink (Knative's source
+                                                    contract); it then wins over RIPPLE_KNATIVE_SERVICES
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from prometheus_client import start_http_server
@@ -26,6 +30,29 @@ from .manifest import load
 from .metrics import DispatcherMetrics
 
 
+def dispatcher_config(manifest: Path, env: Mapping[str, str] = os.environ) -> DispatcherConfig:
+    """The dispatcher's configuration from a KafkaSource manifest and the environment.
+
+    The sink is ``K_SINK`` when a cluster's SinkBinding or ContainerSource set it (Knative's
+    source contract: the address Eventing resolved from ``spec.sink``), otherwise the local
+    address of the Knative Service ``spec.sink`` names (``RIPPLE_KNATIVE_SERVICES``)."""
+    addresses = Addresses.from_env(env)
+    source = load(manifest)
+    delivery = source.delivery
+    return DispatcherConfig(
+        source=source,
+        sink_url=env.get("K_SINK") or addresses.url(source.sink, f"{source.path}: spec.sink"),
+        dead_letter_url=(
+            addresses.url(delivery.dead_letter_sink, f"{source.path}: spec.delivery.deadLetterSink")
+            if delivery.dead_letter_sink
+            else None
+        ),
+        bootstrap_servers=tuple(addresses.rewrite(server) for server in source.bootstrap_servers),
+        max_in_flight=whole_number("RIPPLE_DISPATCHER_MAX_IN_FLIGHT", 100, 1, env),
+        commit_interval_s=whole_number("RIPPLE_DISPATCHER_COMMIT_INTERVAL_MS", 1000, 10, env) / 1000,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m knative_standins.kafkasource", description=__doc__)
     parser.add_argument("manifest", type=Path, help="a sources.knative.dev/v1beta1 KafkaSource YAML file")
@@ -35,21 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stdout
     )
     try:
-        addresses = Addresses.from_env()
-        source = load(arguments.manifest)
-        delivery = source.delivery
-        config = DispatcherConfig(
-            source=source,
-            sink_url=addresses.url(source.sink, f"{source.path}: spec.sink"),
-            dead_letter_url=(
-                addresses.url(delivery.dead_letter_sink, f"{source.path}: spec.delivery.deadLetterSink")
-                if delivery.dead_letter_sink
-                else None
-            ),
-            bootstrap_servers=tuple(addresses.rewrite(server) for server in source.bootstrap_servers),
-            max_in_flight=whole_number("RIPPLE_DISPATCHER_MAX_IN_FLIGHT", 100, 1),
-            commit_interval_s=whole_number("RIPPLE_DISPATCHER_COMMIT_INTERVAL_MS", 1000, 10) / 1000,
-        )
+        config = dispatcher_config(arguments.manifest)
         port = arguments.metrics_port or whole_number("RIPPLE_DISPATCHER_METRICS_PORT", 18500, 1024)
         host = os.environ.get("RIPPLE_DISPATCHER_HOST", "127.0.0.1")
     except ConfigError as error:

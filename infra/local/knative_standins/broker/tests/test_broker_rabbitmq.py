@@ -16,6 +16,7 @@ Each test waits for outcomes (rows, mail files, counters) and compares counts.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -46,7 +47,7 @@ from knative_standins.broker.topology import (
 )
 from loadtest.broker.bench import broker_documents
 from loadtest.measure import free_port
-from ripple_stack.components.functions import knative_functions
+from ripple_stack.components.functions import knative_functions, standin_addresses
 from ripple_stack.settings import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -341,18 +342,27 @@ def short_delivery_trigger(stack, tmp_path):
     log = (stack.settings.log_dir / "test-broker-private.log").open("ab")
     command = [sys.executable, "-m", "knative_standins.broker"]
     manifests = ["--manifests", str(tmp_path)]
+    # What the runner hands every stand-in: RabbitMQ's URL and the Knative Services' addresses.
+    env = {
+        **os.environ,
+        **standin_addresses(stack.settings).to_env(),
+        "RIPPLE_BROKER_HOST": stack.settings.host,
+        "RIPPLE_BROKER_AMQP_URL": stack.settings.amqp_url(stack.secrets["RIPPLE_RABBITMQ_PASSWORD"]),
+    }
     processes = [
         subprocess.Popen(
             [*command, "ingress", broker, *manifests, "--port", str(ingress_port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
+            env=env,
         ),
         subprocess.Popen(
             [*command, "dispatch", broker, trigger.name, *manifests, "--metrics-port", str(metrics_port)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
+            env=env,
         ),
     ]
     try:
