@@ -34,20 +34,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--batch", type=int, default=defaults.batch, help="events per request")
     parser.add_argument(
-        "--step", dest="step_s", type=float, default=defaults.step_s, help="seconds of the step"
+        "--step",
+        dest="step_s",
+        metavar="SECONDS",
+        type=float,
+        default=defaults.step_s,
+        help="seconds of the step",
     )
     parser.add_argument(
-        "--spike", dest="spike_s", type=float, default=defaults.spike_s, help="seconds of the spike"
+        "--spike",
+        dest="spike_s",
+        metavar="SECONDS",
+        type=float,
+        default=defaults.spike_s,
+        help="seconds of the spike",
     )
     parser.add_argument(
         "--zero-timeout",
         dest="zero_timeout_s",
+        metavar="SECONDS",
         type=float,
         default=defaults.zero_timeout_s,
         help="seconds to wait for zero",
     )
     parser.add_argument(
-        "--drain-timeout", dest="drain_timeout_s", type=float, default=defaults.drain_timeout_s
+        "--drain-timeout",
+        dest="drain_timeout_s",
+        metavar="SECONDS",
+        type=float,
+        default=defaults.drain_timeout_s,
     )
     parser.add_argument("--cluster", action="store_true", help="drive a deployed namespace (kubectl)")
     parser.add_argument("--namespace", default="ripple", help="--cluster: the namespace")

@@ -44,8 +44,7 @@ def _burst_options(arguments: argparse.Namespace) -> BurstOptions:
     return chosen.validate()
 
 
-def main(argv: list[str] | None = None) -> int:
-    defaults = Options()
+def _parser(defaults: Options) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m loadtest.scenarios",
         description="Break one part of the local stack under load, restore it, check that nothing "
@@ -59,11 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("directory", nargs="?", type=Path, help="recheck: the run's report directory")
     parser.add_argument("--rate", type=float, default=defaults.rate, help="requests/s of the steady load")
     parser.add_argument(
-        "--before", dest="before_s", type=float, default=defaults.before_s, help="seconds of load before"
+        "--before",
+        dest="before_s",
+        metavar="SECONDS",
+        type=float,
+        default=defaults.before_s,
+        help="seconds of load before",
     )
     parser.add_argument(
         "--failure",
         dest="failure_s",
+        metavar="SECONDS",
         type=float,
         default=None,
         help="seconds the part stays broken (default per scenario)",
@@ -71,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--after",
         dest="after_s",
+        metavar="SECONDS",
         type=float,
         default=defaults.after_s,
         help="seconds of load after the restart",
@@ -78,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--drain-timeout",
         dest="drain_timeout_s",
+        metavar="SECONDS",
         type=float,
         default=None,
         help=f"seconds to wait for the backlog ({defaults.drain_timeout_s:g}; bursts: {BURSTS_DRAIN_S:g})",
@@ -86,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         "--overload-rate", type=float, default=defaults.overload_rate, help="overload: requests/s"
     )
     parser.add_argument("--workers", type=int, default=defaults.workers, help="sender threads")
+    _add_burst_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def _add_burst_arguments(parser: argparse.ArgumentParser) -> None:
     bursts = load_burst_options()
     group = parser.add_argument_group("bursts (issue 19's run; defaults from RIPPLE_LOADTEST_BURST*)")
     group.add_argument("--bursts", type=int, default=bursts.bursts, help="how many bursts")
@@ -116,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         help="a small run to try it: 3,000 events at 100/s, 10 s gaps (no wait for zero), "
         "PostgreSQL down 5 s",
     )
-    parser.add_argument("-v", "--verbose", action="store_true")
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = Options()
+    parser = _parser(defaults)
     arguments = parser.parse_args(argv)
     setup_logging(arguments.verbose)
     if arguments.scenario == "recheck":
