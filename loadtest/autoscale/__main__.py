@@ -21,8 +21,7 @@ from .demo import DemoOptions, run_demo
 from .observe import KubectlInstances, PrometheusInstances
 
 
-def main(argv: list[str] | None = None) -> int:
-    defaults = DemoOptions()
+def _parser(defaults: DemoOptions) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m loadtest.autoscale",
         description="Wait for the consumers at zero, drive a step then a spike through nginx, wait for "
@@ -70,6 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-url", help="--cluster: Keycloak's token endpoint of the realm")
     parser.add_argument("--postgres-dsn", help="--cluster: libpq DSN to check storage (optional)")
     parser.add_argument("--kafka-bootstrap", help="--cluster: Kafka bootstrap for lag (optional)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser(DemoOptions())
     arguments = parser.parse_args(argv)
     setup_logging()
     options = options_from(DemoOptions, arguments)
