@@ -23,6 +23,11 @@ def setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
 
+def add_seconds(parser: Any, flag: str, field: str, default: float | None, help_text: str) -> None:
+    """A duration option: --flag SECONDS, filling the options' `field`."""
+    parser.add_argument(flag, dest=field, metavar="SECONDS", type=float, default=default, help=help_text)
+
+
 def options_from(kind: type[T], arguments: argparse.Namespace) -> T:
     """The dataclass with every field an argument of the same name gave (None: the field's default)."""
     given: dict[str, Any] = {

@@ -12,7 +12,7 @@ import argparse
 import sys
 from dataclasses import replace
 
-from loadtest.cli import options_from, setup_logging
+from loadtest.cli import add_seconds, options_from, setup_logging
 from loadtest.scenarios.config import load_config
 from loadtest.scenarios.shop import TokenError
 from ripple_stack.component import PrerequisiteError
@@ -32,36 +32,17 @@ def _parser(defaults: DemoOptions) -> argparse.ArgumentParser:
         "--spike-rate", type=float, default=defaults.spike_rate, help="requests/s of the spike"
     )
     parser.add_argument("--batch", type=int, default=defaults.batch, help="events per request")
-    parser.add_argument(
-        "--step",
-        dest="step_s",
-        metavar="SECONDS",
-        type=float,
-        default=defaults.step_s,
-        help="seconds of the step",
+    add_seconds(parser, "--step", "step_s", defaults.step_s, "seconds of the step")
+    add_seconds(parser, "--spike", "spike_s", defaults.spike_s, "seconds of the spike")
+    add_seconds(
+        parser, "--zero-timeout", "zero_timeout_s", defaults.zero_timeout_s, "seconds to wait for zero"
     )
-    parser.add_argument(
-        "--spike",
-        dest="spike_s",
-        metavar="SECONDS",
-        type=float,
-        default=defaults.spike_s,
-        help="seconds of the spike",
-    )
-    parser.add_argument(
-        "--zero-timeout",
-        dest="zero_timeout_s",
-        metavar="SECONDS",
-        type=float,
-        default=defaults.zero_timeout_s,
-        help="seconds to wait for zero",
-    )
-    parser.add_argument(
+    add_seconds(
+        parser,
         "--drain-timeout",
-        dest="drain_timeout_s",
-        metavar="SECONDS",
-        type=float,
-        default=defaults.drain_timeout_s,
+        "drain_timeout_s",
+        defaults.drain_timeout_s,
+        "seconds to wait for the store",
     )
     parser.add_argument("--cluster", action="store_true", help="drive a deployed namespace (kubectl)")
     parser.add_argument("--namespace", default="ripple", help="--cluster: the namespace")

@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from loadtest.cli import setup_logging
+from loadtest.cli import add_seconds, setup_logging
 from ripple_stack.batch_runs import push_run
 from ripple_stack.component import PrerequisiteError
 
@@ -57,37 +57,17 @@ def _parser(defaults: Options) -> argparse.ArgumentParser:
     )
     parser.add_argument("directory", nargs="?", type=Path, help="recheck: the run's report directory")
     parser.add_argument("--rate", type=float, default=defaults.rate, help="requests/s of the steady load")
-    parser.add_argument(
-        "--before",
-        dest="before_s",
-        metavar="SECONDS",
-        type=float,
-        default=defaults.before_s,
-        help="seconds of load before",
+    add_seconds(parser, "--before", "before_s", defaults.before_s, "seconds of load before")
+    add_seconds(
+        parser, "--failure", "failure_s", None, "seconds the part stays broken (default per scenario)"
     )
-    parser.add_argument(
-        "--failure",
-        dest="failure_s",
-        metavar="SECONDS",
-        type=float,
-        default=None,
-        help="seconds the part stays broken (default per scenario)",
-    )
-    parser.add_argument(
-        "--after",
-        dest="after_s",
-        metavar="SECONDS",
-        type=float,
-        default=defaults.after_s,
-        help="seconds of load after the restart",
-    )
-    parser.add_argument(
+    add_seconds(parser, "--after", "after_s", defaults.after_s, "seconds of load after the restart")
+    add_seconds(
+        parser,
         "--drain-timeout",
-        dest="drain_timeout_s",
-        metavar="SECONDS",
-        type=float,
-        default=None,
-        help=f"seconds to wait for the backlog ({defaults.drain_timeout_s:g}; bursts: {BURSTS_DRAIN_S:g})",
+        "drain_timeout_s",
+        None,
+        f"seconds to wait for the backlog ({defaults.drain_timeout_s:g}; bursts: {BURSTS_DRAIN_S:g})",
     )
     parser.add_argument(
         "--overload-rate", type=float, default=defaults.overload_rate, help="overload: requests/s"
