@@ -7,22 +7,5 @@ functions, the KafkaSource and Broker stand-ins, order-alerts and the dead-lette
 and decodes through this one module, so a value crosses every hop byte for byte.
 """
 
-from .http_binding import (
-    InvalidAttribute,
-    decode_headers,
-    decode_value,
-    encode_headers,
-    encode_value,
-    string_problem,
-    to_binary_request,
-)
-
-__all__ = [
-    "InvalidAttribute",
-    "decode_headers",
-    "decode_value",
-    "encode_headers",
-    "encode_value",
-    "string_problem",
-    "to_binary_request",
-]
+from .http_binding import *  # noqa: F403 (the names of http_binding.__all__)
+from .http_binding import __all__ as __all__

@@ -20,6 +20,17 @@ from urllib.parse import quote, unquote_to_bytes
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
+# The package's public names (ripple_cloudevents re-exports exactly these).
+__all__ = [
+    "InvalidAttribute",
+    "decode_headers",
+    "decode_value",
+    "encode_headers",
+    "encode_value",
+    "string_problem",
+    "to_binary_request",
+]
+
 HEADER_PREFIX = "ce-"
 # Printable ASCII that stays as it is: everything in U+0021-U+007E except `"` and `%`.
 _SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
