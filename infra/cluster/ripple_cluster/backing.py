@@ -1,5 +1,6 @@
 """Kafka, PostgreSQL and Keycloak for ripple's functions on the cluster: a second instance of each,
-inside the cluster's network namespace, listening on the node IP.
+inside the cluster's network namespace, listening on the node IP (and the project's SMTP mail sink
+for the notifier, as the local stack has one).
 
 Why a second instance and not relays to the local stack's servers (measured, infra/cluster/README.md
 "ripple on the cluster"): the cluster's ripple must never write into the local stack's topics,
@@ -71,6 +72,7 @@ class Backing:
     postgres_port: int  # RIPPLE_CLUSTER_POSTGRES_PORT
     keycloak_port: int  # RIPPLE_CLUSTER_KEYCLOAK_PORT
     keycloak_management_port: int  # RIPPLE_CLUSTER_KEYCLOAK_MANAGEMENT_PORT
+    smtp_port: int  # RIPPLE_CLUSTER_SMTP_PORT: the mail sink (the manifests' smtp.<ns>.svc:25)
 
     @property
     def home(self) -> Path:
@@ -104,6 +106,7 @@ def load(s: Settings) -> Backing:
         postgres_port=_int("RIPPLE_CLUSTER_POSTGRES_PORT", 5432),
         keycloak_port=_int("RIPPLE_CLUSTER_KEYCLOAK_PORT", 8080),
         keycloak_management_port=_int("RIPPLE_CLUSTER_KEYCLOAK_MANAGEMENT_PORT", 9000),
+        smtp_port=_int("RIPPLE_CLUSTER_SMTP_PORT", 25),
     )
 
 
@@ -305,6 +308,24 @@ def procs(b: Backing, secrets: dict[str, str]) -> list[node.Proc]:
                 "max_connections=200",
             ],
         ),
+        # The notifier's mail goes here (python -m ripple_stack.mailsink, as locally): one .eml
+        # file per message under backing/mail.
+        node.Proc(
+            "backing-mail-sink",
+            [
+                sys.executable,
+                "-m",
+                "ripple_stack.mailsink",
+                "--host",
+                ip,
+                "--port",
+                str(b.smtp_port),
+                "--metrics-port",
+                "9025",
+                "--dir",
+                str(b.home / "mail"),
+            ],
+        ),
         node.Proc(
             "backing-keycloak",
             [
@@ -330,7 +351,7 @@ def procs(b: Backing, secrets: dict[str, str]) -> list[node.Proc]:
     ]
 
 
-NAMES = ("backing-kafka", "backing-postgres", "backing-keycloak")
+NAMES = ("backing-kafka", "backing-postgres", "backing-keycloak", "backing-mail-sink")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -405,6 +426,7 @@ def up(s: Settings) -> Backing:
         node.start(s, p)
     _wait("PostgreSQL", lambda: _tcp_open(s, b.ip, b.postgres_port), 60, s.logs / "backing-postgres.log")
     _wait("Kafka", lambda: _tcp_open(s, b.ip, b.kafka_port), 120, s.logs / "backing-kafka.log")
+    _wait("mail sink", lambda: _tcp_open(s, b.ip, b.smtp_port), 30, s.logs / "backing-mail-sink.log")
     argv = [
         b.ip,
         str(b.kafka_port),

@@ -13,7 +13,7 @@ What ``deploy_ripple`` does, in order:
    second instance of each, never the local stack's), topics and database created.
 2. Namespace ``ripple``; the Secret ``ripple-postgres`` from the cluster's generated secrets
    (``$RIPPLE_HOME/cluster/secrets.env``, never committed); the Services the manifests name
-   (``ripple-kafka-bootstrap``, ``ripple-db-rw``, ``keycloak-service``) without selectors, with an
+   (``ripple-kafka-bootstrap``, ``ripple-db-rw``, ``keycloak-service``, ``smtp``) without selectors, with an
    EndpointSlice each pointing at the node IP, where the servers of step 1 listen.
 3. Images: ``make images-functions`` and ``make push`` with ``IMAGE_REGISTRY`` = the cluster's
    registry (skipped when the last push already put this build there).
@@ -125,6 +125,7 @@ def cluster_objects(s: Settings, b: backing.Backing, secrets: dict[str, str]) ->
         ("ripple-kafka-bootstrap", "kafka", b.kafka_port),
         ("ripple-db-rw", "postgres", b.postgres_port),
         ("keycloak-service", "http", b.keycloak_port),
+        ("smtp", "smtp", b.smtp_port),
     ):
         labels = {"app.kubernetes.io/part-of": "ripple", "app.kubernetes.io/managed-by": "ripple-cluster"}
         docs.append(
