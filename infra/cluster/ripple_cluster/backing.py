@@ -451,6 +451,18 @@ def up(s: Settings) -> Backing:
     return b
 
 
+def start_if_deployed(s: Settings) -> None:
+    """Start the servers without waiting when they were set up before (``cluster-up`` calls this
+    right after the namespace exists: a restarted node's ripple pods find them, instead of
+    crash-looping until the next ``cluster-deploy``)."""
+    b = load(s)
+    if not (b.home / "postgres" / "PG_VERSION").exists() or not (b.home / "keycloak" / "bin").exists():
+        return
+    secrets = load_secrets(b)
+    for p in procs(b, secrets):
+        node.start(s, p)
+
+
 def down(s: Settings) -> None:
     """Stop the three servers (PostgreSQL first with SIGINT: its fast shutdown)."""
     import contextlib

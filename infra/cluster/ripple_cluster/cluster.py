@@ -83,6 +83,11 @@ def up(s: Settings, knative: bool = True, with_eventing: bool = True) -> int:
     t0 = time.monotonic()
     components.write_configs(s)
     node.netns_up(s)
+    # ripple deployed before (make cluster-deploy): its Kafka, PostgreSQL, Keycloak and mail sink
+    # start with the node, so its pods do not crash-loop on a restart before they are back.
+    from . import backing
+
+    backing.start_if_deployed(s)
     waves = components.processes(s)
     _start_wave(s, waves[0])
     _wait("containerd", lambda: (s.run / "containerd.sock").exists(), 60, s.logs / "containerd.log")
