@@ -289,6 +289,39 @@ def _ready(obj: dict) -> bool:
     )
 
 
+def reroll_failed(s: Settings, namespace: str) -> list[str]:
+    """Roll a new revision of every function whose latest one Knative keeps failed.
+
+    Knative 1.15 marks a revision ``ContainerHealthy=False`` when its container exits (here: the
+    pods of a restarted node starting before PostgreSQL), and never back to True once its pods are
+    healthy again (``revision_lifecycle.go``: ``MarkContainerHealthyTrue`` only while the condition
+    is not False): the Service stays ``Ready=False`` (``RevisionMissing``) although it serves. A new
+    revision (an annotation with the time in the template) starts clean.
+    """
+    rolled = []
+    for function, ksvc in ksvc_status(s, namespace).items():
+        if function not in FUNCTIONS:
+            continue
+        name = ksvc.get("status", {}).get("latestCreatedRevisionName")
+        if not name:
+            continue
+        r = kubectl(s, "get", "revision", name, "-n", namespace, "-o", "json", check=False)
+        if r.returncode != 0:
+            continue
+        conds = {c["type"]: c["status"] for c in json.loads(r.stdout).get("status", {}).get("conditions", [])}
+        if conds.get("ContainerHealthy") == "False" or conds.get("ResourcesAvailable") == "False":
+            patch = {
+                "spec": {
+                    "template": {
+                        "metadata": {"annotations": {"ripple.dev/rerolled-at": str(int(time.time()))}}
+                    }
+                }
+            }
+            kubectl(s, "patch", "ksvc", function, "-n", namespace, "--type", "merge", "-p", json.dumps(patch))
+            rolled.append(function)
+    return rolled
+
+
 def wait_ready(s: Settings, namespace: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     last: dict[str, str] = {}
@@ -396,6 +429,9 @@ def deploy_ripple(s: Settings, say=print) -> Deployment:
     t2 = time.monotonic()
     install_chart(s, refs, b.namespace)
     say("  chart       helm upgrade --install ripple")
+    rolled = reroll_failed(s, b.namespace)
+    if rolled:
+        say(f"  revisions   new revision for {', '.join(rolled)} (the last one stayed failed)")
     wait_ready(s, b.namespace, max(s.ready_timeout, 300))
     timings["ready s"] = round(time.monotonic() - t2, 1)
     say(f"  functions   {len(FUNCTIONS)} Services Ready ({timings['ready s']:.0f} s)")
