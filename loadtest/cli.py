@@ -19,7 +19,7 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S"
     )
-    for noisy in ("kafka", "urllib3"):
+    for noisy in ("kafka", "urllib3", "pika"):  # pika: the RabbitMQ readiness probe of a restart
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
 

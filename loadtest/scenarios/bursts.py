@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -179,6 +180,7 @@ class BurstDrill(Drill):
 
     faults: list[tuple[FaultAt, Fault, float, float | None]] = field(default_factory=list)  # injected, ready
     zero_waits: list[tuple[str, float, bool]] = field(default_factory=list)
+    fault_threads: list[threading.Thread] = field(default_factory=list)
     burst_started: float = 0.0
     path: PathDatabase | None = None
     found_delays: Delays | None = None
@@ -239,6 +241,7 @@ class BurstDrill(Drill):
     def _idle(self, gap: str) -> None:
         """Stop the load; wait the fixed gap, or until every function is back at zero."""
         self.driver.set_rate(0)
+        self._faults_done()
         if self.bursts.gap_s is not None:
             time.sleep(self.bursts.gap_s)
             return
@@ -274,15 +277,33 @@ class BurstDrill(Drill):
         raise ValueError(f"unknown fault kind {fault.kind!r}: use one of burstplan's")
 
     def _inject(self, fault: FaultAt) -> None:
+        """Break it; a kill or restart runs in a thread of its own until the part is back, so the
+        burst keeps its planned length (a RabbitMQ restart takes a minute here)."""
         log.info("bursts: %s", fault.label)
         switch = self._fault(fault)
         injected = time.time()
         self.faults.append((fault, switch, injected, None))
-        try:
+        index = len(self.faults) - 1
+        if fault.kind == STOP:  # stays down until its restore step
             switch.inject()
-        finally:
-            ready = None if fault.kind == STOP else time.time()
-            self.faults[-1] = (fault, switch, injected, ready)
+            return
+
+        def run() -> None:
+            try:
+                switch.inject()
+            except Exception as error:  # reported, and the run goes on: the checks tell the damage
+                log.warning("bursts: %s failed: %s", fault.label, error)
+                switch.description = f"{fault.label} failed: {error}"
+            finally:
+                self.faults[index] = (fault, switch, injected, time.time())
+
+        thread = threading.Thread(target=run, name=f"fault-{fault.target}", daemon=True)
+        thread.start()
+        self.fault_threads.append(thread)
+
+    def _faults_done(self) -> None:
+        for thread in self.fault_threads:
+            thread.join(timeout=300)
 
     def _restore(self, fault: FaultAt) -> None:
         for index, (planned, switch, injected, ready) in enumerate(self.faults):
@@ -296,6 +317,7 @@ class BurstDrill(Drill):
         """Stop the load; wait until every 202 is stored, Flink caught up and every flagged order
         of the run has its notification sent, then until the notifier Trigger is idle."""
         self.driver.stop()
+        self._faults_done()
         assert self.path is not None
         timeout = self.options.drain_timeout_s
         log.info("bursts: load stopped; draining (up to %.0f s)", timeout)
@@ -317,6 +339,7 @@ class BurstDrill(Drill):
             time.sleep(1)
 
     def stop(self) -> None:
+        self._faults_done()
         with uninterruptible():
             for fault, switch, _, ready in self.faults:
                 if ready is None:
