@@ -16,6 +16,9 @@ librdkafka hands to a thread of this module (poll); the thread settles the reque
 its event loop. The producer is created lazily in the worker process (gunicorn imports the function in its
 master and forks: a producer's threads would not survive the fork), and replaced after a fatal
 error (e.g. the idempotent producer's state is lost).
+
+Every record goes to KAFKA_TOPIC_PREFIX + its catalog topic: empty in a deployment; a benchmark's
+private gateway sets its own prefix so that its events stay out of the stack's topics.
 """
 
 from __future__ import annotations
@@ -123,6 +126,11 @@ class Publisher:
         self._lock = threading.Lock()
         self._fatal = False
         self._down_logged = False
+        self._prefix = config.kafka_topic_prefix
+
+    def topic(self, name: str) -> str:
+        """The Kafka topic the records of a catalog topic are produced to."""
+        return self._prefix + name
 
     def producer_options(self) -> dict[str, Any]:
         c = self._config
@@ -182,9 +190,10 @@ class Publisher:
         started = time.perf_counter()
         acks = _Acks(len(records), asyncio.get_running_loop())
         try:
+            prefix = self._prefix
             for record in records:
                 producer.produce(
-                    record.topic,
+                    prefix + record.topic,
                     value=record.value,
                     key=record.key,
                     headers=record.headers,
@@ -231,10 +240,11 @@ class Publisher:
         producer = self._get().producer
         missing = []
         for topic in topics:
+            name = self.topic(topic)
             try:
-                metadata = producer.list_topics(topic, timeout=READY_TIMEOUT_S)
-                if metadata.topics[topic].error is not None or not metadata.topics[topic].partitions:
-                    missing.append(topic)
+                metadata = producer.list_topics(name, timeout=READY_TIMEOUT_S)
+                if metadata.topics[name].error is not None or not metadata.topics[name].partitions:
+                    missing.append(name)
             except (KafkaException, KeyError):
-                missing.append(topic)
+                missing.append(name)
         return missing

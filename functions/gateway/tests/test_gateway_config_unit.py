@@ -18,3 +18,15 @@ def test_config_names_the_bad_variable(monkeypatch):
     monkeypatch.setenv("MAX_BODY_BYTES", "lots")
     with pytest.raises(ConfigError, match="MAX_BODY_BYTES"):
         load_config()
+
+
+def test_topic_prefix_defaults_to_empty(monkeypatch):
+    monkeypatch.delenv("KAFKA_TOPIC_PREFIX", raising=False)
+    assert load_config().kafka_topic_prefix == ""
+
+
+@pytest.mark.parametrize("value", ["bench run.", "bench/x.", "é."])
+def test_topic_prefix_must_be_topic_characters(monkeypatch, value):
+    monkeypatch.setenv("KAFKA_TOPIC_PREFIX", value)
+    with pytest.raises(ConfigError, match="KAFKA_TOPIC_PREFIX"):
+        load_config()
