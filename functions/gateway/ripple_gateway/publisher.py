@@ -73,12 +73,12 @@ class _Acks:
     `report` runs on the delivery-report thread; the request awaits `done` on its event loop.
     """
 
-    __slots__ = ("_loop", "done", "error", "remaining")
+    __slots__ = ("done", "error", "loop", "remaining")
 
     def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
         self.remaining = count
         self.error: KafkaError | None = None
-        self._loop = loop
+        self.loop = loop
         self.done: asyncio.Future[None] = loop.create_future()
 
     def report(self, error: KafkaError | None, _message: Message) -> None:
@@ -87,9 +87,9 @@ class _Acks:
             self.error = error
         self.remaining -= 1
         if self.remaining == 0 or (error is not None and self.error is error):
-            self._loop.call_soon_threadsafe(self._settle)
+            self.loop.call_soon_threadsafe(self.settle)
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
         if not self.done.done():
             self.done.set_result(None)
 
@@ -208,8 +208,13 @@ class Publisher:
             log.warning("the Kafka producer's queue is full; answering 503")
             raise KafkaUnavailable("the gateway's Kafka queue is full", self._config.retry_after_s) from None
         # A record is failed by the producer at delivery.timeout.ms; the margin covers the
-        # report thread noticing it. The wait never lasts longer than that.
-        await asyncio.wait([acks.done], timeout=self._config.kafka_delivery_timeout_ms / 1000 + 1.0)
+        # report thread noticing it. The wait never lasts longer than that. (A timer on the loop
+        # rather than asyncio.wait, which builds a task set per request.)
+        timer = acks.loop.call_later(self._config.kafka_delivery_timeout_ms / 1000 + 1.0, acks.settle)
+        try:
+            await acks.done
+        finally:
+            timer.cancel()
         error = acks.error
         if error is None and acks.remaining > 0:
             error = KafkaError(KafkaError._TIMED_OUT, "no delivery report in time")
