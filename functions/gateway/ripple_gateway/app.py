@@ -47,10 +47,23 @@ access_log = logging.getLogger("ripple_gateway.access")
 log = logging.getLogger("ripple_gateway")
 
 
+class _AccessHandler(logging.StreamHandler):
+    """The access log's handler: one line per POST, each the message as is (no record fields)."""
+
+    terminator = "\n"
+
+    def write_line(self, line: str) -> None:
+        """What emit() does for a record of `line`, without building the record: the logging
+        module's record (caller lookup, LogRecord, formatter) was 8 % of a request's CPU."""
+        with self.lock:  # type: ignore[union-attr]
+            self.stream.write(line + self.terminator)
+            self.stream.flush()
+
+
 def _setup_logging() -> None:
     # One JSON object per line on stdout; warnings of the modules go to stderr.
     if not access_log.handlers:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _AccessHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("%(message)s"))
         access_log.addHandler(handler)
         access_log.setLevel(logging.INFO)
@@ -87,7 +100,7 @@ class Gateway:
         if path == "/" and request.method == "POST":
             metrics.requests(response.status_code, info.get("event_type", "none")).inc()
             metrics.REQUEST_SECONDS.observe(elapsed)
-            access_log.info(
+            _access(
                 orjson.dumps(
                     {
                         "time": events.receive_time(),
@@ -166,6 +179,16 @@ class Gateway:
         metrics.BATCH_SIZE.observe(len(records))
         body_out = {"accepted": len(records), "ids": [record.event_id for record in records]}
         return Response(json.dumps(body_out), status_code=202, media_type="application/json")
+
+
+def _access(line: str) -> None:
+    """One access-log line: straight to the gateway's own handler when it is the only one (as
+    _setup_logging installs it), through the logging module when someone configured others."""
+    handlers = access_log.handlers
+    if len(handlers) == 1 and type(handlers[0]) is _AccessHandler and access_log.isEnabledFor(logging.INFO):
+        handlers[0].write_line(line)
+    else:
+        access_log.info(line)
 
 
 def _too_large(limit: int) -> Problem:

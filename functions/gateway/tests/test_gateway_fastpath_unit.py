@@ -176,3 +176,22 @@ def test_receive_time_is_rfc3339_utc_with_microseconds_and_now():
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
     moment = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert abs(moment.timestamp() - time.time()) < 2
+
+
+def test_access_lines_go_to_the_gateway_handler_or_through_logging(monkeypatch):
+    import io
+    import logging
+
+    from ripple_gateway import app
+
+    own = app._AccessHandler(io.StringIO())
+    monkeypatch.setattr(app.access_log, "handlers", [own])
+    monkeypatch.setattr(app.access_log, "level", logging.INFO)
+    app._access('{"status":202}')
+    assert own.stream.getvalue() == '{"status":202}\n'
+
+    other = logging.StreamHandler(io.StringIO())
+    monkeypatch.setattr(app.access_log, "handlers", [own, other])
+    app._access('{"status":400}')
+    assert own.stream.getvalue().endswith('{"status":400}\n')
+    assert other.stream.getvalue() == '{"status":400}\n'
