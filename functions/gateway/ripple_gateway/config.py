@@ -12,6 +12,7 @@
 | KAFKA_DELIVERY_TIMEOUT_MS | 5000 | a record not acknowledged by then fails (-> 503) |
 | RETRY_AFTER_SECONDS | 5 | Retry-After of a 503 |
 | PROMETHEUS_MULTIPROC_DIR | (unset) | read by prometheus-client: a fresh folder when WORKERS > 1 |
+| GC_GEN0_THRESHOLD | 10000 | net allocations between young-generation collections (0: Python's 700) |
 | KAFKA_TOPIC_PREFIX | (empty) | before every topic produced to; only benchmarks set it (bench.<run>.) |
 
 WORKERS and THREADS (gunicorn processes and threads per process) are read by functions-framework.
@@ -51,6 +52,8 @@ class Config:
     # Benchmarks run a private gateway with their own prefix, so that their events never reach
     # the topics the stack's consumers and Flink read (issue 22).
     kafka_topic_prefix: str = ""
+    # The garbage collector's young-generation threshold (app._tune_gc); 0 keeps Python's.
+    gc_gen0_threshold: int = 10000
 
 
 def load_config() -> Config:
@@ -83,4 +86,5 @@ def load_config() -> Config:
         kafka_delivery_timeout_ms=delivery_timeout,
         retry_after_s=env_int("RETRY_AFTER_SECONDS", 5, 1),
         kafka_topic_prefix=prefix,
+        gc_gen0_threshold=env_int("GC_GEN0_THRESHOLD", 10000),
     )
