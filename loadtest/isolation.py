@@ -204,7 +204,7 @@ class PrivateGateway:
 
     `source` is the repository whose functions/gateway is run (default: this one), so that a
     benchmark can compare another build (e.g. a worktree of main) under the same conditions.
-    `env` overrides the manifest's env (e.g. {"WORKERS": "1"}).
+    `env` overrides the manifest's env (e.g. {"WORKERS": "1"}), `command` its command.
     """
 
     def __init__(
@@ -217,12 +217,15 @@ class PrivateGateway:
         env: Mapping[str, str] | None = None,
         port: int | None = None,
         run: str | None = None,
+        command: Sequence[str] | None = None,
     ) -> None:
         self.settings = settings
         self.secrets = secrets
         self.name = name
         self.source = Path(source)
         self.overrides = dict(env or {})
+        # Another server layout to compare (e.g. uvicorn alone); default: the manifest's command.
+        self.command = list(command) if command else None
         self.port = port or _free_port()
         self.run = run or run_id()
         self.prefix = f"{PRIVATE_PREFIX}{self.run}.{name}."
@@ -239,7 +242,7 @@ class PrivateGateway:
         if function is None:
             raise IsolationError("knative/gateway/service.yaml is missing: nothing to start")
         container = function.container()
-        command = [*container.get("command", []), *container.get("args", [])]
+        command = self.command or [*container.get("command", []), *container.get("args", [])]
         venv_bin = Path(sys.executable).parent
         env = {
             **function.environment(self.settings, self.secrets),
