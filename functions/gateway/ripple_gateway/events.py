@@ -51,7 +51,9 @@ SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # string reaching the aggregation's sink stopped the Flink job, so the gateway refuses it.
 NUL_ESCAPE = re.compile(rb"\\u0000")
 # orjson reads an integer beyond 64 bits as a float; the standard library keeps it an integer.
-LONG_NUMBER = re.compile(rb"\d{19}")
+# A JSON number starts the document or follows [ , or : (and blanks, a minus): such a run of 19+
+# digits sends the body to the standard library (digits inside strings only rarely match).
+LONG_NUMBER = re.compile(rb"(?:^|[\[,:])[ \t\r\n]*-?\d{19}")
 # The attributes the SDK's v1 event holds as fields, in the order it lists them (Properties());
 # extensions follow in the order they came. The SDK treats "data" and "extensions" specially.
 SDK_FIELDS = ("specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time")

@@ -96,6 +96,11 @@ def test_kafka_headers_are_to_binary_headers_for_a_structured_event():
     assert record.headers == [*message.headers.items(), ("ce_partitionkey", b"acme/o-1")]
 
 
+def test_ids_with_long_digit_runs_stay_on_the_fast_path():
+    assert not events.LONG_NUMBER.search(b'{"orderId":"o-wrk1764745200123456789-1-1","n":12}')
+    assert events.LONG_NUMBER.search(b'{"a": [0, -99999999999999999999]}')
+
+
 def stdlib(body: bytes):
     """The standard library's reading, as before orjson (NaN/Infinity are not JSON)."""
 
@@ -111,6 +116,9 @@ def stdlib(body: bytes):
         b'{"a": 1, "a": 2}',
         b"[1.5, -0, 1e5, 2.5e-3, 0.1]",
         b'{"n": 12345678901234567890123}',  # beyond 64 bits: an integer, not a float
+        b"[1, 12345678901234567890123]",
+        b"  123456789012345678901",
+        b'{"n":\n -12345678901234567890123}',
         b'{"n": -9223372036854775809}',
         b'{"n": 18446744073709551615}',
         b'{"s": "\\ud83d\\ude00 caf\\u00e9 \xc3\xa9"}',
@@ -140,11 +148,12 @@ def test_orjson_reads_what_the_standard_library_reads(body):
 )
 def test_what_orjson_refuses_is_answered_as_before(body):
     """Same problem (status, type and detail) as the standard library's path gave."""
+    long_number = events.LONG_NUMBER
     try:
         events.LONG_NUMBER = re.compile(rb"(?!)")  # never matches: orjson is tried first
         fast = _outcome(lambda: events._load_json(body, "the body"))
     finally:
-        events.LONG_NUMBER = re.compile(rb"\d{19}")
+        events.LONG_NUMBER = long_number
     assert fast == _outcome(lambda: _slow_load(body))
 
 
