@@ -375,7 +375,8 @@ def consumer_lag(bootstrap: str, groups: Sequence[str] = STACK_GROUPS) -> dict[s
     topics = set(stack_topic_names())
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, client_id="ripple-lag")
     try:
-        committed = {group: admin.list_group_offsets(group) for group in groups}
+        listed = admin.list_group_offsets(list(groups))  # {group: {TopicPartition: offset}}
+        committed = {group: listed.get(group) or {} for group in groups}
     finally:
         admin.close()
     partitions = {tp for offsets in committed.values() for tp in offsets if tp.topic in topics}
