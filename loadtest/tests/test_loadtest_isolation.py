@@ -49,3 +49,21 @@ def test_private_gateway_refuses_a_build_without_the_topic_prefix(tmp_path, monk
     with pytest.raises(isolation.IsolationError, match="predates KAFKA_TOPIC_PREFIX"):
         gateway.start()
     shutil.rmtree(gateway.log_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "module", ["loadtest/gateway/run.py", "loadtest/edge/bench.py", "loadtest/peers/ingress.py"]
+)
+def test_benchmarks_measure_a_private_gateway_never_the_stacks(module):
+    """The stack's gateway writes into the stack's topics: no benchmark may send to it."""
+    source = (REPO_ROOT / module).read_text()
+    assert "PrivateGateway" in source or "private_gateways" in source
+    assert "settings.gateway_url" not in source and "ports['gateway']" not in source
+
+
+@pytest.mark.parametrize(
+    "module", ["loadtest/gateway/run.py", "loadtest/edge/bench.py", "loadtest/peers/__main__.py"]
+)
+def test_benchmarks_end_with_the_stack_topics_check(module):
+    source = (REPO_ROOT / module).read_text()
+    assert "StackTopics(" in source and ("finish(" in source or ".check()" in source)
