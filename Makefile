@@ -140,7 +140,9 @@ load: venv-load ## Locust shop traffic through nginx, headless (LOAD_SECONDS=60 
 	RIPPLE_LOADTEST_SHAPE=$(LOAD_SHAPE) RIPPLE_LOADTEST_RUN_ID=$$run $(PY) -m locust \
 		-f loadtest/locust/locustfile.py --headless -u $(LOAD_USERS) -r $(LOAD_SPAWN_RATE) -t $(LOAD_SECONDS)s \
 		--csv $$dir/locust --csv-full-history --only-summary --loglevel WARNING; rc=$$?; \
-	$(PY) -m loadtest.locust.report $$dir $$run $$rc; exit $$rc
+	$(PY) -m loadtest.locust.report $$dir $$run $$rc; \
+	{ printf '\n## Consumer lag after the run\n\n```\n'; $(PY) -m loadtest.isolation lag --within 60; \
+	  printf '```\n'; } | tee -a $$dir/report.md; exit $$rc
 
 scenario-%: venv-load ## a failure drill under load and its report: flink-down postgres-down postgres-slow kafka-down overload baseline bursts
 	$(PY) -m loadtest.scenarios $* $(SCENARIO_ARGS)
@@ -162,12 +164,13 @@ bench-latency: venv-load ## 1,008 events/s through nginx for 5 min: event -> row
 bench-peers: venv ## ripple beside Knative's Kafka data plane and the Strimzi bridge, built from source (PEERS_SOURCES=)
 	$(PY) -m loadtest.peers
 
-## wrk against the gateway (direct and through nginx), single events and batches of 100.
+## wrk against a private gateway (direct and through a private nginx; never the stack's topics), single events and batches of 100.
 BENCH_SECONDS ?= 15
 BENCH_CONNECTIONS ?= 32
 .PHONY: bench-gateway
-bench-gateway: venv ## wrk: gateway direct and through nginx, single events and batches of 100 (BENCH_SECONDS=15)
-	$(PY) -m loadtest.gateway.run --duration $(BENCH_SECONDS) --connections $(BENCH_CONNECTIONS)
+BENCH_ARGS ?=
+bench-gateway: venv ## wrk: a private gateway direct and through a private nginx, single events and batches of 100 (BENCH_SECONDS=15 BENCH_ARGS=)
+	$(PY) -m loadtest.gateway.run --duration $(BENCH_SECONDS) --connections $(BENCH_CONNECTIONS) $(BENCH_ARGS)
 
 ## The Flink aggregation job (flink/README.md): status, submission, savepoint-based upgrade, benchmark.
 FLINK_EVENTS ?= 50000

@@ -1,7 +1,9 @@
 """Edge benchmark (`make bench-edge`): a greedy and a fair client at the same time, per profile.
 
 For each profile a private nginx is rendered from nginx/ (the same template and profile files as
-the shared edge) in front of the real gateway of the local stack, and two wrk runs hit it at once:
+the shared edge) in front of a private gateway (loadtest/isolation.py: the stack's gateway function,
+started as the stack starts it, on its own port and writing to its own topics, deleted at the end;
+the run ends by checking that the stack's topics did not grow), and two wrk runs hit it at once:
 
 - greedy: the ripple-publisher service account from address 198.51.100.1 on GREEDY_CONNECTIONS
   connections, each pausing GREEDY_DELAY_MS between requests (thousands of requests/s, a hundred
@@ -33,6 +35,7 @@ from pathlib import Path
 
 from keycloak import KeycloakOpenID
 
+from loadtest import isolation
 from loadtest.measure import free_port, http_status, percentile
 from ripple_stack.components import nginx as edge
 from ripple_stack.secrets import load_secrets
@@ -90,10 +93,21 @@ def main(profiles: list[str]) -> int:
         print("wrk is missing: run `make prereqs` (Debian package wrk).", file=sys.stderr)
         return 2
     settings = load_settings()
-    if http_status(f"{settings.gateway_url}/readyz") != 200:
-        print("The gateway is not ready: run `make up` first.", file=sys.stderr)
-        return 2
     secrets = load_secrets(settings)
+    stack_topics = isolation.StackTopics(settings.kafka_bootstrap)
+    try:
+        with isolation.PrivateGateway(settings, secrets) as gateway:
+            status = run_profiles(settings, secrets, gateway.url, profiles)
+    except isolation.IsolationError as error:
+        print(f"bench-edge: {error}", file=sys.stderr)
+        return 2
+    return status if isolation.finish(stack_topics) else 1
+
+
+def run_profiles(settings, secrets, gateway_url: str, profiles: list[str]) -> int:
+    if http_status(f"{gateway_url}/readyz") != 200:
+        print("The private gateway is not ready: check `make status`.", file=sys.stderr)
+        return 2
     publisher = KeycloakOpenID(
         server_url=settings.keycloak_url,
         realm_name=settings.keycloak_realm,
@@ -117,7 +131,7 @@ def main(profiles: list[str]) -> int:
         )
         with edge.private_edge(
             profile,
-            gateway=f"{settings.host}:{settings.ports['gateway']}",
+            gateway=gateway_url.removeprefix("http://"),
             listen=f"127.0.0.1:{port}",
             status_listen=f"127.0.0.1:{free_port()}",
             trusted_proxies="127.0.0.1",

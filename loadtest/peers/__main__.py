@@ -10,8 +10,10 @@ Kafka, one thing at a time:
      ripple's KafkaSource dispatcher vs Knative's dispatcher-loom, unordered and ordered;
   3. Kafka's producer ceiling: ProducerPerformance, acks=all.
 Prints one markdown table (plus details) and writes it to loadtest/reports/peers-<time>.md.
-Only private topics, consumer groups, ports and processes are used; the shared stack is read,
-never stopped. The peers are stopped and the topics deleted at the end, also on failure.
+Only private topics, consumer groups, ports and processes are used (ripple's gateway is a private
+one, loadtest/isolation.py); the run ends by checking that the stack's topics did not grow. The
+shared stack is read, never stopped (PEERS_PAUSE pauses its consumers while ingress is
+measured). The peers are stopped and the topics deleted at the end, also on failure.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from loadtest import isolation
 from ripple_stack.settings import REPO_ROOT, ConfigError, Settings, load_settings
 from ripple_stack.stack import Stack
 
@@ -69,6 +72,7 @@ def main() -> int:
         print(f"bench-peers: {error}", file=sys.stderr)
         return 2
     bench = Bench(settings, config, built)
+    stack_topics = isolation.StackTopics(settings.kafka_bootstrap)
     sections = [s for s in ("ingress", "dispatch", "producer") if not config.only or s in config.only]
     load_start = loadavg()
     failed = []
@@ -88,6 +92,10 @@ def main() -> int:
                 print(f"bench-peers: {section} failed: {error}", file=sys.stderr)
     finally:
         bench.cleanup()
+        untouched, sentence = stack_topics.check()
+        bench.notes.append(sentence)
+        if not untouched:
+            failed.append("isolation")
     markdown = render(bench, built, config, load_start, loadavg())
     reports = REPO_ROOT / "loadtest" / "reports"
     reports.mkdir(parents=True, exist_ok=True)

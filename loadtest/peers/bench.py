@@ -3,7 +3,6 @@ measurement at a time with the stack's snapshot, wrk runs and their rows."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -14,10 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
-
+from loadtest.isolation import IsolationError, PrivateTopics
 from ripple_stack.settings import Settings
 
 from . import procs
@@ -38,8 +34,8 @@ class Bench:
         self.run_id = datetime.now(UTC).strftime("%Y%m%dt%H%M%S") + "-" + uuid.uuid4().hex[:4]
         self.run_dir = config.home / "run" / self.run_id
         self.bootstrap = settings.kafka_bootstrap
-        self.admin: KafkaAdminClient | None = None
-        self.topics: list[str] = []
+        # Private topics (loadtest/isolation.py): created here, all deleted by cleanup().
+        self.private = PrivateTopics(self.bootstrap, client_id="ripple-bench-peers")
         self.results: list[Measurement] = []
         self.notes: list[str] = []
         self.context: list[str] = []
@@ -48,42 +44,21 @@ class Bench:
 
     def kafka_admin(self, call, what: str, patience: float = 120.0):
         """call(admin), retried with a fresh client while the shared broker restarts (others' tests do)."""
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                if self.admin is None:
-                    self.admin = KafkaAdminClient(
-                        bootstrap_servers=self.bootstrap, client_id="ripple-bench-peers"
-                    )
-                return call(self.admin)
-            except KafkaError as error:
-                with contextlib.suppress(Exception):
-                    self.admin.close()
-                self.admin = None
-                if time.monotonic() > deadline:
-                    raise procs.PeerError(f"Kafka did not answer ({what}): {error}") from None
-                time.sleep(3)
+        try:
+            return self.private.call(call, what, patience)
+        except IsolationError as error:
+            raise procs.PeerError(str(error)) from None
 
     def topic(self, purpose: str, partitions: int = 3) -> str:
-        name = f"ripple.peers.{self.run_id}.{purpose}"
-
-        def create(admin: KafkaAdminClient) -> None:
-            # a retry may find the topic the broker created from the first attempt
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(name, partitions, 1)])
-
-        self.kafka_admin(create, f"create topic {name}")
-        self.topics.append(name)
-        return name
+        try:
+            return self.private.create(f"ripple.peers.{self.run_id}.{purpose}", partitions)
+        except IsolationError as error:
+            raise procs.PeerError(str(error)) from None
 
     def cleanup(self) -> None:
-        if self.topics:
-            try:
-                self.kafka_admin(lambda admin: admin.delete_topics(self.topics), "delete topics", 60)
-            except procs.PeerError as error:
-                self.notes.append(f"could not delete topics {', '.join(self.topics)}: {error}")
-        if self.admin is not None:
-            self.admin.close()
+        failure = self.private.delete_all()
+        if failure:
+            self.notes.append(failure)
 
     def measure(self, run: Callable[[], Measurement]) -> None:
         """run() once, again if the shared Kafka broker restarted meanwhile (others' failure tests)."""

@@ -1,5 +1,11 @@
 """1. Ingress: the same order event by wrk into ripple's gateway, Knative's Kafka broker receiver and the
-Strimzi bridge (single events), and batches (gateway batch vs bridge records)."""
+Strimzi bridge (single events), and batches (gateway batch vs bridge records).
+
+ripple's gateway is a private one (loadtest/isolation.py): the same function started as the stack
+starts it, on its own port, producing to its own prefixed topics (created and deleted here), so
+nothing of this benchmark reaches the stack's consumers. Like the peers, it is measured without
+an ingress in front (the local activator stands in for Knative's queue-proxy; the peers' pods
+would have theirs too)."""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import argparse
 import time
 
 from loadtest.gateway.run import run_wrk, token
+from loadtest.isolation import IsolationError, PrivateGateway
 from ripple_stack.secrets import load_secrets
 
 from . import procs
@@ -23,8 +30,29 @@ def run(bench: Bench) -> None:
     warm_args = argparse.Namespace(
         threads=config.threads, connections=config.connections, duration=config.warmup
     )
-    access_token = token(bench.settings, load_secrets(bench.settings))
-    gateway = bench.settings.gateway_url
+    secrets = load_secrets(bench.settings)
+    access_token = token(bench.settings, secrets)
+    try:
+        private = PrivateGateway(bench.settings, secrets, run=bench.run_id).start()
+    except IsolationError as error:
+        raise procs.PeerError(str(error)) from None
+    try:
+        run_with(bench, private, wrk_args, warm_args, access_token)
+    finally:
+        failure = private.stop()
+        if failure:
+            bench.notes.append(failure)
+
+
+def run_with(
+    bench: Bench,
+    private: PrivateGateway,
+    wrk_args: argparse.Namespace,
+    warm_args: argparse.Namespace,
+    access_token: str,
+) -> None:
+    config = bench.config
+    gateway = private.url
     topic = bench.topic("ingress")
     print(f"ingress: wrk -t{config.threads} -c{config.connections} -d{config.seconds}s", flush=True)
 
@@ -32,7 +60,10 @@ def run(bench: Bench) -> None:
         gateway_wrk(gateway, batch, warm_args, access_token)
         key = "gateway-single" if batch == 1 else "gateway-batch"
         what = "ripple gateway, binary event" if batch == 1 else f"ripple gateway, batch of {batch}"
-        return bench.wrk_measurement(key, what, gateway_wrk(gateway, batch, wrk_args, access_token), batch)
+        before = procs.tree_cpu_seconds(private.process.pid)
+        result = gateway_wrk(gateway, batch, wrk_args, access_token)
+        cpu = procs.tree_cpu_seconds(private.process.pid) - before
+        return bench.wrk_measurement(key, what, result, batch, cpu)
 
     bench.measure(lambda: ripple(1))
 
@@ -82,17 +113,15 @@ def run(bench: Bench) -> None:
 
     bench.measure(lambda: ripple(config.batch))
     served_by = sorted(
-        {
-            procs.short_command(procs.command_line(pid))
-            for pid in procs.listening_pids(bench.settings.ports["gateway"])
-        }
+        {procs.short_command(procs.command_line(pid)) for pid in procs.listening_pids(private.port)}
     )
     bench.notes.append(f"{gateway} was served by: {', '.join(served_by) or 'nothing (?)'}")
     bench.notes.append(
-        "ripple's gateway is the stack's (its events go to the stack's topics and are consumed by "
-        "the stack's dispatchers); the peers write to a private 3-partition topic. All producers: "
-        "acks=all, idempotent, linger 5 ms. CPU ms/event is the peer JVM's own (from /proc); the "
-        "gateway is not this benchmark's process, so none is given for it."
+        f"ripple's gateway is a private one (knative/gateway/service.yaml's command and env, "
+        f"{private.process and len(private.pids())} processes) writing to its own topics "
+        f"{private.prefix}* (created and deleted by the run, {private.records()} records at the end); "
+        "the peers write to a private 3-partition topic. All producers: acks=all, idempotent, "
+        "linger 5 ms. CPU ms/event is each server's process tree (from /proc)."
     )
 
 

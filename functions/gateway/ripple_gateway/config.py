@@ -12,6 +12,8 @@
 | KAFKA_DELIVERY_TIMEOUT_MS | 5000 | a record not acknowledged by then fails (-> 503) |
 | RETRY_AFTER_SECONDS | 5 | Retry-After of a 503 |
 | PROMETHEUS_MULTIPROC_DIR | (unset) | read by prometheus-client: a fresh folder when WORKERS > 1 |
+| GC_GEN0_THRESHOLD | 10000 | net allocations between young-generation collections (0: Python's 700) |
+| KAFKA_TOPIC_PREFIX | (empty) | before every topic produced to; only benchmarks set it (bench.<run>.) |
 
 WORKERS and THREADS (gunicorn processes and threads per process) are read by functions-framework.
 
@@ -23,12 +25,16 @@ KEYCLOAK_TIMEOUT_SECONDS) are read by ripple_auth.TokenSettings, shared with the
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from ripple_auth import TokenSettings
 from ripple_settings import ConfigError, env_int
 
 __all__ = ["Config", "ConfigError", "load_config"]
+
+# Kafka's legal topic characters; the catalog's topic names are appended to the prefix.
+TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,200}$")
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,11 @@ class Config:
     kafka_request_timeout_ms: int
     kafka_delivery_timeout_ms: int
     retry_after_s: int
+    # Benchmarks run a private gateway with their own prefix, so that their events never reach
+    # the topics the stack's consumers and Flink read (issue 22).
+    kafka_topic_prefix: str = ""
+    # The garbage collector's young-generation threshold (app._tune_gc); 0 keeps Python's.
+    gc_gen0_threshold: int = 10000
 
 
 def load_config() -> Config:
@@ -56,6 +67,12 @@ def load_config() -> Config:
             "KAFKA_DELIVERY_TIMEOUT_MS must be >= KAFKA_REQUEST_TIMEOUT_MS + KAFKA_LINGER_MS "
             f"({request_timeout + linger}): raise it or lower the others."
         )
+    prefix = os.environ.get("KAFKA_TOPIC_PREFIX", "")
+    if not TOPIC_PREFIX.match(prefix):
+        raise ConfigError(
+            f"KAFKA_TOPIC_PREFIX={prefix!r} is not a topic prefix: use at most 200 of A-Z a-z 0-9 . _ - "
+            "(e.g. bench.run1.), or leave it empty."
+        )
     servers = [s.strip() for s in os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092").split(",")]
     return Config(
         kafka_bootstrap_servers=[s for s in servers if s],
@@ -68,4 +85,6 @@ def load_config() -> Config:
         kafka_request_timeout_ms=request_timeout,
         kafka_delivery_timeout_ms=delivery_timeout,
         retry_after_s=env_int("RETRY_AFTER_SECONDS", 5, 1),
+        kafka_topic_prefix=prefix,
+        gc_gen0_threshold=env_int("GC_GEN0_THRESHOLD", 10000),
     )

@@ -11,6 +11,8 @@ cannot blow up cardinality), statuses are HTTP codes, auth reasons a fixed set.
 from __future__ import annotations
 
 import os
+from functools import cache
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -38,6 +40,20 @@ BATCH_SIZE = Histogram(
     "Events per accepted request (1 for binary and structured mode)",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
+
+
+# The labelled children, looked up once per label value (labels() takes a lock and builds a
+# tuple on every call). Label values are bounded (above), so are these caches.
+@cache
+def requests(status: int, event_type: str) -> Any:
+    """REQUESTS' child for an HTTP status and event type."""
+    return REQUESTS.labels(status=str(status), event_type=event_type)
+
+
+@cache
+def accepted(event_type: str) -> Any:
+    """EVENTS_ACCEPTED's child for an event type."""
+    return EVENTS_ACCEPTED.labels(event_type=event_type)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -16,6 +16,9 @@ librdkafka hands to a thread of this module (poll); the thread settles the reque
 its event loop. The producer is created lazily in the worker process (gunicorn imports the function in its
 master and forks: a producer's threads would not survive the fork), and replaced after a fatal
 error (e.g. the idempotent producer's state is lost).
+
+Every record goes to KAFKA_TOPIC_PREFIX + its catalog topic: empty in a deployment; a benchmark's
+private gateway sets its own prefix so that its events stay out of the stack's topics.
 """
 
 from __future__ import annotations
@@ -70,12 +73,12 @@ class _Acks:
     `report` runs on the delivery-report thread; the request awaits `done` on its event loop.
     """
 
-    __slots__ = ("_loop", "done", "error", "remaining")
+    __slots__ = ("done", "error", "loop", "remaining")
 
     def __init__(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
         self.remaining = count
         self.error: KafkaError | None = None
-        self._loop = loop
+        self.loop = loop
         self.done: asyncio.Future[None] = loop.create_future()
 
     def report(self, error: KafkaError | None, _message: Message) -> None:
@@ -84,9 +87,9 @@ class _Acks:
             self.error = error
         self.remaining -= 1
         if self.remaining == 0 or (error is not None and self.error is error):
-            self._loop.call_soon_threadsafe(self._settle)
+            self.loop.call_soon_threadsafe(self.settle)
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
         if not self.done.done():
             self.done.set_result(None)
 
@@ -123,6 +126,11 @@ class Publisher:
         self._lock = threading.Lock()
         self._fatal = False
         self._down_logged = False
+        self._prefix = config.kafka_topic_prefix
+
+    def topic(self, name: str) -> str:
+        """The Kafka topic the records of a catalog topic are produced to."""
+        return self._prefix + name
 
     def producer_options(self) -> dict[str, Any]:
         c = self._config
@@ -182,9 +190,10 @@ class Publisher:
         started = time.perf_counter()
         acks = _Acks(len(records), asyncio.get_running_loop())
         try:
+            prefix = self._prefix
             for record in records:
                 producer.produce(
-                    record.topic,
+                    prefix + record.topic,
                     value=record.value,
                     key=record.key,
                     headers=record.headers,
@@ -199,8 +208,13 @@ class Publisher:
             log.warning("the Kafka producer's queue is full; answering 503")
             raise KafkaUnavailable("the gateway's Kafka queue is full", self._config.retry_after_s) from None
         # A record is failed by the producer at delivery.timeout.ms; the margin covers the
-        # report thread noticing it. The wait never lasts longer than that.
-        await asyncio.wait([acks.done], timeout=self._config.kafka_delivery_timeout_ms / 1000 + 1.0)
+        # report thread noticing it. The wait never lasts longer than that. (A timer on the loop
+        # rather than asyncio.wait, which builds a task set per request.)
+        timer = acks.loop.call_later(self._config.kafka_delivery_timeout_ms / 1000 + 1.0, acks.settle)
+        try:
+            await acks.done
+        finally:
+            timer.cancel()
         error = acks.error
         if error is None and acks.remaining > 0:
             error = KafkaError(KafkaError._TIMED_OUT, "no delivery report in time")
@@ -231,10 +245,11 @@ class Publisher:
         producer = self._get().producer
         missing = []
         for topic in topics:
+            name = self.topic(topic)
             try:
-                metadata = producer.list_topics(topic, timeout=READY_TIMEOUT_S)
-                if metadata.topics[topic].error is not None or not metadata.topics[topic].partitions:
-                    missing.append(topic)
+                metadata = producer.list_topics(name, timeout=READY_TIMEOUT_S)
+                if metadata.topics[name].error is not None or not metadata.topics[name].partitions:
+                    missing.append(name)
             except (KafkaException, KeyError):
-                missing.append(topic)
+                missing.append(name)
         return missing

@@ -1,0 +1,17 @@
+"""A do-nothing asynchronous HTTP function: the ceiling of the gateway's server stack.
+
+Served like the gateway (functions-framework, gunicorn with uvicorn's worker, `WORKERS`
+processes) by `python -m loadtest.gateway.run --targets noop`: 202 and an empty body, without
+reading the request. The gap between its req/s and the gateway's is the gateway's own work.
+"""
+
+from __future__ import annotations
+
+import functions_framework.aio
+from starlette.requests import Request
+from starlette.responses import Response
+
+
+@functions_framework.aio.http
+async def handle(request: Request) -> Response:
+    return Response(b"", status_code=202)
