@@ -29,6 +29,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,8 @@ IMAGE_SRC = CLUSTER_SRC / "images" / "kafkasource"
 IMAGE_NAME = "ripple/kafkasource-dispatcher"
 METRICS_PORT = 18500
 MANIFEST_PATH = "/etc/ripple/kafkasource.yaml"
+# The functions' packages the stand-ins import (copied beside knative_standins into the image).
+FUNCTION_PACKAGES = ("ripple_cloudevents", "ripple_settings")
 
 
 def _podman_config():
@@ -61,13 +64,33 @@ def stage_context(s: Settings) -> tuple[Path, str]:
         shutil.rmtree(ctx)
     ignore = shutil.ignore_patterns("tests", "__pycache__", "*.pyc")
     shutil.copytree(REPO / "infra" / "local" / "knative_standins", ctx / "knative_standins", ignore=ignore)
-    shutil.copytree(REPO / "functions" / "ripple_cloudevents", ctx / "ripple_cloudevents", ignore=ignore)
+    for package in FUNCTION_PACKAGES:
+        shutil.copytree(REPO / "functions" / package, ctx / package, ignore=ignore)
+    _check_imports(ctx)
     for name in ("Containerfile", "requirements.txt"):
         shutil.copy2(IMAGE_SRC / name, ctx / name)
     digest = hashlib.sha256()
     for path in sorted(p for p in ctx.rglob("*") if p.is_file()):
         digest.update(str(path.relative_to(ctx)).encode() + b"\0" + path.read_bytes() + b"\0")
     return ctx, digest.hexdigest()[:12]
+
+
+def _check_imports(ctx: Path) -> None:
+    """Import the dispatcher from the staged context alone (``python -S``: no .pth files, so the
+    repository's editable install cannot hide a first-party package the image would lack), with
+    the project's venv supplying the third-party packages only."""
+    import sysconfig
+
+    site = sysconfig.get_paths()["purelib"]
+    code = (
+        f"import sys; sys.path[:0] = [{str(ctx)!r}, {site!r}]; import knative_standins.kafkasource.__main__"
+    )
+    r = subprocess.run([sys.executable, "-S", "-c", code], text=True, capture_output=True)
+    if r.returncode != 0:
+        raise SystemExit(
+            "ripple-cluster: the dispatcher does not import from its image's build context "
+            f"(a package missing from FUNCTION_PACKAGES in sources.py?):\n{r.stderr.strip()[-800:]}"
+        )
 
 
 def build_image(s: Settings) -> str:
@@ -176,7 +199,7 @@ def container_source(
                                 "periodSeconds": 5,
                             },
                             "resources": {
-                                "requests": {"cpu": "50m", "memory": "96Mi"},
+                                "requests": {"cpu": "10m", "memory": "96Mi"},
                                 "limits": {"memory": "384Mi"},
                             },
                             "securityContext": {

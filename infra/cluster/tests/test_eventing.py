@@ -139,9 +139,11 @@ def eventing_ready(cluster: Settings) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def notifications(eventing_ready: Settings) -> str:
+def notifications(eventing_ready: Settings):
     """ripple's Broker and Triggers in NS, subscribers replaced by eventlog Services; the Broker's URL."""
     s = eventing_ready
+    # A previous run's namespace may still be terminating.
+    kubectl(s, "wait", "--for=delete", f"namespace/{NS}", "--timeout=180s", check=False)
     kubectl(s, "create", "namespace", NS, check=False)
     r = eventing.apply_docs(s, [eventlog_service(s, n, NS) for n in SUBSCRIBERS])
     assert r.returncode == 0, r.stderr
@@ -155,7 +157,9 @@ def notifications(eventing_ready: Settings) -> str:
         _wait(f"Trigger {name} Ready", lambda n=name: _ready(_get(s, "trigger", n, "-n", NS)), 180)
     for name in SUBSCRIBERS:
         clear_events(s, name)
-    return broker_url(s, NS, "notifications")
+    yield broker_url(s, NS, "notifications")
+    # The node has 2 CPUs: leave nothing of the tests running (the namespace goes in the background).
+    kubectl(s, "delete", "namespace", NS, "--wait=false", check=False)
 
 
 # ---------------------------------------------------------------------------------------------
