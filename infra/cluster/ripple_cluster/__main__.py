@@ -27,9 +27,7 @@ def main(argv: list[str]) -> int:
         from . import eventing
 
         eventing.up(s)
-        if eventing.ripple_deployed(s):
-            eventing.wire_ripple(s)
-        else:
+        if not eventing.ripple_deployed(s):
             print("  eventing    ripple's functions are not deployed: Broker and KafkaSources not wired "
                   "(make cluster-deploy, then make cluster-eventing)")  # fmt: skip
         return 0

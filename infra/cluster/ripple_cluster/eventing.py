@@ -138,13 +138,16 @@ def install_eventing(s: Settings) -> None:
 
 
 def up(s: Settings) -> float:
-    """Install Eventing and wait for it; returns the seconds it took."""
+    """Install Eventing and wait for it; when ripple's functions are deployed, (re)wire their Broker,
+    Triggers and KafkaSources too (after ``cluster-down`` the registry has lost the dispatcher's
+    image: crane's registry keeps manifests in memory). Returns the seconds it took."""
     t0 = time.monotonic()
     install_eventing(s)
     wait_deployments(s, NAMESPACE, DEPLOYMENTS, max(s.ready_timeout, 300))
-    took = time.monotonic() - t0
-    print(f"  eventing    Available ({took:.0f} s)", flush=True)
-    return took
+    print(f"  eventing    Available ({time.monotonic() - t0:.0f} s)", flush=True)
+    if ripple_deployed(s):
+        wire_ripple(s)
+    return time.monotonic() - t0
 
 
 # ---------------------------------------------------------------------------------------------
