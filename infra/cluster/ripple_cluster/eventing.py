@@ -146,7 +146,13 @@ def up(s: Settings) -> float:
     wait_deployments(s, NAMESPACE, DEPLOYMENTS, max(s.ready_timeout, 300))
     print(f"  eventing    Available ({time.monotonic() - t0:.0f} s)", flush=True)
     if ripple_deployed(s):
-        wire_ripple(s)
+        try:
+            wire_ripple(s)
+        except SystemExit as error:  # the cluster is up; only ripple's wiring is behind
+            print(
+                f"  eventing    {error}\n"
+                "  eventing    run `make cluster-eventing` once ripple's functions are Ready"
+            )
     return time.monotonic() - t0
 
 
