@@ -172,11 +172,14 @@ def test_each_function_scales_to_zero_after_window_and_grace(cluster: Settings, 
     _record("cold start through the activator, GET /healthz (s)", cold)
     revisions = {f: _revision(cluster, f) for f in ripple_deploy.FUNCTIONS}
     zero_after: dict[str, float] = {}
+    modes: dict[str, str] = {}
     deadline = time.monotonic() + window + grace + 120
     while len(zero_after) < len(revisions) and time.monotonic() < deadline:
         for function, revision in revisions.items():
             if function not in zero_after and _replicas(cluster, revision) == 0:
                 zero_after[function] = round(time.monotonic() - last[function], 1)
+                # At zero the revision's traffic goes through the activator.
+                modes[function] = _get(cluster, "sks", revision, "-n", NS)["spec"]["mode"]
         time.sleep(2)
     _record("scaled to zero after the last request (s)", zero_after)
     missing = sorted(set(revisions) - set(zero_after))
@@ -185,10 +188,9 @@ def test_each_function_scales_to_zero_after_window_and_grace(cluster: Settings, 
         # Not before the stable window has seen no traffic; not much later than window + grace
         # (+30 s: the autoscaler's tick, the API round trips of this poll, a busy 2-core machine).
         assert window - 3 <= seconds <= window + grace + 30, f"{function}: at zero after {seconds} s"
-    for function, revision in revisions.items():
-        _wait(f"{function}'s pods gone", lambda r=revision: not _pods(cluster, r), 120)
-        sks = _get(cluster, "sks", revision, "-n", NS)
-        assert sks["spec"]["mode"] == "Proxy", f"{function} at zero must be behind the activator"
+    # (Its pods then terminate; the event test below waits for no pods at all. Checking it here
+    # raced with Eventing's KafkaSource waking event-store again on a shared cluster.)
+    assert all(mode == "Proxy" for mode in modes.values()), f"at zero, not behind the activator: {modes}"
 
 
 KAFKA_FIND = """
