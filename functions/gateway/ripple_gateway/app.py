@@ -93,6 +93,11 @@ class Gateway:
         except Problem as problem:
             info["reason"] = problem.reason
             response = problem_response(problem)
+        except RecursionError:
+            # Parsed JSON that is still too deep for a later step (schema checks, the record).
+            problem = Problem(400, "malformed-event", events.TOO_DEEP.format(what="the body"))
+            info["reason"] = problem.reason
+            response = problem_response(problem)
         except Exception:
             # The trace goes to the log only; the client gets a problem without internals.
             log.exception("unexpected error handling %s %s", request.method, path)

@@ -162,6 +162,12 @@ def _attribute_string(value: Any) -> str:
     return str(value)
 
 
+# JSON nested deeper than Python's recursion limit (about 1,000 levels) cannot be parsed, validated or
+# written: a client error, not the gateway's (orjson stops at 1,024 levels; the standard library
+# and the schema checks at Python's limit).
+TOO_DEEP = "{what} nests arrays or objects too deeply (about 900 levels at most)"
+
+
 def _malformed(detail: str, errors: list[dict[str, Any]] | None = None) -> Problem:
     return Problem(400, "malformed-event", detail, extra={"errors": errors} if errors else None)
 
@@ -199,6 +205,8 @@ def _load_json(body: bytes, what: str) -> Any:
         value = json.loads(body, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as error:
         raise _malformed(f"{what} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise _malformed(TOO_DEEP.format(what=what)) from None
     # JSON text may escape a lone UTF-16 surrogate (\ud800): Python parses it into a string that
     # cannot be encoded as UTF-8 (Kafka headers, the record value). Only such escapes can make
     # one, so the full check runs only on bodies that contain them.

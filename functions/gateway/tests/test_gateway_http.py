@@ -224,6 +224,13 @@ BAD_INPUTS = {
         _structured_request(_without(structured(ORDER_TYPE, None), "data") | {"data_base64": "e30="}),
         *MALFORMED,
     ),
+    # Deeper than Python's recursion limit: a client error (it was a 500).
+    "JSON nested 1,000 levels (structured)": (
+        (STRUCTURED, b'{"specversion": "1.0", "data": ' + b"[" * 1000 + b"]" * 1000 + b"}"),
+        *MALFORMED,
+    ),
+    "JSON nested 5,000 levels (binary data)": (_binary_request(b"[" * 5000 + b"]" * 5000), *MALFORMED),
+    "JSON nested 5,000 levels (batch)": ((BATCH, b"[" * 5000 + b"]" * 5000), *MALFORMED),
     "empty batch": (_batch_request([]), *MALFORMED),
     "batch not an array": (_batch_request({"events": []}), *MALFORMED),
     "unknown type": (
