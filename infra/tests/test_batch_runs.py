@@ -110,8 +110,8 @@ def test_a_dead_letter_replay_pushes_its_counts(stack, monkeypatch):
     # replay.py pushes with prometheus-client itself (it runs in the function's image, in a
     # cluster Job too), where RIPPLE_PUSHGATEWAY_URL says.
     monkeypatch.setenv("RIPPLE_PUSHGATEWAY_URL", stack.pushgateway_url)
-    for name, value in stack.postgres_env.items():
-        monkeypatch.setenv(name, value)
+    for variable, setting in stack.postgres_env.items():
+        monkeypatch.setenv(variable, setting)
     monkeypatch.chdir(DEAD_LETTERS)
     monkeypatch.syspath_prepend(str(DEAD_LETTERS))
     spec = importlib.util.spec_from_file_location("dead_letters_replay_push", DEAD_LETTERS / "replay.py")

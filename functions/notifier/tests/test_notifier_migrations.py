@@ -23,8 +23,8 @@ def throwaway_database(stack, monkeypatch):
     admin = create_engine(stack.postgres_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    for name, value in stack.postgres_env.items():
-        monkeypatch.setenv(name, value)
+    for variable, value in stack.postgres_env.items():
+        monkeypatch.setenv(variable, value)
     monkeypatch.setenv("POSTGRES_DB", name)
     monkeypatch.setenv("FRAUD_DESK_ADDRESS", "desk@test.invalid")
     monkeypatch.chdir(FUNCTION_DIR)
