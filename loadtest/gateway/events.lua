@@ -8,7 +8,7 @@ local run_id = os.getenv("RUN_ID") or tostring(os.time())
 
 local threads = {}
 local counter = 0
-local thread_id = 0
+thread_id = 0  -- set per thread by setup() (a global: thread:set writes globals; a local hid it)
 
 function setup(thread)
   thread:set("thread_id", #threads + 1)
