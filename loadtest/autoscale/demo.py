@@ -69,7 +69,7 @@ class DemoOptions:
     batch: int = 50  # events per request
     step_s: float = 60.0
     spike_s: float = 30.0
-    zero_timeout_s: float = 300.0  # Knative's defaults: 60 s stable window + 30 s grace, plus retention
+    zero_timeout_s: float = 300.0  # Knative's defaults: ~60 s stable window (fast path), plus margin
     drain_timeout_s: float = 240.0
     workers: int = 24
 

@@ -27,6 +27,9 @@ class DeciderState:
     inactive_since: float | None = None
     # initial-scale holds until it has been reached once.
     initial_reached: bool = False
+    # Since when the activator has been in the revision's path (the SKS in Proxy mode). Here it
+    # always is, from the first tick on, as with target-burst-capacity -1.
+    proxy_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -86,19 +89,27 @@ def decide(
         active_since = now
     elif ready == 0 and desired == 0:
         active_since = None
+    proxy_since = now if state.proxy_since is None else state.proxy_since
     inactive_since = state.inactive_since
     if desired > 0:
         inactive_since = None
     elif not spec.enable_scale_to_zero:
         desired = 1
     elif ready > 0:
-        # Active for at least a stable window, then inactive for max(grace, retention), then 0.
+        # handleScaleToZero: active for at least a stable window, then the PA is marked inactive
+        # (one tick at 1); then 0 once inactive for max(grace, retention), or sooner, once inactive
+        # for the retention period with the activator in the path for the grace period (its "fast
+        # path": the real cluster went to zero 61-67 s after the last request, not 90 s).
         if active_since is not None and now - active_since < spec.stable_window_s:
             desired = 1
+        elif inactive_since is None:
+            inactive_since = now
+            desired = 1
         else:
-            inactive_since = now if inactive_since is None else inactive_since
-            hold = max(spec.scale_to_zero_grace_period_s, spec.scale_to_zero_pod_retention_period_s)
-            if now - inactive_since < hold:
+            grace = spec.scale_to_zero_grace_period_s
+            retention = spec.scale_to_zero_pod_retention_period_s
+            inactive_for, proxy_for = now - inactive_since, now - proxy_since
+            if inactive_for < max(grace, retention) and (inactive_for < retention or proxy_for < grace):
                 desired = 1
     return Decision(
         desired=desired,
@@ -112,5 +123,6 @@ def decide(
             active_since=active_since,
             inactive_since=inactive_since,
             initial_reached=initial_reached,
+            proxy_since=proxy_since,
         ),
     )

@@ -6,8 +6,8 @@ event-store at zero, a burst of page views written straight to Kafka wakes it (t
 the first deliveries), keeps ~100 deliveries in flight so the autoscaler scales out, then stops;
 the test waits for zero again and counts the rows: every event exactly once. Counts, never times
 (the waits are bounded only so that a broken stack fails instead of hanging). It takes 2-5 min:
-the return to zero alone is Knative's default 60 s stable window + 30 s grace period. Skipped
-when other traffic keeps event-store warm before the burst (the shared stack of a dev machine).
+the return to zero alone is Knative's default 60 s stable window (the activator is in the path).
+Skipped when other traffic keeps event-store warm before the burst (the shared stack of a dev machine).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def stored(engine, source: str) -> tuple[int, int]:
 
 def test_every_event_is_stored_once_across_zero_to_n_to_zero(stack):
     seen: list[dict] = []
-    # Knative's defaults: 60 s stable window + 30 s grace after the last request.
+    # Knative's defaults: 60 s stable window after the last request (the grace period has passed).
     wait_for(stack, lambda s: s["scaled_to_zero"], 150, "to zero before the burst", seen, precondition=True)
     del seen[:-1]  # from here on: the reading at zero right before the burst, then the cycle
 
