@@ -22,6 +22,7 @@ import uuid
 
 import pytest
 import yaml
+from cluster_testkit import wait_until
 from ns_http import request as ns_request
 from ripple_cluster import eventing
 from ripple_cluster.addons import kubectl
@@ -40,17 +41,6 @@ def _ready(obj: dict) -> bool:
     return any(
         c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions", [])
     )
-
-
-def _wait(what: str, probe, timeout: float, every: float = 2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"{what}: not reached in {timeout:.0f} s (last: {last!r})")
 
 
 def eventlog_service(s: Settings, name: str, namespace: str) -> dict:
@@ -150,11 +140,13 @@ def notifications(eventing_ready: Settings):
     r = eventing.apply_docs(s, eventing.ripple_broker_docs(NS) + eventing.ripple_trigger_docs(NS))
     assert r.returncode == 0, r.stderr
     for name in SUBSCRIBERS:
-        _wait(f"Service {name} Ready", lambda n=name: _ready(_get(s, "ksvc", n, "-n", NS)), 240)
-    _wait("Broker notifications Ready", lambda: _ready(_get(s, "broker", "notifications", "-n", NS)), 180)
+        wait_until(f"Service {name} Ready", lambda n=name: _ready(_get(s, "ksvc", n, "-n", NS)), 240)
+    wait_until(
+        "Broker notifications Ready", lambda: _ready(_get(s, "broker", "notifications", "-n", NS)), 180
+    )
     for t in eventing.ripple_trigger_docs(NS):
         name = t["metadata"]["name"]
-        _wait(f"Trigger {name} Ready", lambda n=name: _ready(_get(s, "trigger", n, "-n", NS)), 180)
+        wait_until(f"Trigger {name} Ready", lambda n=name: _ready(_get(s, "trigger", n, "-n", NS)), 180)
     for name in SUBSCRIBERS:
         clear_events(s, name)
     yield broker_url(s, NS, "notifications")
@@ -254,7 +246,9 @@ def test_broker_delivers_to_trigger_subscriber_byte_for_byte(eventing_ready: Set
     resp = send(s, notifications, headers, body)
     assert resp["status"] == 202, resp
     for subscriber in ("notifier", "event-store"):
-        got = _wait(f"the event at {subscriber}", lambda n=subscriber: with_id(events(s, n), event_id), 60, 1)
+        got = wait_until(
+            f"the event at {subscriber}", lambda n=subscriber: with_id(events(s, n), event_id), 60, 1
+        )
         assert len(got) == 1, got
         r = got[0]
         h = {k: v[0] for k, v in r["headers"].items()}
@@ -276,7 +270,7 @@ def test_broker_delivers_to_trigger_subscriber_byte_for_byte(eventing_ready: Set
     headers, body = _flagged_event(other, "x")
     headers[3] = (b"ce-type", b"dev.ripple.shop.order.placed")
     assert send(s, notifications, headers, body)["status"] == 202
-    _wait("the unfiltered event at event-store", lambda: with_id(events(s, "event-store"), other), 60, 1)
+    wait_until("the unfiltered event at event-store", lambda: with_id(events(s, "event-store"), other), 60, 1)
     time.sleep(2)
     assert not with_id(events(s, "notifier"), other), "the notifier Trigger's type filter let it through"
 
@@ -327,7 +321,7 @@ def test_retries_backoff_and_dead_letter(
     path = f"/status/503/{retry + 1}"
     r = eventing.apply_docs(s, [_probe_trigger(name, event_type, path, policy, delay, retry)])
     assert r.returncode == 0, r.stderr
-    _wait(f"Trigger {name} Ready", lambda: _ready(_get(s, "trigger", name, "-n", NS)), 120)
+    wait_until(f"Trigger {name} Ready", lambda: _ready(_get(s, "trigger", name, "-n", NS)), 120)
     clear_events(s, "notifier")
     clear_events(s, "dead-letters")
     event_id = str(uuid.uuid4())
@@ -336,7 +330,7 @@ def test_retries_backoff_and_dead_letter(
     sent_at = time.monotonic()
     assert send(s, notifications, headers, body)["status"] == 202
     answered = time.monotonic() - sent_at
-    dead = _wait("the dead letter", lambda: with_id(events(s, "dead-letters"), event_id), 60, 1)
+    dead = wait_until("the dead letter", lambda: with_id(events(s, "dead-letters"), event_id), 60, 1)
     attempts = with_id(events(s, "notifier"), event_id)
     assert [a["status"] for a in attempts] == [503] * (retry + 1), attempts
     times = [a["unix"] for a in attempts]
@@ -372,7 +366,7 @@ def test_trigger_filter_empty_value_means_any_non_empty(eventing_ready: Settings
     del trigger["spec"]["delivery"]
     r = eventing.apply_docs(s, [trigger])
     assert r.returncode == 0, r.stderr
-    _wait(f"Trigger {name} Ready", lambda: _ready(_get(s, "trigger", name, "-n", NS)), 120)
+    wait_until(f"Trigger {name} Ready", lambda: _ready(_get(s, "trigger", name, "-n", NS)), 120)
     with_subject, without = str(uuid.uuid4()), str(uuid.uuid4())
     for event_id, subject in ((with_subject, "anything"), (without, None)):
         headers, body = _flagged_event(event_id, subject or "x")
@@ -380,7 +374,7 @@ def test_trigger_filter_empty_value_means_any_non_empty(eventing_ready: Settings
         if subject is None:
             headers = [h for h in headers if h[0] != b"ce-subject"]
         assert send(s, notifications, headers, body)["status"] == 202
-    _wait("the event with a subject", lambda: with_id(events(s, "notifier"), with_subject), 60, 1)
+    wait_until("the event with a subject", lambda: with_id(events(s, "notifier"), with_subject), 60, 1)
     time.sleep(3)
     assert not with_id(events(s, "notifier"), without), "an event without subject passed subject: ''"
     kubectl(s, "delete", "trigger", name, "-n", NS, check=False)
@@ -493,7 +487,9 @@ def test_dispatcher_container_source_delivers_kafka_records(eventing_ready: Sett
     manifest["spec"].update(topics=[topic], consumerGroup=f"ripple-cluster-test-{run}")
     produce(s, topic, [])  # the topic first: the dispatcher looks for new topics every 30 s
     name = sources.apply(s, manifest)
-    _wait(f"ContainerSource {name} Ready", lambda: _ready(_get(s, "containersource", name, "-n", NS)), 240)
+    wait_until(
+        f"ContainerSource {name} Ready", lambda: _ready(_get(s, "containersource", name, "-n", NS)), 240
+    )
     deployment = _get(s, "deployments", "-n", NS, "-l", f"sources.knative.dev/containerSource={name}")
     env = {
         e["name"]: e.get("value")
@@ -518,7 +514,7 @@ def test_dispatcher_container_source_delivers_kafka_records(eventing_ready: Sett
     ]  # fmt: skip
     started = time.monotonic()
     produce(s, topic, records)
-    got = _wait(
+    got = wait_until(
         "the three records at event-store",
         lambda: (
             (
@@ -625,7 +621,7 @@ def test_ripple_order_through_dispatcher_and_broker(eventing_ready: Settings, ri
                 seen[key] = round(time.monotonic() - started, 1)
         return all(out.values()) and out
 
-    out = _wait(
+    out = wait_until(
         "order stored, flagged, alert through the Broker to notifier and event-store", progress, 300, 3
     )
     print(f"seconds after the gateway's 202: {seen}; notifier state: {out['notification'][1]}")
@@ -640,7 +636,7 @@ def test_ripple_order_through_dispatcher_and_broker(eventing_ready: Settings, ri
         out = json.loads(backing.ns_python(s, code, 60).stdout)
         return out["notification"][1] == "sent" and out
 
-    _wait("the notifier's mail sent (is the cluster's mail sink up? make cluster-deploy)", sent, 120, 3)
+    wait_until("the notifier's mail sent (is the cluster's mail sink up? make cluster-deploy)", sent, 120, 3)
     print(f"mail sent {time.monotonic() - started:.1f} s after the gateway's 202")
 
 
@@ -659,7 +655,9 @@ def test_dispatcher_pod_deleted_mid_stream_loses_nothing(eventing_ready: Setting
     manifest["spec"].update(topics=[topic], consumerGroup=f"ripple-cluster-test-{run}")
     produce(s, topic, [])
     name = sources.apply(s, manifest)
-    _wait(f"ContainerSource {name} Ready", lambda: _ready(_get(s, "containersource", name, "-n", NS)), 240)
+    wait_until(
+        f"ContainerSource {name} Ready", lambda: _ready(_get(s, "containersource", name, "-n", NS)), 240
+    )
     selector = f"sources.knative.dev/containerSource={name}"
     old = {p["metadata"]["name"] for p in _get(s, "pods", "-n", NS, "-l", selector)["items"]}
     clear_events(s, "event-store")
@@ -673,12 +671,12 @@ def test_dispatcher_pod_deleted_mid_stream_loses_nothing(eventing_ready: Setting
             if e["headers"].get("ce-id", [b""])[0].decode() in ids
         ]
 
-    _wait("a third of the records delivered", lambda: len(set(delivered())) >= n // 3, 120, 0.5)
+    wait_until("a third of the records delivered", lambda: len(set(delivered())) >= n // 3, 120, 0.5)
     before = len(set(delivered()))
     kubectl(s, "delete", "pod", "-n", NS, *old, "--force", "--grace-period=0", check=False)
     killed_at = time.monotonic()
     producer.wait(timeout=300)
-    got = _wait("every record delivered", lambda: (d := delivered()) and set(d) == ids and d, 240, 2)
+    got = wait_until("every record delivered", lambda: (d := delivered()) and set(d) == ids and d, 240, 2)
     print(
         f"dispatcher pod deleted with force after {before}/{n} records; all {n} delivered "
         f"{time.monotonic() - killed_at:.1f} s later, {len(got) - n} delivered twice"

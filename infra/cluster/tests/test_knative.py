@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cluster_testkit import wait_until
 from ripple_cluster.addons import kubectl
 from ripple_cluster.settings import REPO, Settings
 
@@ -35,17 +36,6 @@ def _apply(s: Settings, doc: dict, *extra: str):
 
 def _get(s: Settings, *args: str) -> dict:
     return json.loads(kubectl(s, "get", *args, "-o", "json").stdout)
-
-
-def _wait(what: str, probe, timeout: float, every: float = 2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"{what}: not reached in {timeout:.0f} s (last: {last!r})")
 
 
 def _ready(obj: dict) -> bool:
@@ -128,7 +118,7 @@ def test_service_ready_and_routed_by_kingress(cluster: Settings) -> None:
     _ensure_namespace(cluster, NS)
     r = _apply(cluster, hello_service(cluster))
     assert r.returncode == 0, r.stderr
-    ksvc = _wait(
+    ksvc = wait_until(
         "Service hello Ready",
         lambda: (o := _get(cluster, "ksvc", "hello", "-n", NS)) and _ready(o) and o,
         240,
@@ -153,7 +143,7 @@ def test_scales_to_zero_then_activator_holds_a_request(cluster: Settings) -> Non
         pods = _get(cluster, "pods", "-n", NS, "-l", f"serving.knative.dev/revision={revision}")["items"]
         return d["spec"].get("replicas") == 0 and not pods
 
-    _wait(f"{deployment} at zero", at_zero, 240, every=5)
+    wait_until(f"{deployment} at zero", at_zero, 240, every=5)
     sks = _get(cluster, "sks", revision, "-n", NS)
     assert sks["spec"]["mode"] == "Proxy", "at zero the revision's traffic must go through the activator"
     activator_ips = {
@@ -180,6 +170,6 @@ def test_new_revision_splits_and_rolls(cluster: Settings) -> None:
         o = _get(cluster, "ksvc", "hello", "-n", NS)
         return _ready(o) and o["status"].get("latestReadyRevisionName") == "hello-00002" and o
 
-    _wait("revision hello-00002 Ready", second_ready, 240)
+    wait_until("revision hello-00002 Ready", second_ready, 240)
     status, body, _ = _request(cluster, f"hello.{NS}.{cluster.domain}")
     assert status == 200 and body["message"] == "two" and body["revision"] == "hello-00002", body

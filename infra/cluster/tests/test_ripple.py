@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from cluster_testkit import wait_until
 from ripple_cluster import backing, ripple_deploy
 from ripple_cluster.addons import kubectl
 from ripple_cluster.settings import REPO, Settings
@@ -100,17 +101,6 @@ def _pods(s: Settings, revision: str) -> list[dict]:
     return _get(s, "pods", "-n", NS, "-l", f"serving.knative.dev/revision={revision}")["items"]
 
 
-def _wait(what: str, probe, timeout: float, every: float = 2):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"{what}: not reached in {timeout:.0f} s (last: {last!r})")
-
-
 def _autoscaler(s: Settings) -> tuple[float, float]:
     """Knative's stable window and scale-to-zero grace period (config-autoscaler or defaults)."""
     data = _get(s, "configmap", "config-autoscaler", "-n", "knative-serving").get("data", {})
@@ -160,7 +150,7 @@ def test_each_function_scales_to_zero_after_window_and_grace(cluster: Settings, 
         busy = [f for f, r in idle.items() if _replicas(cluster, r) != 0 or _pods(cluster, r)]
         return not busy or None
 
-    _wait("every function at zero before the measurement", all_at_zero, 600, every=5)
+    wait_until("every function at zero before the measurement", all_at_zero, 600, every=5)
     last: dict[str, float] = {}
     cold: dict[str, float] = {}
     for function in ripple_deploy.FUNCTIONS:
@@ -240,7 +230,7 @@ def test_event_through_nginx_to_gateway_at_zero_then_stored(cluster: Settings, r
     b = ripple.backing
     gateway, store = _revision(cluster, "gateway"), _revision(cluster, "event-store")
     for function, revision in (("gateway", gateway), ("event-store", store)):
-        _wait(
+        wait_until(
             f"{function} at zero",
             lambda r=revision: _replicas(cluster, r) == 0 and not _pods(cluster, r),
             240,
@@ -343,7 +333,7 @@ def test_event_through_nginx_to_gateway_at_zero_then_stored(cluster: Settings, r
         assert row.returncode == 0, row.stderr[-500:]
         return json.loads(row.stdout)
 
-    stored = _wait(f"event {event_id} in the cluster's events table", stored_row, 180)
+    stored = wait_until(f"event {event_id} in the cluster's events table", stored_row, 180)
     _record("event -> row in the cluster's PostgreSQL (s)", round(time.time() - sent_at, 1))
     assert stored[2] == "dev.ripple.shop.order.placed" and stored[3] == "acme", stored
 
