@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -284,19 +285,38 @@ def install_serving(s: Settings) -> None:
         kubectl(s, "apply", "--server-side", "--force-conflicts", "-f", str(applied))
 
 
-def install_kingress_service(s: Settings) -> None:
-    """The Service (no selector, one EndpointSlice at the node IP) behind the KIngress's private
-    load balancer name, so pods resolving a cluster-local route reach its private listener."""
-    from .components import KINGRESS_PRIVATE_PORT
+def restricted_security_context() -> dict[str, Any]:
+    """A container's securityContext under the `restricted` Pod Security profile (a fresh dict:
+    one object shared by two documents would be written as a YAML alias)."""
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
-    name, ns = "kingress-private", "knative-serving"
-    docs = [
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": KINGRESS_PRIVATE_PORT}]},
-        },
+
+def node_service_docs(
+    name: str,
+    ns: str,
+    port_name: str,
+    port: int,
+    ip: str,
+    target_port: int | None = None,
+    labels: dict[str, str] | None = None,
+) -> list[dict]:
+    """A Service with no selector and its one EndpointSlice at `ip`: how pods reach a process that
+    runs on the node (inside the cluster's namespace) under a Service name."""
+    target = port if target_port is None else target_port
+    metadata: dict[str, Any] = {"name": name, "namespace": ns}
+    if labels is not None:
+        metadata["labels"] = labels
+    service_port: dict[str, Any] = {"name": port_name, "port": port, "targetPort": target}
+    if target_port is None:
+        service_port["protocol"] = "TCP"
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": {"ports": [service_port]}},
         {
             "apiVersion": "discovery.k8s.io/v1",
             "kind": "EndpointSlice",
@@ -309,10 +329,20 @@ def install_kingress_service(s: Settings) -> None:
                 },
             },
             "addressType": "IPv4",
-            "ports": [{"name": "http", "port": KINGRESS_PRIVATE_PORT, "protocol": "TCP"}],
-            "endpoints": [{"addresses": [s.node_ip], "conditions": {"ready": True}}],
+            "ports": [{"name": port_name, "port": target, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
         },
     ]
+
+
+def install_kingress_service(s: Settings) -> None:
+    """The Service (no selector, one EndpointSlice at the node IP) behind the KIngress's private
+    load balancer name, so pods resolving a cluster-local route reach its private listener."""
+    from .components import KINGRESS_PRIVATE_PORT
+
+    docs = node_service_docs(
+        "kingress-private", "knative-serving", "http", 80, s.node_ip, target_port=KINGRESS_PRIVATE_PORT
+    )
     kubectl(s, "apply", "-f", "-", stdin=yaml.safe_dump_all(docs, sort_keys=False))
 
 

@@ -39,18 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import node
-from .settings import REPO, Settings
-
-
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        raise SystemExit(
-            f"ripple-cluster: {name}={raw!r} is not an integer; unset it or give a number"
-        ) from None
-
+from .settings import REPO, Settings, env_int
 
 SECRET_NAMES = (
     "RIPPLE_POSTGRES_PASSWORD",
@@ -101,12 +90,12 @@ def load(s: Settings) -> Backing:
     return Backing(
         s=s,
         namespace=os.environ.get("RIPPLE_CLUSTER_RIPPLE_NAMESPACE") or "ripple",
-        kafka_port=_int("RIPPLE_CLUSTER_KAFKA_PORT", 9092),
-        kafka_controller_port=_int("RIPPLE_CLUSTER_KAFKA_CONTROLLER_PORT", 9093),
-        postgres_port=_int("RIPPLE_CLUSTER_POSTGRES_PORT", 5432),
-        keycloak_port=_int("RIPPLE_CLUSTER_KEYCLOAK_PORT", 8080),
-        keycloak_management_port=_int("RIPPLE_CLUSTER_KEYCLOAK_MANAGEMENT_PORT", 9000),
-        smtp_port=_int("RIPPLE_CLUSTER_SMTP_PORT", 25),
+        kafka_port=env_int("RIPPLE_CLUSTER_KAFKA_PORT", 9092),
+        kafka_controller_port=env_int("RIPPLE_CLUSTER_KAFKA_CONTROLLER_PORT", 9093),
+        postgres_port=env_int("RIPPLE_CLUSTER_POSTGRES_PORT", 5432),
+        keycloak_port=env_int("RIPPLE_CLUSTER_KEYCLOAK_PORT", 8080),
+        keycloak_management_port=env_int("RIPPLE_CLUSTER_KEYCLOAK_MANAGEMENT_PORT", 9000),
+        smtp_port=env_int("RIPPLE_CLUSTER_SMTP_PORT", 25),
     )
 
 

@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from . import images
-from .addons import _image_refs, _ko_env, kubectl, module_dir, wait_deployments
+from .addons import _image_refs, _ko_env, kubectl, module_dir, restricted_security_context, wait_deployments
 from .settings import CLUSTER_SRC, EVENTING_VERSION, REPO, Settings
 
 WRAPPER = CLUSTER_SRC / "build" / "eventing"
@@ -240,13 +240,7 @@ def broker_alias_docs(s: Settings, namespace: str, broker: str, target: str) -> 
                                     "requests": {"cpu": "10m", "memory": "16Mi"},
                                     "limits": {"memory": "64Mi"},
                                 },
-                                "securityContext": {
-                                    "runAsNonRoot": True,
-                                    "allowPrivilegeEscalation": False,
-                                    "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"]},
-                                    "seccompProfile": {"type": "RuntimeDefault"},
-                                },
+                                "securityContext": restricted_security_context(),
                             }
                         ]
                     },

@@ -42,8 +42,8 @@ from pathlib import Path
 import yaml
 
 from . import backing, node
-from .addons import kubectl
-from .settings import REPO, Settings
+from .addons import kubectl, node_service_docs
+from .settings import REPO, Settings, env_int
 
 FUNCTIONS = ("gateway", "query", "event-store", "order-alerts", "dead-letters", "notifier")
 # Processes deploy_ripple starts (pid files under $RIPPLE_HOME/cluster/run; cluster-status lists them).
@@ -51,22 +51,12 @@ PROCESSES = (*backing.NAMES, "edge-nginx")
 HELM = REPO / ".ripple" / "dist" / "bin" / "helm"
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        raise SystemExit(
-            f"ripple-cluster: {name}={raw!r} is not an integer; unset it or give a number"
-        ) from None
-
-
 def edge_port() -> int:
-    return _int("RIPPLE_CLUSTER_EDGE_PORT", 17881)
+    return env_int("RIPPLE_CLUSTER_EDGE_PORT", 17881)
 
 
 def edge_status_port() -> int:
-    return _int("RIPPLE_CLUSTER_EDGE_STATUS_PORT", 17882)
+    return env_int("RIPPLE_CLUSTER_EDGE_STATUS_PORT", 17882)
 
 
 def edge_url(s: Settings) -> str:
@@ -128,31 +118,7 @@ def cluster_objects(s: Settings, b: backing.Backing, secrets: dict[str, str]) ->
         ("smtp", "smtp", b.smtp_port),
     ):
         labels = {"app.kubernetes.io/part-of": "ripple", "app.kubernetes.io/managed-by": "ripple-cluster"}
-        docs.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": name, "namespace": ns, "labels": labels},
-                "spec": {"ports": [{"name": port_name, "port": port, "targetPort": port, "protocol": "TCP"}]},
-            }
-        )
-        docs.append(
-            {
-                "apiVersion": "discovery.k8s.io/v1",
-                "kind": "EndpointSlice",
-                "metadata": {
-                    "name": f"{name}-node",
-                    "namespace": ns,
-                    "labels": {
-                        "kubernetes.io/service-name": name,
-                        "endpointslice.kubernetes.io/managed-by": "ripple-cluster",
-                    },
-                },
-                "addressType": "IPv4",
-                "ports": [{"name": port_name, "port": port, "protocol": "TCP"}],
-                "endpoints": [{"addresses": [b.ip], "conditions": {"ready": True}}],
-            }
-        )
+        docs += node_service_docs(name, ns, port_name, port, b.ip, labels=labels)
     return docs
 
 

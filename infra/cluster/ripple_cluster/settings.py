@@ -27,7 +27,8 @@ SERVING_VERSION = "v0.42.2"
 EVENTING_VERSION = "v0.42.3"
 
 
-def _int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
+    """An integer setting from the environment; a wrong one stops with what to do."""
     raw = os.environ.get(name, "")
     if not raw:
         return default
@@ -115,8 +116,8 @@ def load() -> Settings:
         node_ip=_str("RIPPLE_CLUSTER_NODE_IP", "10.211.0.1"),
         pod_cidr=_str("RIPPLE_CLUSTER_POD_CIDR", "10.212.0.0/24"),
         service_cidr=_str("RIPPLE_CLUSTER_SERVICE_CIDR", "10.213.0.0/16"),
-        api_port=_int("RIPPLE_CLUSTER_API_PORT", 16443),
-        ingress_port=_int("RIPPLE_CLUSTER_INGRESS_PORT", 17880),
-        registry_port=_int("RIPPLE_CLUSTER_REGISTRY_PORT", 15005),
-        ready_timeout=_int("RIPPLE_CLUSTER_READY_TIMEOUT", 180),
+        api_port=env_int("RIPPLE_CLUSTER_API_PORT", 16443),
+        ingress_port=env_int("RIPPLE_CLUSTER_INGRESS_PORT", 17880),
+        registry_port=env_int("RIPPLE_CLUSTER_REGISTRY_PORT", 15005),
+        ready_timeout=env_int("RIPPLE_CLUSTER_READY_TIMEOUT", 180),
     )

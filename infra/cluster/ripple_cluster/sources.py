@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from . import images
+from .addons import restricted_security_context
 from .settings import CLUSTER_SRC, REPO, Settings
 
 IMAGE_SRC = CLUSTER_SRC / "images" / "kafkasource"
@@ -202,13 +203,7 @@ def container_source(
                                 "requests": {"cpu": "10m", "memory": "96Mi"},
                                 "limits": {"memory": "384Mi"},
                             },
-                            "securityContext": {
-                                "runAsNonRoot": True,
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]},
-                                "seccompProfile": {"type": "RuntimeDefault"},
-                            },
+                            "securityContext": restricted_security_context(),
                             "volumeMounts": [
                                 {"name": "manifest", "mountPath": str(Path(MANIFEST_PATH).parent)}
                             ],
