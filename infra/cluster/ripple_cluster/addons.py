@@ -205,30 +205,52 @@ def resolved_manifest(s: Settings) -> Path:
     return s.home / "knative" / f"serving-{SERVING_VERSION}.yaml"
 
 
+def ko_resolve(
+    s: Settings,
+    what: str,
+    label: str,
+    sources: list[Path],
+    out: Path,
+    cwd: Path,
+    env: dict[str, str],
+    nice: int,
+) -> float | None:
+    """`ko resolve` of `sources` into one manifest at `out`, its images pushed to the cluster's
+    registry: None when `out` exists and every image it names is still there (the registry keeps
+    them in memory only), else the seconds it took."""
+    if out.exists() and all(images.exists(s, ref) for ref in _image_refs(out.read_text())):
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    args = [str(s.bin / "ko"), "resolve", "--base-import-paths", "--platform=linux/amd64", "--recursive"]
+    for src in sources:
+        args += ["-f", str(src)]
+    log = s.logs / f"ko-{what.split()[0].lower()}.log"
+    print(f"  {label:<12}building {what} images with ko (log {log})…", flush=True)
+    start = time.monotonic()
+    tmp = out.with_suffix(".tmp")
+    with log.open("w") as err, tmp.open("w") as dst:
+        rc = subprocess.call(["nice", "-n", str(nice), *args], cwd=cwd, env=env, stdout=dst, stderr=err)
+    if rc != 0:
+        raise SystemExit(f"ripple-cluster: ko resolve of {what.split()[0]} failed (exit {rc}); see {log}")
+    tmp.rename(out)
+    took = time.monotonic() - start
+    print(f"  {label:<12}images built and pushed in {took:.0f} s", flush=True)
+    return took
+
+
 def build_serving(s: Settings) -> Path:
     """ko resolve config/core (+ the networking and caching CRDs) into one manifest; cached."""
     out = resolved_manifest(s)
-    if out.exists() and all(images.exists(s, ref) for ref in _image_refs(out.read_text())):
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    args = [str(s.bin / "ko"), "resolve", "--base-import-paths", "--platform=linux/amd64", "--recursive"]
-    for src in serving_sources(s):
-        args += ["-f", str(src)]
-    log = s.logs / "ko-serving.log"
-    print(f"  knative     building Serving {SERVING_VERSION} images with ko (log {log})…", flush=True)
-    start = time.monotonic()
-    with log.open("w") as err, out.with_suffix(".tmp").open("w") as dst:
-        rc = subprocess.call(
-            ["nice", "-n", "10", *args],
-            cwd=CLUSTER_SRC / "build" / "knative",
-            env=_ko_env(s),
-            stdout=dst,
-            stderr=err,
-        )
-    if rc != 0:
-        raise SystemExit(f"ripple-cluster: ko resolve failed (exit {rc}); see {log}")
-    out.with_suffix(".tmp").rename(out)
-    print(f"  knative     images built and pushed in {time.monotonic() - start:.0f} s")
+    ko_resolve(
+        s,
+        f"Serving {SERVING_VERSION}",
+        "knative",
+        serving_sources(s),
+        out,
+        CLUSTER_SRC / "build" / "knative",
+        _ko_env(s),
+        10,
+    )
     return out
 
 

@@ -35,8 +35,14 @@ from typing import Any
 
 import yaml
 
-from . import images
-from .addons import _image_refs, _ko_env, kubectl, module_dir, restricted_security_context, wait_deployments
+from .addons import (
+    _ko_env,
+    ko_resolve,
+    kubectl,
+    module_dir,
+    restricted_security_context,
+    wait_deployments,
+)
 from .settings import CLUSTER_SRC, EVENTING_VERSION, REPO, Settings
 
 WRAPPER = CLUSTER_SRC / "build" / "eventing"
@@ -69,25 +75,12 @@ def resolved_manifest(s: Settings) -> Path:
 def build_eventing(s: Settings) -> Path:
     """ko resolve the three folders into one manifest; skipped while its images are in the registry."""
     out = resolved_manifest(s)
-    if out.exists() and all(images.exists(s, ref) for ref in _image_refs(out.read_text())):
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    args = [str(s.bin / "ko"), "resolve", "--base-import-paths", "--platform=linux/amd64", "--recursive"]
-    for src in eventing_sources(s):
-        args += ["-f", str(src)]
-    log = s.logs / "ko-eventing.log"
-    print(f"  eventing    building Eventing {EVENTING_VERSION} images with ko (log {log})…", flush=True)
-    start = time.monotonic()
     env = _ko_env(s) | {"KO_DOCKER_REPO": f"{s.registry}/knative-eventing"}
-    tmp = out.with_suffix(".tmp")
-    with log.open("w") as err, tmp.open("w") as dst:
-        rc = subprocess.call(["nice", "-n", "19", *args], cwd=WRAPPER, env=env, stdout=dst, stderr=err)
-    if rc != 0:
-        raise SystemExit(f"ripple-cluster: ko resolve of Eventing failed (exit {rc}); see {log}")
-    tmp.rename(out)
-    took = time.monotonic() - start
-    _record_time(s, "eventing-images", took)
-    print(f"  eventing    images built and pushed in {took:.0f} s", flush=True)
+    took = ko_resolve(
+        s, f"Eventing {EVENTING_VERSION}", "eventing", eventing_sources(s), out, WRAPPER, env, 19
+    )
+    if took is not None:
+        _record_time(s, "eventing-images", took)
     return out
 
 
