@@ -151,39 +151,29 @@ def expected_totals(events: list[Event]) -> tuple:
     return (count(ORDER), amount(ORDER), count(PAYMENT), amount(PAYMENT), count(PAGEVIEW))
 
 
-def actual_per_minute(engine: sa.Engine, tenant: str) -> dict:
+def tenant_rows(engine: sa.Engine, table: str, columns: str, tenant: str) -> list[sa.Row]:
+    """The tenant's rows of one aggregate table (`columns` as in a SELECT list)."""
     with engine.connect() as connection:
-        rows = connection.execute(
-            sa.text(
-                "SELECT event_type, window_start, events, amount_sum FROM agg_events_per_minute "
-                "WHERE tenant = :tenant"
-            ),
-            {"tenant": tenant},
+        return connection.execute(
+            sa.text(f"SELECT {columns} FROM {table} WHERE tenant = :tenant"), {"tenant": tenant}
         ).all()
+
+
+def actual_per_minute(engine: sa.Engine, tenant: str) -> dict:
+    columns = "event_type, window_start, events, amount_sum"
+    rows = tenant_rows(engine, "agg_events_per_minute", columns, tenant)
     return {(kind, start): (count, total) for kind, start, count, total in rows}
 
 
 def actual_products(engine: sa.Engine, tenant: str) -> dict:
-    with engine.connect() as connection:
-        rows = connection.execute(
-            sa.text(
-                "SELECT sku, revenue, quantity, order_lines FROM agg_product_sales WHERE tenant = :tenant"
-            ),
-            {"tenant": tenant},
-        ).all()
+    rows = tenant_rows(engine, "agg_product_sales", "sku, revenue, quantity, order_lines", tenant)
     return {sku: (revenue, quantity, lines) for sku, revenue, quantity, lines in rows}
 
 
 def actual_totals(engine: sa.Engine, tenant: str) -> tuple | None:
-    with engine.connect() as connection:
-        row = connection.execute(
-            sa.text(
-                "SELECT orders, order_amount, payments, payment_amount, pageviews FROM agg_tenant_totals "
-                "WHERE tenant = :tenant"
-            ),
-            {"tenant": tenant},
-        ).first()
-    return tuple(row) if row else None
+    columns = "orders, order_amount, payments, payment_amount, pageviews"
+    rows = tenant_rows(engine, "agg_tenant_totals", columns, tenant)
+    return tuple(rows[0]) if rows else None
 
 
 def wait_for(

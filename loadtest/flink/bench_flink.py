@@ -30,6 +30,7 @@ from flink_testkit import (  # the test kit writes events as the gateway does
     minute,
     new_tenant,
     producer,
+    tenant_rows,
 )
 
 from loadtest.measure import percentile
@@ -46,14 +47,10 @@ def counted(engine: sa.Engine, tenant: str, before: int = 0) -> int:
     """The tenant's events counted so far; `before` while PostgreSQL does not answer (shared
     stack: other developers' failure drills stop it now and then)."""
     try:
-        with engine.connect() as connection:
-            row = connection.execute(
-                sa.text("SELECT orders + payments + pageviews FROM agg_tenant_totals WHERE tenant = :t"),
-                {"t": tenant},
-            ).first()
+        rows = tenant_rows(engine, "agg_tenant_totals", "orders + payments + pageviews", tenant)
     except sa.exc.OperationalError:
         return before
-    return int(row[0]) if row else 0
+    return int(rows[0][0]) if rows else 0
 
 
 def throughput(settings, secrets, engine: sa.Engine, events: int) -> dict:
@@ -126,14 +123,8 @@ def delay(settings, engine: sa.Engine, rate: float, seconds: float) -> dict:
         while len(rows) < len(windows):
             time.sleep(1)
             try:
-                with engine.connect() as connection:
-                    rows = connection.execute(
-                        sa.text(
-                            "SELECT event_type, window_start, written_at FROM agg_events_per_minute "
-                            "WHERE tenant = :t"
-                        ),
-                        {"t": tenant},
-                    ).all()
+                columns = "event_type, window_start, written_at"
+                rows = tenant_rows(engine, "agg_events_per_minute", columns, tenant)
             except sa.exc.OperationalError:
                 continue
     written = {(kind, start_): at for kind, start_, at in rows}
