@@ -366,3 +366,69 @@ def check_back_to_zero(waits: Sequence[tuple[str, float, bool]]) -> Check:
         f"{gap}: {waited:.0f} s{'' if reached else ' (not reached)'}" for gap, waited, reached in waits
     )
     return Check(name, FAIL if missed else PASS, detail)
+
+
+# Where a flagged order's time goes, hop by hop: each stamp is a column the path writes as the
+# order passes (PostgreSQL's clock, except the order's own `time`, which the client sets).
+STAMPS = (
+    "order placed (events.time)",
+    "stored by event-store (events.received_at)",
+    "alert row (order_alerts.created_at)",
+    "Kafka and Broker confirmed (order_alerts.emitted_at)",
+    "notifier's outbox row (notifications.recorded_at)",
+    "mail accepted (notifications.sent_at)",
+)
+PLACED, STORED, ALERTED, EMITTED, RECORDED, SENT = range(len(STAMPS))
+# (from, to): the store branch beside the alert path, then the alert path hop by hop, then the two
+# spans the notifier's delay metric and the scenario's verdict measure.
+HOPS = (
+    (PLACED, STORED),
+    (PLACED, ALERTED),
+    (ALERTED, EMITTED),
+    (EMITTED, RECORDED),
+    (RECORDED, SENT),
+    (ALERTED, SENT),
+    (PLACED, SENT),
+)
+
+
+@dataclass(frozen=True)
+class HopRow:
+    """One hop's time over the flagged orders that passed both its stamps."""
+
+    hop: str
+    orders: int
+    p50_s: float | None
+    p99_s: float | None
+    max_s: float | None
+
+
+def hop_rows(stamps: Iterable[Sequence[float | None]]) -> list[HopRow]:
+    """p50/p99/max of every hop in HOPS; `stamps` holds one tuple per flagged order, in STAMPS order
+    (None where the order never reached that stamp)."""
+    orders = list(stamps)
+    rows = []
+    for start, end in HOPS:
+        spans = [s[end] - s[start] for s in orders if s[start] is not None and s[end] is not None]
+
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 3)
+
+        name = f"{STAMPS[start].split(' (')[0]} -> {STAMPS[end].split(' (')[0]}"
+        rows.append(
+            HopRow(
+                name,
+                len(spans),
+                rounded(percentile(spans, 50)),
+                rounded(percentile(spans, 99)),
+                rounded(max(spans) if spans else None),
+            )
+        )
+    return rows
+
+
+def hop_table(rows: Sequence[HopRow]) -> str:
+    return markdown_table(
+        ("hop", "orders", "p50 s", "p99 s", "max s"),
+        [(r.hop, r.orders, r.p50_s, r.p99_s, r.max_s) for r in rows],
+    )

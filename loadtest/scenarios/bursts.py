@@ -41,6 +41,8 @@ from .burstplan import (
     check_path,
     delay_table,
     delays,
+    hop_rows,
+    hop_table,
     parse_mail_head,
     plan,
 )
@@ -94,6 +96,19 @@ class PathDatabase:
             (self.database.source, ORDER, self.threshold),
         )[0]
         return missing == 0
+
+    def stamps(self) -> list[tuple[float | None, ...]]:
+        """Per flagged order of the run, the moments of burstplan.STAMPS (epoch s, None if not reached)."""
+        rows = self.database._run(
+            "SELECT extract(epoch FROM e.time), extract(epoch FROM e.received_at), "
+            "extract(epoch FROM a.created_at), extract(epoch FROM a.emitted_at), "
+            "extract(epoch FROM n.recorded_at), extract(epoch FROM n.sent_at) "
+            "FROM events e LEFT JOIN order_alerts a ON a.trigger_source = e.source AND a.trigger_id = e.id "
+            "LEFT JOIN notifications n ON n.id = a.alert_id "
+            "WHERE e.source = %s AND e.type = %s AND (e.data->>'amount')::numeric > %s",
+            (self.database.source, ORDER, self.threshold),
+        )
+        return [tuple(None if v is None else float(v) for v in row) for row in rows]
 
     def reading(self, mail_dir: Path, since: float, accepted_flagged: int) -> PathReading:
         source = self.database.source
@@ -184,6 +199,7 @@ class BurstDrill(Drill):
     burst_started: float = 0.0
     path: PathDatabase | None = None
     found_delays: Delays | None = None
+    found_hops: list[tuple[float | None, ...]] | None = None
 
     def __post_init__(self) -> None:
         burst = self.bursts
@@ -375,6 +391,7 @@ class BurstDrill(Drill):
         phases = [(p.name, p.start, p.end) for p in run.phases]
         outages = [(injected, ready or self.t_end) for f, _, injected, ready in self.faults if f.outage]
         self.found_delays = delays(reading, phases, outages)
+        self.found_hops = _safe(self.path.stamps)
         found += check_delay(self.found_delays, self.bursts.delay_limit_s)
         return found
 
@@ -394,6 +411,17 @@ class BurstDrill(Drill):
                 "server's acceptance), by the phase the order was placed in:",
                 "",
                 delay_table(self.found_delays),
+            ]
+        if self.found_hops:
+            lines += [
+                "",
+                "## Where the time goes, hop by hop",
+                "",
+                "Each flagged order's stamps along the path (PostgreSQL's clock; the order's `time` is the "
+                "client's): placed -> stored is the event-store branch beside the alert path; alert row -> "
+                "mail accepted is what the notifier's `ripple_notifier_alert_to_mail_seconds` measures.",
+                "",
+                hop_table(hop_rows(self.found_hops)),
             ]
         return ["\n".join(lines)]
 

@@ -8,6 +8,7 @@ import pytest
 
 from loadtest.scenarios.burstplan import (
     DEFAULT_FAULTS,
+    HOPS,
     KILL_INSTANCE,
     QUICK,
     STOP,
@@ -19,6 +20,7 @@ from loadtest.scenarios.burstplan import (
     check_path,
     delay_table,
     delays,
+    hop_rows,
     parse_mail_head,
     plan,
 )
@@ -220,3 +222,29 @@ def test_back_to_zero_fails_when_a_gap_timed_out() -> None:
     missed = check_back_to_zero([("idle 1", 130.0, True), ("idle 2", 600.0, False)])
     assert missed.result == FAIL and "idle 2: 600 s (not reached)" in missed.detail
     assert check_back_to_zero([]).result == INFO
+
+
+@pytest.mark.parametrize(
+    ("stamps", "hop", "expected"),
+    [
+        # placed, stored, alert row, emitted, outbox row, sent
+        ([(0.0, 1.0, 2.0, 2.5, 2.75, 3.0)], "order placed -> alert row", (1, 2.0, 2.0, 2.0)),
+        ([(0.0, 1.0, 2.0, 2.5, 2.75, 3.0)], "alert row -> Kafka and Broker confirmed", (1, 0.5, 0.5, 0.5)),
+        ([(0.0, 1.0, 2.0, 2.5, 2.75, 3.0)], "alert row -> mail accepted", (1, 1.0, 1.0, 1.0)),
+        ([(0.0, 1.0, 2.0, 2.5, 2.75, 3.0)], "order placed -> mail accepted", (1, 3.0, 3.0, 3.0)),
+        # an order not yet alerted counts in the store hop only
+        ([(0.0, 4.0, None, None, None, None)], "order placed -> stored by event-store", (1, 4.0, 4.0, 4.0)),
+        ([(0.0, 4.0, None, None, None, None)], "order placed -> alert row", (0, None, None, None)),
+        # p50 interpolates between ranks, p99 sits near the largest
+        (
+            [(0.0, 0.0, 1.0, 0, 0, 0), (0.0, 0.0, 3.0, 0, 0, 0)],
+            "order placed -> alert row",
+            (2, 2.0, 2.98, 3.0),
+        ),
+    ],
+)
+def test_hop_rows_time_each_hop_over_the_orders_that_passed_it(stamps, hop, expected) -> None:
+    rows = {row.hop: row for row in hop_rows(stamps)}
+    assert len(rows) == len(HOPS)
+    row = rows[hop]
+    assert (row.orders, row.p50_s, row.p99_s, row.max_s) == expected
