@@ -209,8 +209,8 @@ def container_source(
                             ],
                         }
                     ],
-                    # One dispatcher per manifest: it assigns itself every partition (README of
-                    # the stand-in, deviation on `consumers`); a second replica would double-deliver.
+                    # One dispatcher per manifest (`consumers` is not honoured); during a rollout
+                    # the old and the new pod share the partitions through the consumerGroup.
                     "volumes": [{"name": "manifest", "configMap": {"name": name}}],
                 },
             },

@@ -5,6 +5,7 @@ Settings (read here only):
   RIPPLE_DISPATCHER_HOST                            address the metrics port binds (127.0.0.1)
   RIPPLE_DISPATCHER_MAX_IN_FLIGHT                   bound on outstanding records (default 100)
   RIPPLE_DISPATCHER_COMMIT_INTERVAL_MS              how often done offsets are committed (1000)
+  RIPPLE_DISPATCHER_SESSION_TIMEOUT_MS              the consumer group's session (10000, upstream's)
   RIPPLE_KNATIVE_SERVICES, RIPPLE_CLUSTER_ADDRESSES where sinks and Kafka are (delivery/addresses.py)
   K_SINK                                            the sink's URL, when a cluster's SinkBinding or
                                                     ContainerSource resolved spec.sink (Knative's source
@@ -50,6 +51,7 @@ def dispatcher_config(manifest: Path, env: Mapping[str, str] = os.environ) -> Di
         bootstrap_servers=tuple(addresses.rewrite(server) for server in source.bootstrap_servers),
         max_in_flight=whole_number("RIPPLE_DISPATCHER_MAX_IN_FLIGHT", 100, 1, env),
         commit_interval_s=whole_number("RIPPLE_DISPATCHER_COMMIT_INTERVAL_MS", 1000, 10, env) / 1000,
+        session_timeout_ms=whole_number("RIPPLE_DISPATCHER_SESSION_TIMEOUT_MS", 10_000, 6000, env),
     )
 
 

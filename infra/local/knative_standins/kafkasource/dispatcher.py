@@ -13,11 +13,20 @@ called from one extra thread (kafka-python is not thread-safe and blocks), one c
   dead-letter sink that is down is retried until it answers, so the partition waits instead of
   dropping the event (Knative's data plane would commit after its retries; ripple prefers to
   block). A restarted dispatcher resumes from the committed offsets.
+- The consumer is a member of the KafkaSource's consumerGroup (subscribe, as upstream's consumer
+  verticles do), so two dispatchers on one manifest (a Deployment rolling a new pod beside the
+  old one) share the partitions instead of both delivering everything. On a revoke the records
+  still on the wire get a second to finish (upstream's rebalance listener waits up to 1 s per
+  handler), the done prefix of each revoked partition is committed, and the partition's state is
+  forgotten; completions that arrive later are ignored (the new owner redelivers from the commit).
+  Lost partitions (membership expired) are forgotten without a commit. Assigned partitions start
+  from the group's committed offset, or `initialOffset` when it has none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -26,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
@@ -46,6 +55,12 @@ T = TypeVar("T")
 STOP_GRACE_S = 10.0
 # Longest wait for a quarter of the in-flight window to free up before polling for less.
 REFILL_WAIT_S = 0.05
+# How long a revoke lets deliveries of the revoked partitions that are on the wire finish before
+# their done offsets are committed (upstream's rebalance listener waits 1 s per handler).
+REVOKE_GRACE_S = 1.0
+# How often topics that did not exist are looked for again (and the metadata refreshed, so added
+# partitions reach the group's assignment).
+TOPIC_CHECK_S = 30
 
 
 @dataclass(frozen=True)
@@ -57,6 +72,9 @@ class DispatcherConfig:
     max_in_flight: int = 100
     commit_interval_s: float = 1.0
     poll_timeout_ms: int = 200
+    # The group's failure detection (upstream's session.timeout.ms): a dispatcher killed without
+    # leaving the group holds its partitions this long (Kafka's floor: group.min.session.timeout.ms).
+    session_timeout_ms: int = 10_000
 
 
 def _record(message: Any) -> Record:
@@ -69,6 +87,40 @@ def _record(message: Any) -> Record:
         value=message.value,
         headers=tuple(message.headers or ()),
     )
+
+
+class Rebalance(AsyncConsumerRebalanceListener):
+    """The group's rebalance callbacks, which kafka-python runs on its own IO thread.
+
+    The offsets and the orderings live on the dispatcher's event loop, so each callback hands its
+    work to that loop and waits for it (a second at most: the loop never blocks on Kafka, every
+    consumer call runs on the consumer's thread). Commits go through commit_async and are awaited
+    on the IO loop: a blocking consumer call from that thread would deadlock kafka-python.
+    """
+
+    def __init__(
+        self, dispatcher: Dispatcher, loop: asyncio.AbstractEventLoop, consumer: KafkaConsumer
+    ) -> None:
+        self.dispatcher, self.loop, self.consumer = dispatcher, loop, consumer
+
+    def _on_loop(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(REVOKE_GRACE_S + 10)
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        offsets = self._on_loop(self.dispatcher.revoked(set(revoked)))
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit_async({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+        except KafkaError as error:  # the new owner starts from the previous commit: duplicates only
+            log.warning("commit of revoked partitions failed (%s); their new owner redelivers", error)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._on_loop(self.dispatcher.assigned(set(assigned)))
+
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        # Membership expired: the partitions may already be another member's; commit nothing.
+        self._on_loop(self.dispatcher.lost(set(lost)))
 
 
 class Dispatcher:
@@ -84,6 +136,10 @@ class Dispatcher:
         self._refill = max(1, config.max_in_flight // 4)
         self._stopping = asyncio.Event()  # set by SIGTERM / SIGINT
         self._room = asyncio.Event()  # set when at least `_refill` records fit again
+        self._owned: set[TopicPartition] = set()  # what the group assigned us now
+        self._on_wire: dict[TopicPartition, int] = {}  # deliveries in progress per partition
+        self._subscribed: set[str] = set()
+        self._listener: Rebalance | None = None
         self.ordering = ordering_of(
             config.source.ordering, self._deliver, self._done, self._spawn, self.offsets, self._stopping
         )
@@ -114,7 +170,13 @@ class Dispatcher:
             # As Knative's dispatcher: records of aborted or open transactions are never sent.
             isolation_level="read_committed",
             max_poll_records=self.config.max_in_flight,
+            # As config-kafka-source-data-plane: session 10 s, heartbeat 3 s, and the client's
+            # default (range, eager) assignment, its assignor line being commented out upstream.
+            session_timeout_ms=self.config.session_timeout_ms,
+            heartbeat_interval_ms=min(3000, self.config.session_timeout_ms // 3),
+            metadata_max_age_ms=TOPIC_CHECK_S * 1000,
         )
+        self._listener = Rebalance(self, loop, consumer)
         sender = HttpSender(
             self.source.delivery.timeout_s, self.source.namespace, max_connections=self.config.max_in_flight
         )
@@ -146,7 +208,7 @@ class Dispatcher:
     # --- consumer side -------------------------------------------------------------------------
 
     async def _poll_loop(self, consumer: KafkaConsumer, stopping: asyncio.Event) -> None:
-        await self._assign(consumer)  # topics that do not exist yet are picked up within 30 s
+        await self._subscribe(consumer)  # topics that do not exist yet are picked up within 30 s
         log.info(
             "kafkasource %s: %s -> %s (%s, dead letters: %s)",
             self.source.name,
@@ -157,7 +219,7 @@ class Dispatcher:
         )
         in_flight = self.metrics.in_flight.labels(self.source.name)
         last_commit = last_lag = 0.0
-        last_assign = time.monotonic()
+        last_topics = time.monotonic()
         while not stopping.is_set():
             in_flight.set(self.offsets.outstanding)
             if self.config.max_in_flight - self.offsets.outstanding < self._refill:
@@ -166,7 +228,9 @@ class Dispatcher:
                 self._room.clear()
                 await wait_event(self._room, REFILL_WAIT_S)
             room = self.config.max_in_flight - self.offsets.outstanding
-            if room > 0:
+            if not self._subscribed:  # none of the topics exists yet
+                await wait_event(stopping, self.config.poll_timeout_ms / 1000)
+            elif room > 0:
                 # The bound is applied by asking poll() for no more than this, and by not polling
                 # at all at zero, rather than with pause()/resume(): kafka-python 3.0.12 parks the
                 # buffered records of a paused partition and, once the in-line slot held a drained
@@ -183,11 +247,13 @@ class Dispatcher:
             if now - last_lag >= 5:
                 await self._kafka(self._update_lag, consumer, self.offsets.committed_offsets())
                 last_lag = now
-            if now - last_assign >= 30:  # topics created or partitions added since
-                await self._assign(consumer)
-                last_assign = now
+            if now - last_topics >= TOPIC_CHECK_S:  # topics created since
+                await self._subscribe(consumer)
+                last_topics = now
 
     def _accept(self, tp: TopicPartition, messages: list) -> None:
+        if tp not in self._owned:  # fetched just before a revoke: its new owner has it
+            return
         state = self.offsets.get(tp)
         # A record fetched again (e.g. after a reassignment) is already queued, in flight or done.
         fresh = [_record(m) for m in messages if self.offsets.receive(tp, state, m.offset)]
@@ -226,37 +292,81 @@ class Dispatcher:
                     max(highwater - position, 0)
                 )
 
-    async def _assign(self, consumer: KafkaConsumer) -> bool:
-        """Take every partition of the topics; True once all topics exist.
+    async def _subscribe(self, consumer: KafkaConsumer) -> bool:
+        """Join the consumerGroup for the topics that exist; True once all of them exist.
 
-        Locally one dispatcher runs per KafkaSource, so it assigns itself all partitions instead
-        of joining the group's rebalancing (kafka-python 3.0.12 can hang in a rebalance that
-        follows a first join made before the topic metadata arrived). Offsets are still
-        committed to, and resumed from, the KafkaSource's consumerGroup.
+        A topic that does not exist yet is left out of the subscription (a join made before a
+        topic's metadata arrived can leave kafka-python 3.0.12 stuck in the rebalance that
+        follows) and added once it exists: subscribing again with more topics rebalances.
         """
-        wanted: list[TopicPartition] = []
-        missing = []
+        existing, missing = [], []
         for topic in self.source.topics:
             partitions = await self._kafka(consumer.partitions_for_topic, topic)
-            if not partitions:
-                missing.append(topic)
-            wanted.extend(TopicPartition(topic, p) for p in sorted(partitions or ()))
+            (existing if partitions else missing).append(topic)
         if missing:
             log.warning("topics %s do not exist (yet); waiting for them", ", ".join(missing))
-        if set(wanted) != set(await self._kafka(consumer.assignment)):
-            await self._kafka(consumer.assign, wanted)
-            self.offsets.assign(wanted)
-            self.ordering.keep_only(set(wanted))
-            log.info(
-                "partitions assigned: %s", ", ".join(f"{tp.topic}-{tp.partition}" for tp in wanted) or "none"
-            )
+        if existing and set(existing) != self._subscribed:
+            await self._kafka(consumer.subscribe, topics=existing, listener=self._listener)
+            self._subscribed = set(existing)
+            log.info("subscribed to %s in consumer group %s", ", ".join(existing), self.source.consumer_group)
         return not missing
+
+    # --- rebalance callbacks (run on the loop, called from Rebalance) ---------------------------
+
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        """The group gave us these partitions (with the cooperative protocol: these in addition)."""
+        self._owned |= partitions
+        for tp in partitions:
+            self.offsets.get(tp)  # a new owner starts from the group's committed offset
+        log.info("partitions assigned: %s", _names(partitions) or "none")
+
+    async def revoked(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        """Stop starting records of these partitions, let those on the wire finish for a moment,
+        forget the partitions and return the done offsets to commit before they change hands."""
+        self._owned -= partitions
+        self.ordering.keep_only(self._owned)
+        deadline = time.monotonic() + REVOKE_GRACE_S
+        while (
+            not self._stopping.is_set()
+            and any(self._on_wire.get(tp) for tp in partitions)
+            and time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.02)
+        offsets = {tp: offset for tp, offset in self.offsets.to_commit().items() if tp in partitions}
+        self._forget(partitions)
+        log.info(
+            "partitions revoked: %s (committing %s)", _names(partitions) or "none", offsets or "nothing new"
+        )
+        return offsets
+
+    async def lost(self, partitions: set[TopicPartition]) -> None:
+        self._owned -= partitions
+        self.ordering.keep_only(self._owned)
+        self._forget(partitions)
+        log.warning("partitions lost (group membership expired): %s", _names(partitions) or "none")
+
+    def _forget(self, partitions: set[TopicPartition]) -> None:
+        self.offsets.forget(partitions)
+        for tp in partitions:
+            with contextlib.suppress(KeyError):  # a revoked partition's lag is its new owner's
+                self.metrics.lag.remove(self.source.name, tp.topic, str(tp.partition))
+        if self.config.max_in_flight - self.offsets.outstanding >= self._refill:
+            self._room.set()
 
     # --- delivery side -------------------------------------------------------------------------
 
     async def _deliver(self, record: Record) -> bool:
         """Deliver one record; True once done (acknowledged or dead-lettered), False if stopped."""
         stopping = self._stopping
+        tp = TopicPartition(record.topic, record.partition)
+        on_wire = self._on_wire
+        on_wire[tp] = on_wire.get(tp, 0) + 1
+        try:
+            return await self._deliver_until_done(record, stopping)
+        finally:
+            on_wire[tp] -= 1
+
+    async def _deliver_until_done(self, record: Record, stopping: asyncio.Event) -> bool:
         while not stopping.is_set():
             try:
                 event = to_http(record, self.source.namespace, self.source.name, self.source.ce_overrides)
@@ -273,3 +383,7 @@ class Dispatcher:
         self.offsets.complete(tp, state, offset)
         if self.config.max_in_flight - self.offsets.outstanding >= self._refill:
             self._room.set()
+
+
+def _names(partitions: set[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}-{tp.partition}" for tp in sorted(partitions))

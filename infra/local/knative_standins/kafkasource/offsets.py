@@ -78,6 +78,14 @@ class OffsetTracker:
         for key in wanted:
             self._partitions.setdefault(key, PartitionOffsets())
 
+    def forget(self, partitions: Iterable[Hashable]) -> None:
+        """Drop revoked partitions: what they had outstanding no longer counts, and completions
+        that arrive for them later are ignored (`is_current`)."""
+        for key in partitions:
+            state = self._partitions.pop(key, None)
+            if state is not None:
+                self.outstanding -= state.outstanding
+
     def get(self, partition: Hashable) -> PartitionOffsets:
         state = self._partitions.get(partition)
         if state is None:

@@ -65,7 +65,9 @@ class Ordered:
     def keep_only(self, partitions: set[TopicPartition]) -> None:
         """Drop what waits for partitions no longer assigned (they are redelivered to the new owner)."""
         for tp in [tp for tp in self.queues if tp not in partitions]:
-            del self.queues[tp]
+            # Emptied, not only dropped: the partition's running task holds the same deque and
+            # must start nothing more (the record it has on the wire finishes on its own).
+            self.queues.pop(tp).clear()
 
     async def _in_order(self, tp: TopicPartition, state: PartitionOffsets) -> None:
         try:
@@ -74,7 +76,8 @@ class Ordered:
                 record = queue[0]
                 if not await self.deliver(record):
                     return  # stopped: the rest stays undone, redelivered after the restart
-                queue.popleft()
+                if queue and queue[0] is record:  # else emptied by a revoke meanwhile
+                    queue.popleft()
                 self.done(tp, state, record.offset)
         finally:
             self.running.discard(tp)
