@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 import functions_framework.aio
 from cloudevents.http import CloudEvent
@@ -26,11 +27,12 @@ from order_alerts.alerts import (
     above_threshold,
     alert_event,
     mark_emitted,
+    order_delay_s,
     record_alert,
 )
 from order_alerts.config import Config
 from order_alerts.emit import AlertPublisher
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlalchemy.exc import SQLAlchemyError
 
 from ripple_consumer.database import LazyEngine
@@ -40,6 +42,15 @@ from ripple_settings import or_exit
 log = logging.getLogger("order-alerts")
 CONFIG = or_exit("order-alerts", Config.from_env)
 HANDLED = Counter("ripple_order_alerts_events", "Events handled by order-alerts", ["outcome"])
+# The first hop of the order -> notification delay (issue 19): from the order event's time to its
+# alert confirmed by Kafka and the Broker. Where a backlog in front of order-alerts shows; the
+# notifier's ripple_notifier_alert_to_mail_seconds starts where this ends. Alert rule:
+# RippleOrderAlertsLate (infra/prometheus/rules/broker.yaml).
+ORDER_TO_ALERT = Histogram(
+    "ripple_order_alerts_order_to_alert_seconds",
+    "Delay from an order event's time to its alert confirmed by Kafka and the notifications Broker",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
 PUBLISHER = AlertPublisher(CONFIG)
 
 engine = LazyEngine(CONFIG)
@@ -73,6 +84,9 @@ def raise_alert(event: CloudEvent) -> None:
             return
         PUBLISHER.publish(alert_event(alert, CONFIG.alert_source))
         mark_emitted(engine(), alert)
+        delay = order_delay_s(event, datetime.now(UTC))
+        if delay is not None:
+            ORDER_TO_ALERT.observe(delay)
     except PermanentError as error:
         HANDLED.labels("rejected").inc()
         raise problem(422, "unprocessable-order", "Order cannot be processed", str(error)) from None

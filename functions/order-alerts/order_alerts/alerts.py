@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -107,6 +107,24 @@ def mark_emitted(engine: Engine, alert: Alert) -> None:
             .where(order_alerts.c.tenant == alert.tenant, order_alerts.c.order_id == alert.order_id)
             .values(emitted_at=func.now())
         )
+
+
+def order_delay_s(event: AnyCloudEvent, now: datetime) -> float | None:
+    """Seconds from the order event's `time` to `now`; None without a readable `time`.
+
+    The first hop of issue 19's order -> notification delay (the notifier's own metric starts at
+    the alert); a clock ahead of ours gives 0, not a negative delay.
+    """
+    value = event.get("time")
+    if isinstance(value, str) and value:
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    placed = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return max((now - placed).total_seconds(), 0.0)
 
 
 def alert_event(alert: Alert, source: str) -> CloudEvent:
