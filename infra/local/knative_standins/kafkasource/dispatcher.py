@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -58,6 +59,11 @@ REFILL_WAIT_S = 0.05
 # How long a revoke lets deliveries of the revoked partitions that are on the wire finish before
 # their done offsets are committed (upstream's rebalance listener waits 1 s per handler).
 REVOKE_GRACE_S = 1.0
+# A rebalance that has not assigned anything this long after the revoke is stuck: kafka-python
+# 3.0.12 was seen hanging in the SyncGroup of a second rebalance right after the first join (the
+# cluster's order-alerts dispatcher, 2026-12-03). The process then exits so its supervisor
+# (Kubernetes, supervisord) starts a fresh one; the revoke already committed what was done.
+REBALANCE_STUCK_S = 60.0
 # How often topics that did not exist are looked for again (and the metadata refreshed, so added
 # partitions reach the group's assignment).
 TOPIC_CHECK_S = 30
@@ -140,6 +146,7 @@ class Dispatcher:
         self._on_wire: dict[TopicPartition, int] = {}  # deliveries in progress per partition
         self._subscribed: set[str] = set()
         self._listener: Rebalance | None = None
+        self._rebalancing_since: float | None = None  # a revoke with no assignment after it yet
         self.ordering = ordering_of(
             config.source.ordering, self._deliver, self._done, self._spawn, self.offsets, self._stopping
         )
@@ -250,6 +257,15 @@ class Dispatcher:
             if now - last_topics >= TOPIC_CHECK_S:  # topics created since
                 await self._subscribe(consumer)
                 last_topics = now
+            if rebalance_stuck(self._rebalancing_since, now):
+                log.error(
+                    "kafkasource %s: the group's rebalance has assigned nothing for %.0f s (a known "
+                    "kafka-python hang); exiting so that a fresh dispatcher joins",
+                    self.source.name,
+                    now - (self._rebalancing_since or now),
+                )
+                logging.shutdown()
+                os._exit(3)  # close() would wait on the same hung coordinator
 
     def _accept(self, tp: TopicPartition, messages: list) -> None:
         if tp not in self._owned:  # fetched just before a revoke: its new owner has it
@@ -316,6 +332,7 @@ class Dispatcher:
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         """The group gave us these partitions (with the cooperative protocol: these in addition)."""
         self._owned |= partitions
+        self._rebalancing_since = None
         for tp in partitions:
             self.offsets.get(tp)  # a new owner starts from the group's committed offset
         log.info("partitions assigned: %s", _names(partitions) or "none")
@@ -325,6 +342,8 @@ class Dispatcher:
         forget the partitions and return the done offsets to commit before they change hands."""
         self._owned -= partitions
         self.ordering.keep_only(self._owned)
+        if not self._stopping.is_set():
+            self._rebalancing_since = time.monotonic()
         deadline = time.monotonic() + REVOKE_GRACE_S
         while (
             not self._stopping.is_set()
@@ -383,6 +402,11 @@ class Dispatcher:
         self.offsets.complete(tp, state, offset)
         if self.config.max_in_flight - self.offsets.outstanding >= self._refill:
             self._room.set()
+
+
+def rebalance_stuck(since: float | None, now: float, limit_s: float = REBALANCE_STUCK_S) -> bool:
+    """True once a rebalance begun at `since` (monotonic) has gone `limit_s` without an assignment."""
+    return since is not None and now - since >= limit_s
 
 
 def _names(partitions: set[TopicPartition]) -> str:

@@ -13,7 +13,7 @@ import pytest
 from kafka import TopicPartition
 
 from knative_standins.kafkasource.convert import Record
-from knative_standins.kafkasource.dispatcher import Dispatcher, DispatcherConfig
+from knative_standins.kafkasource.dispatcher import Dispatcher, DispatcherConfig, rebalance_stuck
 from knative_standins.kafkasource.manifest import load
 from knative_standins.kafkasource.metrics import DispatcherMetrics
 
@@ -131,5 +131,26 @@ def test_lost_partitions_are_forgotten_without_a_commit():
         d._done(P0, d.offsets.get(P0), 0)
         await d.lost({P0})
         assert d.offsets.to_commit() == {} and d.offsets.outstanding == 0 and not d._owned
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("since", "now", "stuck"),
+    [(None, 1000.0, False), (100.0, 159.0, False), (100.0, 160.0, True), (100.0, 500.0, True)],
+)
+def test_a_rebalance_without_assignment_for_a_minute_is_stuck(since, now, stuck):
+    assert rebalance_stuck(since, now, 60.0) is stuck
+
+
+def test_revoke_starts_the_rebalance_clock_and_assign_stops_it():
+    async def scenario():
+        d = dispatcher("unordered")
+        await d.assigned({P0})
+        assert d._rebalancing_since is None
+        await d.revoked({P0})
+        assert d._rebalancing_since is not None
+        await d.assigned({P0})
+        assert d._rebalancing_since is None
 
     asyncio.run(scenario())
