@@ -147,6 +147,7 @@ class Dispatcher:
         self._subscribed: set[str] = set()
         self._listener: Rebalance | None = None
         self._rebalancing_since: float | None = None  # a revoke with no assignment after it yet
+        self._rewind: set[TopicPartition] = set()  # newly assigned: fetch from the commit
         self.ordering = ordering_of(
             config.source.ordering, self._deliver, self._done, self._spawn, self.offsets, self._stopping
         )
@@ -245,6 +246,8 @@ class Dispatcher:
                 batches = await self._kafka(
                     consumer.poll, timeout_ms=self.config.poll_timeout_ms, max_records=room
                 )
+                if self._rewind:  # assigned during that poll
+                    batches = await self._start_from_commit(consumer, batches)
                 for tp, messages in batches.items():
                     self._accept(tp, messages)
             now = time.monotonic()
@@ -333,6 +336,7 @@ class Dispatcher:
         """The group gave us these partitions (with the cooperative protocol: these in addition)."""
         self._owned |= partitions
         self._rebalancing_since = None
+        self._rewind |= partitions
         for tp in partitions:
             self.offsets.get(tp)  # a new owner starts from the group's committed offset
         log.info("partitions assigned: %s", _names(partitions) or "none")
@@ -357,6 +361,33 @@ class Dispatcher:
             "partitions revoked: %s (committing %s)", _names(partitions) or "none", offsets or "nothing new"
         )
         return offsets
+
+    async def _start_from_commit(self, consumer: KafkaConsumer, batches: dict) -> dict:
+        """Make newly assigned partitions start at the group's committed offset.
+
+        kafka-python keeps the fetch position of a partition that an eager rebalance revokes and
+        assigns straight back (`assign_from_subscribed`), while the revoke forgot its offsets:
+        without this, a record on the wire at the revoke would never be committed (its
+        completion belongs to the forgotten state) and the partition's commit would stall for
+        good (seen on the cluster). Records fetched in the same poll are dropped and fetched again.
+        """
+        rewind, self._rewind = self._rewind, set()
+        await self._kafka(self._seek_to_committed, consumer, rewind)
+        self.offsets.forget(rewind)  # nothing of them was accepted since the assignment
+        return {tp: messages for tp, messages in batches.items() if tp not in rewind}
+
+    def _seek_to_committed(self, consumer: KafkaConsumer, partitions: set[TopicPartition]) -> None:
+        """On the consumer's thread: seek each still-assigned partition to its committed offset
+        (one without a commit keeps the position `initialOffset` gave it)."""
+        assigned = consumer.assignment()
+        for tp in partitions & assigned:
+            try:
+                committed = consumer.committed(tp)
+            except KafkaError as error:
+                log.warning("reading the committed offset of %s failed (%s)", _names({tp}), error)
+                continue
+            if committed is not None:
+                consumer.seek(tp, committed)
 
     async def lost(self, partitions: set[TopicPartition]) -> None:
         self._owned -= partitions

@@ -154,3 +154,42 @@ def test_revoke_starts_the_rebalance_clock_and_assign_stops_it():
         assert d._rebalancing_since is None
 
     asyncio.run(scenario())
+
+
+class FakeConsumer:
+    """What _start_from_commit asks of the consumer: its assignment, committed offsets, seeks."""
+
+    def __init__(self, assigned: set, committed: dict) -> None:
+        self.assigned, self.commits, self.seeks = assigned, committed, {}
+
+    def assignment(self) -> set:
+        return self.assigned
+
+    def committed(self, tp):
+        return self.commits.get(tp)
+
+    def seek(self, tp, offset) -> None:
+        self.seeks[tp] = offset
+
+
+def test_a_partition_assigned_back_starts_again_from_its_commit():
+    """Eager rebalance: revoked with a record on the wire, assigned straight back; kafka-python
+    kept the fetch position, so the dispatcher seeks to the commit and fetches the record again
+    under the new state (which can then commit past it)."""
+
+    async def scenario():
+        d = dispatcher("ordered")
+        await d.assigned({P0, P1})
+        d._rewind.clear()
+        receive(d, P0, range(3))
+        d._done(P0, d.offsets.get(P0), 0)
+        assert await d.revoked({P0, P1}) == {P0: 1}
+        await d.assigned({P0, P1})
+        consumer = FakeConsumer({P0, P1}, {P0: 1})  # P1 never committed: keeps its position
+        batch = {P0: ["fetched at the kept position"], P1: ["p1 record"]}
+        left = await d._start_from_commit(consumer, batch)
+        assert consumer.seeks == {P0: 1}
+        assert left == {}  # both were newly assigned: their records are fetched again
+        assert not d._rewind and d.offsets.get(P0).last_received is None
+
+    asyncio.run(scenario())
