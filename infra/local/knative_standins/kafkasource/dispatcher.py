@@ -369,18 +369,22 @@ class Dispatcher:
         assigns straight back (`assign_from_subscribed`), while the revoke forgot its offsets:
         without this, a record on the wire at the revoke would never be committed (its
         completion belongs to the forgotten state) and the partition's commit would stall for
-        good (seen on the cluster). Records fetched in the same poll are dropped and fetched again.
+        good (seen on the cluster). Records fetched in the same poll for a partition sought back
+        are dropped and fetched again; a partition without a commit keeps its position and its
+        records (nothing of it was done: the revoke commits the done prefix).
         """
         rewind, self._rewind = self._rewind, set()
-        await self._kafka(self._seek_to_committed, consumer, rewind)
-        self.offsets.forget(rewind)  # nothing of them was accepted since the assignment
-        return {tp: messages for tp, messages in batches.items() if tp not in rewind}
+        sought = await self._kafka(self._seek_to_committed, consumer, rewind)
+        self.offsets.forget(sought)  # nothing of them was accepted since the assignment
+        return {tp: messages for tp, messages in batches.items() if tp not in sought}
 
-    def _seek_to_committed(self, consumer: KafkaConsumer, partitions: set[TopicPartition]) -> None:
-        """On the consumer's thread: seek each still-assigned partition to its committed offset
-        (one without a commit keeps the position `initialOffset` gave it)."""
-        assigned = consumer.assignment()
-        for tp in partitions & assigned:
+    def _seek_to_committed(
+        self, consumer: KafkaConsumer, partitions: set[TopicPartition]
+    ) -> set[TopicPartition]:
+        """On the consumer's thread: seek each still-assigned partition that has a committed
+        offset to it; return those sought."""
+        sought = set()
+        for tp in partitions & consumer.assignment():
             try:
                 committed = consumer.committed(tp)
             except KafkaError as error:
@@ -388,6 +392,8 @@ class Dispatcher:
                 continue
             if committed is not None:
                 consumer.seek(tp, committed)
+                sought.add(tp)
+        return sought
 
     async def lost(self, partitions: set[TopicPartition]) -> None:
         self._owned -= partitions

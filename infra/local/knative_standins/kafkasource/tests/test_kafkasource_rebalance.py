@@ -189,7 +189,7 @@ def test_a_partition_assigned_back_starts_again_from_its_commit():
         batch = {P0: ["fetched at the kept position"], P1: ["p1 record"]}
         left = await d._start_from_commit(consumer, batch)
         assert consumer.seeks == {P0: 1}
-        assert left == {}  # both were newly assigned: their records are fetched again
+        assert left == {P1: ["p1 record"]}  # P0 is fetched again; P1 (no commit) keeps its records
         assert not d._rewind and d.offsets.get(P0).last_received is None
 
     asyncio.run(scenario())
