@@ -284,7 +284,7 @@ bench-broker: venv ## events/s into the RabbitMQ Broker's ingress and through on
 ## run inside a network namespace of its own (infra/cluster/README.md). Not part of `make test`.
 ## Needs root, socat, iptables and libseccomp-dev (cluster-prereqs installs the last two).
 CLUSTER := cd infra/cluster && $(abspath $(PY)) -m ripple_cluster
-.PHONY: cluster-prereqs cluster-build cluster-up cluster-eventing cluster-deploy cluster-down cluster-status cluster-test cluster-conformance
+.PHONY: cluster-prereqs cluster-build cluster-up cluster-eventing cluster-deploy cluster-down cluster-status cluster-test cluster-conformance cluster-demo fidelity-report
 cluster-prereqs: ## the Debian packages the cluster needs (iptables, conntrack, socat, libseccomp-dev)
 	@command -v iptables >/dev/null && command -v socat >/dev/null && [ -e /usr/include/seccomp.h ] || \
 		$(SUDO) apt-get install -y --no-install-recommends iptables conntrack socat libseccomp-dev
@@ -318,6 +318,15 @@ cluster-status: venv ## the cluster's components, node, pods and idle memory
 ## Knative Services Ready through the real webhook and controller, scale to zero, activator hold.
 cluster-test: venv helm kn podman ## tests against the running cluster, ripple deployed first (not part of make test)
 	$(PY) -m pytest -p no:cacheprovider infra/cluster/tests -v
+
+## The autoscale demo (make demo-autoscale's step and spike) through the cluster's nginx into real
+## Knative; instances from Knative's autoscaler (loadtest/autoscale/cluster.py). Same report and plot.
+cluster-demo: venv-load ## the autoscale demo on the real cluster (make cluster-up cluster-deploy first; DEMO_ARGS=)
+	$(PY) -m loadtest.autoscale --ripple-cluster $(DEMO_ARGS)
+
+## Stand-ins vs real Knative from two demo runs: FIDELITY="<local report dir> <cluster report dir>".
+fidelity-report: venv-load ## compare a local and a cluster demo run (FIDELITY="dirA dirB")
+	$(PY) -m loadtest.autoscale.fidelity $(FIDELITY)
 
 ## knative.dev/networking's ingress conformance suite against ripple's KIngress (about 3 min).
 cluster-conformance: venv ## knative.dev/networking's ingress conformance suite against the KIngress

@@ -3,7 +3,9 @@
 Locally (`make demo-autoscale`) it reads instance counts from the activators' metrics in
 Prometheus and cold starts from the activator's log. With --cluster it drives a deployed
 namespace instead and reads ready pods with kubectl (documented in loadtest/README.md; CI does
-not run it).
+not run it). With --ripple-cluster (`make cluster-demo`) it drives the project's own Kubernetes +
+Knative (infra/cluster) through that cluster's nginx and reads real Knative's autoscaler
+(loadtest/autoscale/cluster.py).
 """
 
 from __future__ import annotations
@@ -45,12 +47,34 @@ def _parser(defaults: DemoOptions) -> argparse.ArgumentParser:
         "seconds to wait for the store",
     )
     parser.add_argument("--cluster", action="store_true", help="drive a deployed namespace (kubectl)")
+    parser.add_argument(
+        "--ripple-cluster",
+        action="store_true",
+        help="drive the project's own Kubernetes + Knative (make cluster-up cluster-deploy)",
+    )
     parser.add_argument("--namespace", default="ripple", help="--cluster: the namespace")
     parser.add_argument("--target", help="--cluster: the edge's URL (the Route of nginx)")
     parser.add_argument("--token-url", help="--cluster: Keycloak's token endpoint of the realm")
     parser.add_argument("--postgres-dsn", help="--cluster: libpq DSN to check storage (optional)")
     parser.add_argument("--kafka-bootstrap", help="--cluster: Kafka bootstrap for lag (optional)")
     return parser
+
+
+def _on_ripple_cluster(config, options: DemoOptions) -> tuple:
+    from .cluster import AutoscalerInstances, ClusterTokens, cluster_target
+
+    with cluster_target() as target:
+        config = replace(config, target_url=target.edge_url)
+        return run_demo(
+            config,
+            options,
+            AutoscalerInstances(target.settings),
+            cold_start_log=None,
+            postgres_dsn=target.postgres_dsn,
+            kafka_bootstrap=None,
+            mode="knative-cluster",
+            tokens=ClusterTokens(target.settings),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     options = options_from(DemoOptions, arguments)
     try:
         config = load_config()
-        if arguments.cluster:
+        if arguments.ripple_cluster:
+            directory, result = _on_ripple_cluster(config, options)
+        elif arguments.cluster:
             if not arguments.target or not arguments.token_url:
                 parser.error(
                     "--cluster needs --target (the edge URL) and --token-url (Keycloak's token endpoint)"

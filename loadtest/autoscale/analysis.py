@@ -182,3 +182,78 @@ def _ms(seconds: float | None) -> float | None:
 
 def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
+
+
+def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
+    """The q-quantile (0..1) of a cumulative histogram {upper bound: count}, as Prometheus's
+    histogram_quantile interpolates it (linearly inside the bucket; the +Inf bucket answers its
+    lower bound). None without observations."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def bucket_increase(before: Mapping[float, float], after: Mapping[float, float]) -> dict[float, float]:
+    """Cumulative buckets observed between two scrapes (a counter reset counts from zero)."""
+    increase = {}
+    for bound, count in after.items():
+        previous = before.get(bound, 0.0)
+        increase[bound] = count - previous if count >= previous else count
+    return increase
+
+
+def within_one_share(
+    standin: Series, knative: Series, start: float, end: float, tick_s: float = 5.0
+) -> tuple[float | None, int]:
+    """Share of ticks in [start, end) (seconds from each run's own t0) at which the stand-in's
+    desired instances are within ±1 of Knative's, each series read as a step function at the tick;
+    and how many ticks both had a value for."""
+    ticks = 0
+    close = 0
+    t = start
+    while t < end:
+        a, b = step_value(standin, t), step_value(knative, t)
+        if a is not None and b is not None:
+            ticks += 1
+            close += abs(a - b) <= 1
+        t += tick_s
+    return (close / ticks if ticks else None), ticks
+
+
+def step_value(series: Series, t: float) -> float | None:
+    """The last reading at or before t (None before the first)."""
+    value = None
+    for when, reading in series:
+        if when > t:
+            break
+        value = reading
+    return value
+
+
+def episodes(series: Series, threshold: float = 1.0) -> list[tuple[float, float]]:
+    """(start, end) of each stretch where the series is >= threshold (e.g. panic mode 1)."""
+    found: list[tuple[float, float]] = []
+    start: float | None = None
+    last_t = None
+    for t, value in series:
+        if value >= threshold and start is None:
+            start = t
+        elif value < threshold and start is not None:
+            found.append((start, t))
+            start = None
+        last_t = t
+    if start is not None and last_t is not None:
+        found.append((start, last_t))
+    return found

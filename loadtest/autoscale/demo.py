@@ -15,7 +15,9 @@ to zero.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +33,7 @@ from loadtest.scenarios.runner import Step, walk
 from loadtest.scenarios.shop import Event, Shop, TokenSource, new_run_id
 from loadtest.scenarios.stats import (
     Check,
+    Outcome,
     Phase,
     PhaseSummary,
     check_stored_once,
@@ -49,6 +52,7 @@ from .analysis import (
     check_scaled,
     cold_start_summary,
     cold_start_table,
+    histogram_quantile,
     info,
     instances_table,
     latency_summary,
@@ -213,17 +217,87 @@ def run_demo(
     postgres_dsn: str | None,
     kafka_bootstrap: str | None,
     mode: str,
+    tokens: TokenSource | None = None,
 ) -> tuple[Path, str]:
-    demo = _start(config, options, instances, postgres_dsn, kafka_bootstrap, mode)
+    demo = _start(config, options, instances, postgres_dsn, kafka_bootstrap, mode, tokens)
     try:
         walk(demo.steps(), demo.phase)
+        activator = instances.activator_buckets(demo.t0, demo.t_end)  # before the readers stop
     finally:
         demo.stop()
     ready, desired = instances.series(demo.t0 - 10, demo.t_end)
-    starts = read_cold_starts(cold_start_log, demo.t0 - 5, demo.t_end) if cold_start_log else []
+    if cold_start_log:
+        starts = read_cold_starts(cold_start_log, demo.t0 - 5, demo.t_end)
+    else:
+        starts = instances.cold_starts(demo.t0 - 5, demo.t_end)
     delays = delivery_delays(postgres_dsn, demo.shop.source) if postgres_dsn else []
     checks = _checks(demo, ready, starts)
-    return _report(demo, checks, ready, desired, starts, delays)
+    directory, result = _report(demo, checks, ready, desired, starts, delays)
+    panic = instances.panic(demo.t0 - 10, demo.t_end)
+    _write_run(directory / "run.json", demo, checks, ready, desired, panic, starts, activator, result)
+    return directory, result
+
+
+def _relative(series: dict[str, Series], t0: float) -> dict[str, list[tuple[float, float]]]:
+    return {name: [(round(t - t0, 2), value) for t, value in points] for name, points in series.items()}
+
+
+def first_request(outcomes: list[Outcome]) -> dict[str, float | int] | None:
+    """The run's first request: it meets the gateway at zero, so its latency is that cold start's wait."""
+    if not outcomes:
+        return None
+    first = min(outcomes, key=lambda outcome: outcome.start)
+    return {"latency_s": round(first.latency_s, 3), "status": first.status}
+
+
+def _write_run(
+    path: Path,
+    demo: Demo,
+    checks: list[Check],
+    ready: dict[str, Series],
+    desired: dict[str, Series],
+    panic: dict[str, Series],
+    starts: list[ColdStart],
+    activator: dict[str, dict[float, float]],
+    result: str,
+) -> None:
+    """Everything the fidelity report compares, times in seconds from the step's start."""
+    t0 = demo.t0
+    document = {
+        "mode": demo.mode,
+        "run_id": demo.run_id,
+        "t0": t0,
+        "load_average": list(os.getloadavg()),
+        "options": demo.options.__dict__,
+        "phases": [{"name": p.name, "start": p.start - t0, "end": p.end - t0} for p in demo.phases],
+        "ready": _relative(ready, t0),
+        "desired": _relative(desired, t0),
+        "panic": _relative(panic, t0),
+        "cold_starts": [
+            {
+                "function": start.function,
+                "at": round(start.started_at - t0, 1),
+                "ready_s": start.ready_s,
+                "first_request_wait_s": start.first_request_wait_s,
+                "reason": start.reason,
+            }
+            for start in starts
+        ],
+        "activator_ms": {
+            service: {
+                "count": max(buckets.values(), default=0),
+                "p50": histogram_quantile(0.5, buckets),
+                "p99": histogram_quantile(0.99, buckets),
+            }
+            for service, buckets in activator.items()
+        },
+        "first_request": first_request(demo.driver.snapshot()),
+        "accepted": len(demo.driver.accepted),
+        "sent": len(demo.driver.sent),
+        "verdict": result,
+        "checks": [{"name": c.name, "result": c.result, "detail": c.detail} for c in checks],
+    }
+    path.write_text(json.dumps(document, indent=1, default=str) + "\n")
 
 
 def _start(
@@ -233,6 +307,7 @@ def _start(
     postgres_dsn: str | None,
     kafka_bootstrap: str | None,
     mode: str,
+    tokens: TokenSource | None = None,
 ) -> Demo:
     """Wait for the consumers at zero, then start the probes; the load is built but not started."""
     run_id = new_run_id("as")
@@ -256,7 +331,7 @@ def _start(
         probes.append(Probe("postgres", Database(postgres_dsn, shop.source, run_id)))
     for probe in probes:
         probe.start()
-    tokens = TokenSource(config.token_url, config.client_id, config.client_secret)
+    tokens = tokens or TokenSource(config.token_url, config.client_id, config.client_secret)
     driver = LoadDriver(
         config.target_url, tokens, shop, rate=options.step_rate, workers=options.workers,
         mix=Mix(pageview=0, order=0, payment=0, batch=1),

@@ -38,6 +38,18 @@ class InstanceReader:
         """(ready, desired) series per function between t0 and t_end."""
         raise NotImplementedError
 
+    def panic(self, t0: float, t_end: float) -> dict[str, Series]:
+        """Panic mode (1/0) per function over time, where the reader knows it."""
+        return {}
+
+    def activator_buckets(self, t0: float, t_end: float) -> dict[str, dict[float, float]]:
+        """Per function, the activator's request-latency histogram (ms, cumulative) of [t0, t_end]."""
+        return {}
+
+    def cold_starts(self, t0: float, t_end: float) -> list[ColdStart]:
+        """Instance starts in [t0, t_end], where the reader sees them (the local log is read apart)."""
+        return []
+
 
 class PrometheusInstances(InstanceReader):
     """The local activators export Knative's autoscaler gauges; Prometheus keeps their history."""
@@ -74,6 +86,27 @@ class PrometheusInstances(InstanceReader):
         ready = self._range("max by (service_name) (autoscaler_actual_pods)", t0, t_end)
         desired = self._range("max by (service_name) (autoscaler_desired_pods)", t0, t_end)
         return ready, desired
+
+    def panic(self, t0: float, t_end: float) -> dict[str, Series]:
+        return self._range("max by (service_name) (autoscaler_panic_mode)", t0, t_end)
+
+    def activator_buckets(self, t0: float, t_end: float) -> dict[str, dict[float, float]]:
+        window = f"{max(1, round(t_end - t0))}s"
+        response = self._session.get(
+            f"{self.url}/api/v1/query",
+            params={
+                "query": "sum by (service_name, le) "
+                f"(increase(activator_request_latencies_bucket[{window}]))",
+                "time": t_end,
+            },
+            timeout=20,
+        )
+        response.raise_for_status()
+        buckets: dict[str, dict[float, float]] = {}
+        for item in response.json()["data"]["result"]:
+            service = item["metric"].get("service_name", "?")
+            buckets.setdefault(service, {})[float(item["metric"]["le"])] = float(item["value"][1])
+        return buckets
 
 
 class KubectlInstances(InstanceReader):
