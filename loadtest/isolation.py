@@ -18,12 +18,18 @@ through for half an hour, on the same two cores as the next measurement. So a be
 
 A private gateway is served directly, without the local activator (Knative's queue-proxy stand-in)
 in front of it: the peers it is compared with (Knative's Kafka receiver, the Strimzi bridge) are
-measured without their ingress in front too.
+measured without their ingress in front too. An instance of the gateway is one process (one core
+at most); Knative adds instances, not workers, so a private gateway runs as many instances as the
+KPA would keep for the benchmark's concurrency (`kpa_instances`: knative/gateway/service.yaml's
+target and utilisation; 2 for wrk -c32), all on one port: each binds it with SO_REUSEPORT
+(functions/ripple_server) and the kernel spreads the connections over them, as a Service spreads
+them over pods, without a proxy hop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -191,6 +197,34 @@ def finish(stack_topics: StackTopics, out: Callable[[str], None] = print) -> boo
     return ok
 
 
+def kpa_instances(concurrency: float, target: float, utilization_pct: float, max_scale: int) -> int:
+    """The pods Knative's KPA keeps for a steady `concurrency` (its desired-pods rule: observed
+    concurrency over target x utilisation, rounded up), at least 1 and at most max_scale (0: no cap)."""
+    wanted = max(1, math.ceil(concurrency / (target * utilization_pct / 100)))
+    return min(wanted, max_scale) if max_scale > 0 else wanted
+
+
+def gateway_instances(concurrency: float, source: Path = REPO_ROOT) -> int:
+    """kpa_instances for the gateway of `source`, from its knative/gateway/service.yaml (Knative's
+    defaults where an annotation is absent: target 100, utilisation 70 %, no max-scale); 1 for a
+    build that is not served by ripple_server (gunicorn: its workers are inside one instance, and it
+    cannot share the port)."""
+    import yaml
+
+    manifest = yaml.safe_load((source / "knative" / "gateway" / "service.yaml").read_text())
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    if "ripple_server" not in " ".join([*container.get("command", []), *container.get("args", [])]):
+        return 1
+    annotations = manifest["spec"]["template"].get("metadata", {}).get("annotations", {})
+    prefix = "autoscaling.knative.dev/"
+    return kpa_instances(
+        concurrency,
+        float(annotations.get(prefix + "target", 100)),
+        float(annotations.get(prefix + "target-utilization-percentage", 70)),
+        int(annotations.get(prefix + "max-scale", 0)),
+    )
+
+
 def _free_port() -> int:
     import socket
 
@@ -203,8 +237,10 @@ class PrivateGateway:
     """The gateway function on a private port, producing only to its own prefixed topics.
 
     `source` is the repository whose functions/gateway is run (default: this one), so that a
-    benchmark can compare another build (e.g. a worktree of main) under the same conditions.
-    `env` overrides the manifest's env (e.g. {"WORKERS": "1"}), `command` its command.
+    benchmark can compare another build (e.g. a worktree of main) under the same conditions; it is
+    started as that build's own knative/gateway/service.yaml says (its server model included).
+    `env` overrides the manifest's env, `command` its command. `instances` processes serve the
+    port side by side (a build whose server cannot share its port runs 1).
     """
 
     def __init__(
@@ -218,6 +254,7 @@ class PrivateGateway:
         port: int | None = None,
         run: str | None = None,
         command: Sequence[str] | None = None,
+        instances: int = 1,
     ) -> None:
         self.settings = settings
         self.secrets = secrets
@@ -231,16 +268,23 @@ class PrivateGateway:
         self.prefix = f"{PRIVATE_PREFIX}{self.run}.{name}."
         self.url = f"http://127.0.0.1:{self.port}"
         self.topics = PrivateTopics(settings.kafka_bootstrap, client_id=f"ripple-bench-{name}")
-        self.process: subprocess.Popen | None = None
+        self.instances = instances
+        self.processes: list[subprocess.Popen] = []
         self.log_dir = Path(tempfile.mkdtemp(prefix=f"ripple-private-{name}-"))
 
-    def command_and_env(self) -> tuple[list[str], dict[str, str]]:
-        """What the stack's activator would run for an instance of the gateway, on this port."""
-        from ripple_stack.components.functions import knative_functions
+    @property
+    def process(self) -> subprocess.Popen | None:
+        """The first instance's process (its process group holds every instance)."""
+        return self.processes[0] if self.processes else None
 
-        function = next((f for f in knative_functions() if f.name == "gateway"), None)
-        if function is None:
-            raise IsolationError("knative/gateway/service.yaml is missing: nothing to start")
+    def command_and_env(self) -> tuple[list[str], dict[str, str]]:
+        """What the stack's activator would run for an instance of the build's gateway, on this port."""
+        from ripple_stack.components.functions import KnativeFunction
+
+        manifest = self.source / "knative" / "gateway" / "service.yaml"
+        if not manifest.is_file():
+            raise IsolationError(f"{manifest} is missing: nothing to start")
+        function = KnativeFunction(manifest, 0)
         container = function.container()
         command = self.command or [*container.get("command", []), *container.get("args", [])]
         venv_bin = Path(sys.executable).parent
@@ -262,7 +306,7 @@ class PrivateGateway:
         return sum(end_offsets(self.settings.kafka_bootstrap, self.topic_names()).values())
 
     def pids(self) -> list[int]:
-        """The process group's processes (the gunicorn master and its workers)."""
+        """The process group's processes (every instance, and a server's workers if it has any)."""
         if self.process is None:
             return []
         found = []
@@ -299,37 +343,58 @@ class PrivateGateway:
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(self.source / "functions"), env.get("PYTHONPATH")])
         )
-        with (self.log_dir / "gateway.log").open("wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        # The first instance leads a new process group; the others join it, so that one signal
+        # stops them all and pids() finds them all.
+        for index in range(max(1, self.instances)):
+            with (self.log_dir / f"gateway-{index}.log").open("wb") as log:
+                group = (
+                    {"start_new_session": True} if index == 0 else {"process_group": self.processes[0].pid}
+                )
+                self.processes.append(
+                    subprocess.Popen(
+                        command,
+                        cwd=cwd,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        **group,
+                    )
+                )
+            self._wait_ready(command, cwd, index)
+
+    def _wait_ready(self, command: list[str], cwd: Path, index: int) -> None:
+        """/readyz 200, and the new instance listening (ss: one more process on the port)."""
+        from loadtest.measure import processes_on_port
+
+        process = self.processes[index]
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while http_status(self.url + "/readyz") != 200:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                tail = (self.log_dir / "gateway.log").read_text(errors="replace")[-3000:]
+        while http_status(self.url + "/readyz") != 200 or (
+            index > 0 and process.pid not in processes_on_port(self.port)
+        ):
+            if process.poll() is not None or time.monotonic() > deadline:
+                log = self.log_dir / f"gateway-{index}.log"
+                tail = log.read_text(errors="replace")[-3000:]
                 raise IsolationError(
-                    f"the private gateway ({' '.join(command)} in {cwd}) did not become ready "
-                    f"within {READY_TIMEOUT_S:.0f} s; is Kafka/Keycloak up (make status)? Its log:\n{tail}"
+                    f"the private gateway ({' '.join(command)} in {cwd}, instance {index + 1}) did not "
+                    f"become ready within {READY_TIMEOUT_S:.0f} s; is Kafka/Keycloak up (make status)? "
+                    f"Its log:\n{tail}"
                 )
             time.sleep(0.3)
 
     def stop(self) -> str | None:
         """Stop the process group, delete the topics; a sentence if a topic could not be deleted."""
-        if self.process is not None and self.process.poll() is None:
+        if self.processes:
+            group = self.processes[0].pid
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                os.killpg(group, signal.SIGTERM)
+            for process in self.processes:
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(group, signal.SIGKILL)
+                    process.wait()
         failure = self.topics.delete_all()
         shutil.rmtree(self.log_dir, ignore_errors=True)
         return failure
@@ -345,15 +410,24 @@ class PrivateGateway:
 
 @contextlib.contextmanager
 def private_gateways(
-    settings: Settings, secrets: Mapping[str, str], builds: Mapping[str, Path], **kwargs: Any
+    settings: Settings,
+    secrets: Mapping[str, str],
+    builds: Mapping[str, Path],
+    concurrency: float = 1,
+    instances: int | None = None,
+    **kwargs: Any,
 ) -> Iterator[dict[str, PrivateGateway]]:
-    """One private gateway per build (name -> repository), all stopped and cleaned up at the end."""
+    """One private gateway per build (name -> repository), all stopped and cleaned up at the end;
+    each runs `instances`, or as many as the KPA keeps for `concurrency` (gateway_instances)."""
     started: dict[str, PrivateGateway] = {}
     run = run_id()
     try:
         for name, source in builds.items():
+            count = gateway_instances(concurrency, source)
+            if instances and count > 1:
+                count = instances
             started[name] = PrivateGateway(
-                settings, secrets, name=name, source=source, run=run, **kwargs
+                settings, secrets, name=name, source=source, run=run, instances=count, **kwargs
             ).start()
         yield started
     finally:

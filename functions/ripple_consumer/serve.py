@@ -1,4 +1,4 @@
-"""Start a consumer function in one interpreter: its schema migration, then functions-framework.
+"""Start a consumer function in one process: its schema migration, then the function served.
 
 `python -m ripple_consumer.serve --target=handle --source=main.py --signature-type=cloudevent`
 (the container command of every consumer's knative/<name>/service.yaml, run from the function's
@@ -7,16 +7,16 @@ Python interpreter importing SQLAlchemy and Alembic again: on a loaded 2-core ma
 interpreter cost 2.7-3 s of every cold start, while an up-to-date schema costs one query.
 The migration runs the function's own migrations/env.py (ripple_consumer.migrations: online only,
 under the PostgreSQL advisory lock that serialises concurrent cold starts) and finishes, its
-connection closed, before functions-framework imports main.py and gunicorn forks its worker.
-It runs in a forked child that inherits the SQLAlchemy already imported here, so Alembic and
-the migration scripts (~15 MiB) never stay resident in the server, whose gunicorn master and
-worker would each carry them. A failed migration stops the start with the child's exit code.
-The garbage collector is off while the migration and the function are imported (start-up
-allocates a lot and frees little: ~45 ms of ~330 ms CPU measured for order-alerts) and the
-objects that exist then are frozen before gunicorn forks its worker, so collections in the
-worker do not touch, and copy, the pages it shares with the master.
-Every argument is functions-framework's own. The app it builds, Flask or (for a function of
-functions_framework.aio) Starlette, gets the probe and metrics routes (ripple_consumer.http).
+connection closed, before the function's main.py is imported. It runs in a forked child that
+inherits the SQLAlchemy already imported here, so Alembic and the migration scripts (~15 MiB)
+never stay resident in the server. A failed migration stops the start with the child's exit code.
+The function is then served by ripple_server in this same process (uvicorn, no gunicorn master:
+one process per instance, issue 22). The garbage collector is off while the migration and the
+function are imported (start-up allocates a lot and frees little: ~45 ms of ~330 ms CPU measured
+for order-alerts) and the objects that exist then are frozen, so later collections skip them.
+Every argument is ripple_server's (functions-framework's own names). The app it builds, Flask or
+(for a function of functions_framework.aio) Starlette, gets the probe and metrics routes
+(ripple_consumer.http).
 """
 
 from __future__ import annotations
@@ -70,23 +70,18 @@ def migrate_in_child(folder: Path) -> None:
 def main(argv: list[str]) -> None:
     gc.disable()
     migrate_in_child(Path.cwd())
-    # Imported after the migration: functions-framework then imports main.py in this process.
-    from functions_framework import _cli
-
-    create_server = _cli.create_server
+    # Imported after the migration: ripple_server then imports main.py in this process.
+    import ripple_server
 
     from ripple_consumer.http import add_routes, decode_binary_attributes
 
-    def create_server_after_start_up(app: object, debug: bool, **options: object) -> object:
+    def prepare(app: object) -> None:
         add_routes(app)  # type: ignore[arg-type]
         decode_binary_attributes(app)  # type: ignore[arg-type]
         gc.freeze()
         gc.enable()
-        return create_server(app, debug, **options)
 
-    # functions-framework's CLI calls create_server once main.py is imported, before gunicorn forks.
-    _cli.create_server = create_server_after_start_up
-    _cli._cli.main(args=argv, prog_name="functions-framework")
+    ripple_server.main(argv, prepare=prepare)
 
 
 if __name__ == "__main__":

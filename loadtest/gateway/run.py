@@ -14,7 +14,13 @@ Targets (`--targets`, comma separated):
 - `nginx-open`: the same nginx with every limit lifted: what the edge's proxying costs;
 - `noop`: a do-nothing function (202, no body read) on the same server stack: the ceiling;
 - `--build NAME=REPO`: the gateway of another checkout (e.g. the commit before a change), measured
-  in turn with the others (`--rounds 2`: A/B/A/B). Its gateway must know KAFKA_TOPIC_PREFIX.
+  in turn with the others (`--rounds 2`: A/B/A/B), started as that checkout's manifest says. Its
+  gateway must know KAFKA_TOPIC_PREFIX.
+
+A gateway instance is one process; each gateway measured runs as many instances on its port as
+Knative's KPA keeps for `--connections` requests in flight (knative/gateway/service.yaml's target:
+2 for 32; `--instances N` to choose), the kernel spreading connections over them (SO_REUSEPORT,
+loadtest/isolation.py). A build served by gunicorn (its workers inside one instance) runs 1.
 
 `--profile DIR`: afterwards, one more run of single events per gateway with py-spy attached
 (`--subprocesses --gil`): `DIR/<name>-single.svg` and `DIR/<name>-single.txt` (collapsed stacks).
@@ -23,7 +29,7 @@ Fetches a token for ripple-publisher from the local Keycloak (client credentials
 .ripple/secrets.env) and runs loadtest/gateway/events.lua for each combination; prints a table.
 Usage: .venv/bin/python -m loadtest.gateway.run [--duration 15] [--threads 2] [--connections 32]
            [--targets gateway,nginx] [--batches 1,100] [--build before=/path/to/checkout] [--rounds 2]
-           [--workers N] [--profile loadtest/gateway/profiles]
+           [--instances N] [--profile loadtest/gateway/profiles]
 """
 
 from __future__ import annotations
@@ -76,31 +82,34 @@ def run_wrk(url: str, batch: int, args: argparse.Namespace, access_token: str) -
 
 
 @contextlib.contextmanager
-def noop_function(workers: str | None) -> Iterator[str]:
-    """The do-nothing function under functions-framework, as the gateway's manifest runs it."""
+def noop_function(instances: int) -> Iterator[str]:
+    """The do-nothing function served as the gateway's manifest serves it (ripple_server),
+    `instances` processes on one port."""
     port = measure.free_port()
-    env = {**os.environ, "PORT": str(port), "WORKERS": workers or "2", "PYTHONUNBUFFERED": "1"}
-    command = [str(Path(sys.executable).parent / "functions-framework"), "--target", "handle", "--source"]
-    process = subprocess.Popen(
-        [*command, "main.py"],
-        cwd=NOOP,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    env = {**os.environ, "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "ripple_server", "--target=handle", "--source=main.py"]
+    processes: list[subprocess.Popen] = []
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while measure.http_status(url + "/") is None:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise isolation.IsolationError("loadtest/gateway/noop did not start")
-            time.sleep(0.2)
+        for index in range(instances):
+            group = {"start_new_session": True} if index == 0 else {"process_group": processes[0].pid}
+            processes.append(
+                subprocess.Popen(
+                    command, cwd=NOOP, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **group
+                )
+            )
+            deadline = time.monotonic() + 30
+            while measure.http_status(url + "/") is None or len(measure.processes_on_port(port)) <= index:
+                if processes[-1].poll() is not None or time.monotonic() > deadline:
+                    raise isolation.IsolationError("loadtest/gateway/noop did not start")
+                time.sleep(0.2)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, 15)
-        process.wait(timeout=20)
+        if processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(processes[0].pid, 15)
+            for process in processes:
+                process.wait(timeout=20)
 
 
 def profile(
@@ -143,7 +152,12 @@ def main() -> int:
         help="the gateway of another checkout, as a private gateway measured in turn; repeatable",
     )
     parser.add_argument("--rounds", type=int, default=1, help="repeat the targets in turn (A/B/A/B...)")
-    parser.add_argument("--workers", help="WORKERS of every private gateway (default: the manifest's)")
+    parser.add_argument(
+        "--instances",
+        type=int,
+        help="instances (processes on one port) of every gateway served by ripple_server "
+        "(default: what the KPA keeps for --connections in flight)",
+    )
     parser.add_argument("--profile", type=Path, help="folder for py-spy flame graphs of single events")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -156,9 +170,12 @@ def main() -> int:
     builds = {"gateway": REPO_ROOT, **{k: Path(v) for k, v in (item.split("=", 1) for item in args.build)}}
     targets = [t for t in args.targets.split(",") if t]
     stack_topics = isolation.StackTopics(settings.kafka_bootstrap)
-    overrides = {"WORKERS": args.workers} if args.workers else None
     with contextlib.ExitStack() as stack:
-        gateways = stack.enter_context(isolation.private_gateways(settings, secrets, builds, env=overrides))
+        gateways = stack.enter_context(
+            isolation.private_gateways(
+                settings, secrets, builds, concurrency=args.connections, instances=args.instances
+            )
+        )
         urls = {name: gateway.url for name, gateway in gateways.items()}
         upstream = f"127.0.0.1:{gateways['gateway'].port}"
         profile_name, profile_values = edge.selected_profile()
@@ -176,11 +193,14 @@ def main() -> int:
                 )
                 urls[name] = f"http://127.0.0.1:{port}"
         if "noop" in targets:
-            urls["noop"] = stack.enter_context(noop_function(args.workers))
+            urls["noop"] = stack.enter_context(
+                noop_function(args.instances or isolation.gateway_instances(args.connections))
+            )
         measured = [t for t in targets if t != "gateway"] + list(gateways)
         print(
             f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, binary mode (1) / batch mode; "
-            f"private gateways: {', '.join(f'{n} ({g.source})' for n, g in gateways.items())}"
+            "private gateways: "
+            + ", ".join(f"{n} ({g.source}, {g.instances} instance(s))" for n, g in gateways.items())
         )
         columns = ("target", "events/req", "req/s", "events/s", "p50 ms", "p99 ms", "non-2xx", "CPU ms/ev")
         header = f"{columns[0]:<10} " + " ".join(f"{c:>10}" for c in columns[1:]) + "  load"

@@ -13,7 +13,7 @@ import argparse
 import time
 
 from loadtest.gateway.run import run_wrk, token
-from loadtest.isolation import IsolationError, PrivateGateway
+from loadtest.isolation import IsolationError, PrivateGateway, gateway_instances
 from ripple_stack.secrets import load_secrets
 
 from . import procs
@@ -33,7 +33,9 @@ def run(bench: Bench) -> None:
     secrets = load_secrets(bench.settings)
     access_token = token(bench.settings, secrets)
     try:
-        private = PrivateGateway(bench.settings, secrets, run=bench.run_id).start()
+        # As many one-process instances as Knative's KPA keeps for wrk's connections (2 for 32).
+        instances = gateway_instances(config.connections)
+        private = PrivateGateway(bench.settings, secrets, run=bench.run_id, instances=instances).start()
     except IsolationError as error:
         raise procs.PeerError(str(error)) from None
     try:
@@ -60,9 +62,9 @@ def run_with(
         gateway_wrk(gateway, batch, warm_args, access_token)
         key = "gateway-single" if batch == 1 else "gateway-batch"
         what = "ripple gateway, binary event" if batch == 1 else f"ripple gateway, batch of {batch}"
-        before = procs.tree_cpu_seconds(private.process.pid)
+        before = sum(procs.tree_cpu_seconds(p.pid) for p in private.processes)
         result = gateway_wrk(gateway, batch, wrk_args, access_token)
-        cpu = procs.tree_cpu_seconds(private.process.pid) - before
+        cpu = sum(procs.tree_cpu_seconds(p.pid) for p in private.processes) - before
         return bench.wrk_measurement(key, what, result, batch, cpu)
 
     bench.measure(lambda: ripple(1))
@@ -118,7 +120,8 @@ def run_with(
     bench.notes.append(f"{gateway} was served by: {', '.join(served_by) or 'nothing (?)'}")
     bench.notes.append(
         f"ripple's gateway is a private one (knative/gateway/service.yaml's command and env, "
-        f"{private.process and len(private.pids())} processes) writing to its own topics "
+        f"{private.instances} instance(s) on one port as the KPA keeps for {config.connections} "
+        f"in flight, {private.process and len(private.pids())} processes) writing to its own topics "
         f"{private.prefix}* (created and deleted by the run, {private.records()} records at the end); "
         "the peers write to a private 3-partition topic. All producers: acks=all, idempotent, "
         "linger 5 ms. CPU ms/event is each server's process tree (from /proc)."

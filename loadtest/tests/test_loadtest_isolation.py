@@ -32,11 +32,36 @@ def test_private_gateway_runs_the_manifest_command_with_its_own_prefix_and_port(
         command, env = gateway.command_and_env()
     finally:
         shutil.rmtree(gateway.log_dir, ignore_errors=True)
-    assert "functions-framework --target handle --source main.py" in " ".join(command)
+    assert "-m ripple_server --target=handle --source=main.py" in " ".join(command)
     assert env["PORT"] == "23456"
     assert env["KAFKA_TOPIC_PREFIX"] == "bench.r1.after."
     assert env["KAFKA_BOOTSTRAP_SERVERS"].startswith("127.0.0.1:")  # the manifest's, rewritten
     assert gateway.topic_names() == [f"bench.r1.after.{t}" for t in isolation.stack_topic_names()]
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "target", "utilization", "max_scale", "instances"),
+    [
+        (32, 24, 70, 10, 2),  # wrk -c32 against the gateway's manifest: 32 / 16.8
+        (16, 24, 70, 10, 1),  # one instance holds 16.8
+        (17, 24, 70, 10, 2),
+        (0, 24, 70, 10, 1),  # never fewer than one
+        (500, 24, 70, 10, 10),  # capped at max-scale
+        (500, 24, 70, 0, 30),  # no cap
+        (100, 100, 100, 0, 1),
+    ],
+)
+def test_kpa_instances_follow_knatives_desired_pods(concurrency, target, utilization, max_scale, instances):
+    assert isolation.kpa_instances(concurrency, target, utilization, max_scale) == instances
+
+
+def test_gateway_instances_read_the_manifest_and_a_gunicorn_build_runs_one(tmp_path):
+    assert isolation.gateway_instances(32) == 2
+    old = tmp_path / "knative" / "gateway"
+    old.mkdir(parents=True)
+    manifest = (REPO_ROOT / "knative" / "gateway" / "service.yaml").read_text()
+    (old / "service.yaml").write_text(manifest.replace('"-m", "ripple_server"', '"-m", "gunicorn"'))
+    assert isolation.gateway_instances(32, tmp_path) == 1
 
 
 def test_private_gateway_refuses_a_build_without_the_topic_prefix(tmp_path, monkeypatch):

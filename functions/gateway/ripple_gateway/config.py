@@ -11,11 +11,12 @@
 | KAFKA_REQUEST_TIMEOUT_MS | 3000 | produce request timeout |
 | KAFKA_DELIVERY_TIMEOUT_MS | 5000 | a record not acknowledged by then fails (-> 503) |
 | RETRY_AFTER_SECONDS | 5 | Retry-After of a 503 |
-| PROMETHEUS_MULTIPROC_DIR | (unset) | read by prometheus-client: a fresh folder when WORKERS > 1 |
+| PROMETHEUS_MULTIPROC_DIR | (unset) | read by prometheus-client; only for a server with several worker processes (not the manifest's) |
 | GC_GEN0_THRESHOLD | 10000 | net allocations between young-generation collections (0: Python's 700) |
 | KAFKA_TOPIC_PREFIX | (empty) | before every topic produced to; only benchmarks set it (bench.<run>.) |
 
-WORKERS and THREADS (gunicorn processes and threads per process) are read by functions-framework.
+The server's settings (PORT, SERVER_LOG_LEVEL, KEEP_ALIVE_S) are read by ripple_server: one process
+per instance, more instances from Knative's autoscaler.
 
 Token settings (KEYCLOAK_URL, KEYCLOAK_REALM, TOKEN_ISSUER, TOKEN_AUDIENCE, TOKEN_ALGORITHMS,
 TOKEN_LEEWAY_SECONDS, TENANT_CLAIM, TOKEN_CACHE_SIZE, JWKS_REFRESH_MIN_SECONDS,

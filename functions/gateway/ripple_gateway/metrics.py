@@ -59,10 +59,10 @@ def accepted(event_type: str) -> Any:
 def exposition() -> tuple[bytes, str]:
     """The metrics of every worker process of this instance.
 
-    With several gunicorn workers (WORKERS > 1) the manifest's command points
-    PROMETHEUS_MULTIPROC_DIR at a fresh folder before the process starts: prometheus-client then
-    keeps every metric in per-process files there, and whichever worker answers GET /metrics
-    sums them. Only counters and histograms are used, which add up across processes.
+    An instance is one process (ripple_server), so this is its registry. Served by a server with
+    several worker processes instead, PROMETHEUS_MULTIPROC_DIR pointed at a fresh folder before
+    it starts makes prometheus-client keep every metric in per-process files there, and whichever
+    worker answers GET /metrics sums them (only counters and histograms are used: they add up).
     """
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

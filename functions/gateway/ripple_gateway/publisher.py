@@ -13,8 +13,8 @@ kafka-python and the Java client do, so a key keeps its partition (and its order
 
 The gateway is asynchronous: a request awaits the delivery reports of its records, which
 librdkafka hands to a thread of this module (poll); the thread settles the request's future on
-its event loop. The producer is created lazily in the worker process (gunicorn imports the function in its
-master and forks: a producer's threads would not survive the fork), and replaced after a fatal
+its event loop. The producer is created lazily, on first use (a server that imports the function and then
+forks workers would lose a producer's threads in the fork), and replaced after a fatal
 error (e.g. the idempotent producer's state is lost).
 
 Every record goes to KAFKA_TOPIC_PREFIX + its catalog topic: empty in a deployment; a benchmark's

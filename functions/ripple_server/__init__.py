@@ -1,0 +1,169 @@
+"""Serve a functions-framework function in one process with uvicorn: the command of every function.
+
+functions-framework's CLI serves a function with gunicorn: a master process that only supervises,
+plus `WORKERS` worker processes. Knative scales pods, not workers inside a pod, and the master
+costs a whole interpreter per instance (issue 22: gateway 157 MiB as master + 2 workers, event-store
+114 MiB as master + 1, against 65 MiB for uvicorn alone serving the same app). functions-framework
+3.10.2 has no single-process mode for production (`--debug` is one, but turns on Flask's debugger
+and uvicorn's debug log), so `python -m ripple_server --target=handle --source=main.py` builds the
+function's app with functions-framework's own `create_app` (same routes, same CloudEvent
+handling, same errors) and serves it with uvicorn in this process:
+
+- an asynchronous function (`functions_framework.aio`, a Starlette app) directly, with uvloop and
+  httptools when installed, as gunicorn's uvicorn worker did;
+- a Flask function (notifier, dead-letters, query) through a2wsgi's WSGI adapter, its requests on
+  `THREADS` threads (functions-framework's variable and default: 4 per CPU), as gunicorn's gthread
+  worker ran them. The event loop only moves bytes; the handler runs on those threads.
+
+More capacity is more instances, added by Knative's autoscaler (containerConcurrency and the
+target in knative/<name>/service.yaml), never more processes in one.
+
+Settings, read like functions-framework's CLI reads them (argument, else variable, else default):
+
+| argument / variable | default | what |
+|---|---|---|
+| `--target` / FUNCTION_TARGET | (required) | the function's name in the source |
+| `--source` / FUNCTION_SOURCE | main.py | the file that defines it |
+| `--signature-type` / FUNCTION_SIGNATURE_TYPE | http | http, event, cloudevent or typed |
+| `--host` / HOST | 0.0.0.0 | address to listen on |
+| `--port` / PORT | 8080 | port to listen on (Knative sets PORT) |
+| THREADS | 4 x CPUs | threads running a Flask function's requests (an async function ignores it) |
+| SERVER_LOG_LEVEL | error | uvicorn's log level (functions-framework gave gunicorn `error`) |
+| KEEP_ALIVE_S | 2 | idle keep-alive connections closed after (gunicorn's; the activator reuses 1.5 s) |
+
+The listening socket has SO_REUSEPORT: several instances started on one port share its
+connections, balanced by the kernel (how loadtest/isolation.py runs two instances side by side
+without a proxy in front); one instance alone is unaffected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+SIGNATURE_TYPES = ("http", "event", "cloudevent", "typed")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+class ServerConfigError(SystemExit):
+    """A setting is unusable: the process stops with this sentence (what to set), no traceback."""
+
+
+@dataclass(frozen=True)
+class Options:
+    target: str
+    source: str
+    signature_type: str
+    host: str
+    port: int
+    threads: int
+    log_level: str
+    keep_alive_s: int
+
+
+def _int(name: str, raw: str, minimum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ServerConfigError(
+            f"ripple_server: {name}={raw!r} is not an integer: set a whole number."
+        ) from None
+    if value < minimum:
+        raise ServerConfigError(f"ripple_server: {name}={value} is too small: set {minimum} or more.")
+    return value
+
+
+def parse(argv: Sequence[str], env: Mapping[str, str], cpus: int | None) -> Options:
+    """The options from the command line and the environment (pure: no process state read)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ripple_server", description="Serve a functions-framework function in one process."
+    )
+    parser.add_argument("--target", default=env.get("FUNCTION_TARGET"))
+    parser.add_argument("--source", default=env.get("FUNCTION_SOURCE", "main.py"))
+    parser.add_argument(
+        "--signature-type", default=env.get("FUNCTION_SIGNATURE_TYPE", "http"), choices=SIGNATURE_TYPES
+    )
+    parser.add_argument("--host", default=env.get("HOST", "0.0.0.0"))
+    parser.add_argument("--port", default=env.get("PORT", "8080"))
+    args = parser.parse_args(list(argv))
+    if not args.target:
+        raise ServerConfigError(
+            "ripple_server: no function named: pass --target NAME or set FUNCTION_TARGET."
+        )
+    log_level = env.get("SERVER_LOG_LEVEL", "error").lower()
+    if log_level not in LOG_LEVELS:
+        raise ServerConfigError(
+            f"ripple_server: SERVER_LOG_LEVEL={log_level!r} is not one of {', '.join(LOG_LEVELS)}."
+        )
+    return Options(
+        target=args.target,
+        source=args.source,
+        signature_type=args.signature_type,
+        host=args.host,
+        port=_int("PORT", str(args.port), 0),
+        threads=_int("THREADS", env.get("THREADS") or str((cpus or 1) * 4), 1),
+        log_level=log_level,
+        keep_alive_s=_int("KEEP_ALIVE_S", env.get("KEEP_ALIVE_S") or "2", 1),
+    )
+
+
+def build_app(options: Options) -> Any:
+    """functions-framework's app for the function: Starlette for an aio function, else Flask."""
+    import functions_framework
+
+    return functions_framework.create_app(options.target, options.source, options.signature_type)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Bound and shareable (SO_REUSEPORT); bound only once the app is built, so a connection the
+    kernel accepts is one the function can answer."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: Any, options: Options) -> None:
+    """Serve `app` with uvicorn in this process until SIGTERM/SIGINT (in-flight requests finish)."""
+    import uvicorn
+
+    wsgi = not _is_asgi(app)
+    if wsgi:
+        from a2wsgi import WSGIMiddleware
+
+        app = WSGIMiddleware(app, workers=options.threads)
+    config = uvicorn.Config(
+        app,
+        interface="asgi3",
+        loop="auto",
+        http="auto",
+        lifespan="off" if wsgi else "auto",
+        log_level=options.log_level,
+        access_log=False,
+        timeout_keep_alive=options.keep_alive_s,
+    )
+    uvicorn.Server(config).run(sockets=[listening_socket(options.host, options.port)])
+
+
+def _is_asgi(app: Any) -> bool:
+    import flask
+
+    return not isinstance(app, flask.Flask)
+
+
+def main(argv: Sequence[str] | None = None, prepare: Callable[[Any], None] | None = None) -> None:
+    """Parse, build the app, let `prepare(app)` add to it (routes, hooks), serve."""
+    import sys
+
+    options = parse(sys.argv[1:] if argv is None else argv, os.environ, os.cpu_count())
+    app = build_app(options)
+    if prepare is not None:
+        prepare(app)
+    serve(app, options)
