@@ -28,7 +28,7 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
 from loadtest.measure import free_port
-from ripple_delivery.build import build_images, image_specs
+from ripple_delivery.build import SHARED_CONTAINERFILE, SHARED_STAGES, build_images, image_specs
 from ripple_delivery.config import ImageConfig, ImageError, load_config
 from ripple_delivery.podman import engine, inspect_image, podman_available
 from ripple_delivery.run import (
@@ -108,19 +108,44 @@ def test_run_arguments_follow_the_manifest(name, tmp_path):
         assert json.loads(arguments[arguments.index("--entrypoint") + 1]) == container["command"]
 
 
-@pytest.mark.parametrize("spec", image_specs(), ids=lambda spec: spec.name)
-def test_containerfiles_keep_the_real_bases_and_end_non_root(spec):
-    """Every FROM goes through a build argument whose default is the real (pullable) base, so a
-    stand-in is only ever passed explicitly; the final USER is numeric and not root."""
-    text = spec.containerfile.read_text()
+def from_arguments(containerfile: Path) -> dict[str, str]:
+    """Each FROM's build argument and that argument's default; a FROM that is no argument fails."""
+    text = containerfile.read_text()
     defaults = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, re.MULTILINE))
+    found = {}
     for base in re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE):
         argument = re.fullmatch(r"\$\{(\w+)\}", base)
         assert argument, (
-            f"{spec.containerfile}: FROM {base} is not a build argument (a stand-in could not replace it)"
+            f"{containerfile}: FROM {base} is not a build argument (a stand-in could not replace it)"
         )
-        assert defaults.get(argument.group(1), "").startswith(("registry.access.redhat.com/", "docker.io/"))
-    check_user(spec.name, re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)[-1])
+        found[argument.group(1)] = defaults.get(argument.group(1), "")
+    return found
+
+
+REAL_BASES = ("registry.access.redhat.com/", "docker.io/")
+
+
+@pytest.mark.parametrize("spec", image_specs(), ids=lambda spec: spec.name)
+def test_containerfiles_keep_the_real_bases_and_end_non_root(spec):
+    """Every FROM goes through a build argument: the Flink image's default to the real (pullable)
+    base, so a stand-in is only ever passed explicitly; a function's to the functions' shared
+    stages (functions/Containerfile, whose own FROM defaults to the real base). The final USER is
+    numeric and not root."""
+    if spec.kind == "function":
+        assert from_arguments(spec.containerfile) == {
+            argument: f"localhost/ripple/function-{target}" for target, argument in SHARED_STAGES.items()
+        }
+    else:
+        assert all(default.startswith(REAL_BASES) for default in from_arguments(spec.containerfile).values())
+    check_user(spec.name, re.findall(r"^USER\s+(\S+)", spec.containerfile.read_text(), re.MULTILINE)[-1])
+
+
+def test_the_functions_shared_stages_keep_the_real_base_and_run_non_root():
+    assert all(default.startswith(REAL_BASES) for default in from_arguments(SHARED_CONTAINERFILE).values())
+    text = SHARED_CONTAINERFILE.read_text()
+    for target in SHARED_STAGES:
+        assert re.search(rf"^FROM\s+\S+\s+AS\s+{target}$", text, re.MULTILINE), f"no stage {target!r}"
+    check_user("function-run", re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)[-1])
 
 
 # --- the images, built and run ------------------------------------------------------------------

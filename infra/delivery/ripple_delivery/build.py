@@ -1,5 +1,10 @@
 """Build every `functions/*/Containerfile` and `flink/Containerfile`, tagged with the git commit
-and OCI labels; what was built is recorded in $RIPPLE_HOME/containers/built.json."""
+and OCI labels; what was built is recorded in $RIPPLE_HOME/containers/built.json.
+
+The functions' images start from the stages they share, `functions/Containerfile` (targets
+`build` and `run`), built first and passed to each as FUNCTION_BUILD / FUNCTION_RUN; they are
+tagged `localhost/<namespace>/function-build|function-run` (the Containerfiles' defaults, for a
+build by hand) and with the commit, and are not pushed: only the functions' images are."""
 
 from __future__ import annotations
 
@@ -16,6 +21,10 @@ from ripple_stack.settings import REPO_ROOT
 from .bases import ensure_flink_stand_ins, ensure_python_stand_in
 from .config import DEBIAN_SUITE, FLINK_IMAGE_NAME, SOURCE_URL_DEFAULT, ImageConfig, git
 from .podman import engine, inspect_image
+
+# The functions' shared stages: functions/Containerfile's targets, in build order.
+SHARED_CONTAINERFILE = REPO_ROOT / "functions" / "Containerfile"
+SHARED_STAGES = {"build": "FUNCTION_BUILD", "run": "FUNCTION_RUN"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,28 @@ def build_command(config: ImageConfig, spec: ImageSpec, base_args: dict[str, str
     return [*command, str(REPO_ROOT)]
 
 
+def shared_stage_command(config: ImageConfig, target: str, base_args: dict[str, str]) -> list[str]:
+    """The build of one shared stage, tagged with the commit and as the Containerfiles' default."""
+    name = f"localhost/{config.namespace}/function-{target}"
+    command = ["build", "--network", "host", "-f", str(SHARED_CONTAINERFILE), "--target", target]
+    command += ["-t", f"{name}:{config.tag}", "-t", name]
+    for key, value in base_args.items():
+        command += ["--build-arg", f"{key}={value}"]
+    if config.ca_bundle and Path(config.ca_bundle).exists():
+        command += ["-v", f"{config.ca_bundle}:/etc/ssl/certs/ca-certificates.crt:ro"]
+    return [*command, str(REPO_ROOT)]
+
+
+def build_shared_stages(config: ImageConfig, base_args: dict[str, str], say=print) -> dict[str, str]:
+    """Build functions/Containerfile's stages; the build arguments that point the functions at them."""
+    arguments = {}
+    for target, argument in SHARED_STAGES.items():
+        say(f"building the functions' shared stage {target!r} from functions/Containerfile…")
+        engine(config, *shared_stage_command(config, target, base_args), stdout=subprocess.DEVNULL)
+        arguments[argument] = f"localhost/{config.namespace}/function-{target}:{config.tag}"
+    return arguments
+
+
 def human_size(size: float) -> str:
     for unit in ("B", "kB", "MB"):
         if size < 1000:
@@ -105,12 +136,16 @@ def build_images(config: ImageConfig, names: Sequence[str] | None = None, say=pr
         if include_flink:
             flink_base, maven = ensure_flink_stand_ins(config, say)
             flink_args = {"FLINK_IMAGE": flink_base, "MAVEN_IMAGE": maven}
+    # The functions' build arguments name the shared stages (built on BASE_IMAGE).
+    function_args = (
+        build_shared_stages(config, base_args, say) if any(s.kind == "function" for s in specs) else {}
+    )
     built: dict[str, str] = {}
     timings: list[tuple[str, float]] = []
     for spec in specs:
         started = time.monotonic()
         say(f"building {spec.local_reference(config)} from {spec.containerfile.relative_to(REPO_ROOT)}…")
-        arguments = flink_args if spec.kind == "flink" else base_args
+        arguments = flink_args if spec.kind == "flink" else function_args
         engine(config, *build_command(config, spec, arguments), stdout=subprocess.DEVNULL)
         timings.append((spec.name, time.monotonic() - started))
         built[spec.name] = spec.local_reference(config)
