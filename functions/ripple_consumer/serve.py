@@ -7,9 +7,10 @@ Python interpreter importing SQLAlchemy and Alembic again: on a loaded 2-core ma
 interpreter cost 2.7-3 s of every cold start, while an up-to-date schema costs one query.
 The migration runs the function's own migrations/env.py (ripple_consumer.migrations: online only,
 under the PostgreSQL advisory lock that serialises concurrent cold starts) and finishes, its
-connection closed, before the function's main.py is imported. It runs in a forked child that
-inherits the SQLAlchemy already imported here, so Alembic and the migration scripts (~15 MiB)
-never stay resident in the server. A failed migration stops the start with the child's exit code.
+connection closed, before the function serves. It runs in a forked child, started first, while
+this process imports the function (issue 22's cold start: the two overlap on two cores), so
+Alembic and the migration scripts (~15 MiB) never stay resident in the server. A failed
+migration stops the start with the child's exit code.
 The function is then served by ripple_server in this same process (uvicorn, no gunicorn master:
 one process per instance, issue 22). The garbage collector is off while the migration and the
 function are imported (start-up allocates a lot and frees little: ~45 ms of ~330 ms CPU measured
@@ -21,6 +22,7 @@ Every argument is ripple_server's (functions-framework's own names). The app it 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -39,10 +41,13 @@ def migrate(folder: Path) -> None:
     command.upgrade(Config(str(ini)), "head")
 
 
-def migrate_in_child(folder: Path) -> None:
-    """migrate() in a forked child; this process keeps only what the function imports anyway."""
-    import sqlalchemy  # noqa: F401  (imported once here, inherited by the child and the function)
-
+def start_migration(folder: Path) -> int:
+    """migrate() in a forked child, started now; its pid. The caller goes on importing the function
+    meanwhile (on two cores the two overlap) and must finish_migration() before serving."""
+    if not (folder / "alembic.ini").is_file():
+        raise SystemExit(
+            f"ripple_consumer.serve: no {folder / 'alembic.ini'}; run it from the function's folder"
+        )
     sys.stdout.flush()
     sys.stderr.flush()
     child = os.fork()
@@ -61,6 +66,11 @@ def migrate_in_child(folder: Path) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
+    return child
+
+
+def finish_migration(child: int) -> None:
+    """Wait for the migration child; stop with its exit code if it failed."""
     _, status = os.waitpid(child, 0)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
@@ -69,19 +79,33 @@ def migrate_in_child(folder: Path) -> None:
 
 def main(argv: list[str]) -> None:
     gc.disable()
-    migrate_in_child(Path.cwd())
-    # Imported after the migration: ripple_server then imports main.py in this process.
-    import ripple_server
-
-    from ripple_consumer.http import add_routes, decode_binary_attributes
+    # The migration runs while this process imports the function (main.py opens no connection at
+    # import: engines are lazy); nothing is served before the schema is current.
+    child = start_migration(Path.cwd())
+    waited = False
 
     def prepare(app: object) -> None:
+        nonlocal waited
+        from ripple_consumer.http import add_routes, decode_binary_attributes
+
         add_routes(app)  # type: ignore[arg-type]
         decode_binary_attributes(app)  # type: ignore[arg-type]
+        waited = True
+        finish_migration(child)
         gc.freeze()
         gc.enable()
 
-    ripple_server.main(argv, prepare=prepare)
+    try:
+        import ripple_server
+
+        ripple_server.main(argv, prepare=prepare)
+    except BaseException:
+        if not waited:
+            # A start that failed here still reports the migration's outcome, and leaves no child.
+            waited = True
+            with contextlib.suppress(SystemExit):
+                finish_migration(child)
+        raise
 
 
 if __name__ == "__main__":

@@ -145,8 +145,13 @@ class Gateway:
 
     async def readiness(self) -> Response:
         checks = {}
-        ok, checks["kafka"] = await asyncio.to_thread(self.publisher.ready)
-        keys = self.auth.keys_loaded or await asyncio.to_thread(self.auth.refresh)
+        # Both at once: at a cold start the first probe waits for the producer's first metadata
+        # request and the realm's keys, and the instance is not ready before both (issue 22).
+        kafka, keys = await asyncio.gather(
+            asyncio.to_thread(self.publisher.ready),
+            _true() if self.auth.keys_loaded else asyncio.to_thread(self.auth.refresh),
+        )
+        ok, checks["kafka"] = kafka
         checks["keys"] = "ok" if keys else "the realm's signing keys are not loaded (Keycloak unreachable?)"
         ready = ok and keys
         return Response(
@@ -236,6 +241,10 @@ def _openapi() -> bytes:
 
 
 @cache
+async def _true() -> bool:
+    return True
+
+
 def gateway() -> Gateway:
     _setup_logging()
     config = load_config()
