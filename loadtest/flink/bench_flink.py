@@ -10,6 +10,14 @@ PostgreSQL when the row is written; a window row is written once the watermark p
 so this delay includes the rest of the minute and the allowed lateness by design).
 
 Runs against the local stack (make up); the events of the bench tenant stay in the tables.
+
+Unlike the gateway's benchmarks (loadtest/isolation.py), this one writes the stack's own topics
+(`ripple.shop.*`): what it measures is the stack's Flink job, which reads exactly those, and a
+private job would measure another deployment. Its events carry a fresh tenant of their own
+(`bench-…`), so the aggregates it checks are its own; the stack's KafkaSources (event-store,
+order-alerts) receive them too. So the run ends by waiting until the stack's consumer groups have
+caught up (`isolation.wait_for_zero_lag`, up to --lag-within s): it prints each reading, and exits
+1 if the lag is not back to 0, so that no measurement after it starts on a backlog.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from flink_testkit import (  # the test kit writes events as the gateway does
     tenant_rows,
 )
 
+from loadtest import isolation
 from loadtest.measure import percentile
 from ripple_stack import flink_job
 from ripple_stack.secrets import load_secrets
@@ -147,6 +156,9 @@ def main() -> int:
     )
     parser.add_argument("--rate", type=float, default=300, help="events/s of the delay phase")
     parser.add_argument("--seconds", type=float, default=90, help="duration of the delay phase")
+    parser.add_argument(
+        "--lag-within", type=float, default=180, help="seconds the stack's consumer lag may take to reach 0"
+    )
     arguments = parser.parse_args()
     settings = load_settings()
     secrets = load_secrets(settings)
@@ -171,6 +183,17 @@ def main() -> int:
         table = "running totals" if name == "running" else "per-minute row"
         print(f"{f'event time -> {table} visible, p50 s':52} {statistics.median(values):>12.2f}")
         print(f"{f'event time -> {table} visible, p99 s':52} {percentile(values, 99):>12.2f}")
+    print()
+    print(
+        f"stack consumer lag (the bench wrote its topics), waiting up to {arguments.lag_within:.0f} s for 0:"
+    )
+    took = isolation.wait_for_zero_lag(settings.kafka_bootstrap, arguments.lag_within)
+    if took is None:
+        print(
+            f"WARNING: lag NOT back to 0 within {arguments.lag_within:.0f} s (Flink's trails by a checkpoint)"
+        )
+        return 1
+    print(f"lag back to 0 after {took:.0f} s")
     return 0
 
 
