@@ -26,6 +26,7 @@ from pathlib import Path
 import psycopg2
 import yaml
 
+from loadtest import isolation
 from loadtest.scenarios.config import LoadConfig
 from loadtest.scenarios.driver import LoadDriver, Mix
 from loadtest.scenarios.probes import Database, KafkaLag, Probe
@@ -339,6 +340,17 @@ def _start(
     return Demo(config, options, instances, mode, run_id, shop, driver, probes, database, notes)
 
 
+def _lag_back_to_zero(bootstrap: str, within_s: float = 60.0) -> Check:
+    """The stack's consumer groups (loadtest/isolation.STACK_GROUPS) at lag 0 within `within_s`."""
+    readings: list[str] = []
+    took = isolation.wait_for_zero_lag(bootstrap, within_s, out=readings.append)
+    name = "stack consumer lag back to 0"
+    if took is None:
+        last = readings[-1].strip() if readings else "no reading"
+        return Check(name, "FAIL", f"not within {within_s:.0f} s ({last}; Flink's trails by a checkpoint)")
+    return Check(name, "PASS", f"after {took:.0f} s: {readings[-1].strip()}")
+
+
 def _checks(demo: Demo, ready: dict[str, Series], starts: list[ColdStart]) -> list[Check]:
     """Every check of the run; adds the notes that explain a failed or skipped one."""
     t0, t_end = demo.t0, demo.t_end
@@ -364,6 +376,10 @@ def _checks(demo: Demo, ready: dict[str, Series], starts: list[ColdStart]) -> li
                 )
             )
     checks += check_back_to_zero(ready, t_drained, CONSUMERS)
+    # The demo measures the real path, so it writes the stack's own topics: it must leave them drained.
+    bootstrap = next((p.read.bootstrap for p in demo.probes if isinstance(p.read, KafkaLag)), None)
+    if bootstrap:
+        checks.append(_lag_back_to_zero(bootstrap))
     if starts:
         checks.append(check_cold_starts_ready(starts))
     elif demo.mode == "cluster":

@@ -57,7 +57,13 @@ def test_checks() -> None:
 
 def test_cold_start_summary_counts_waits() -> None:
     table = cold_start_summary([ColdStart("query", 1.0, 0.6, 0.7), ColdStart("query", 5.0, 0.8, None)])
-    assert "| query | 2 | 700 | 800 | 1 | 700 | 700 |" in table
+    assert "| query | 2 | 700 | 800 | 1 | 700 | 700 | NOT met |" in table
+    assert "goal < 500 ms" in table
+
+
+def test_cold_start_summary_judges_the_wait_else_the_ready_time() -> None:
+    assert "| 1 | 400 | 400 | met |" in cold_start_summary([ColdStart("gateway", 1.0, 0.3, 0.4)])
+    assert "| 0 | - | - | met |" in cold_start_summary([ColdStart("query", 1.0, 0.45, None)])
 
 
 def test_read_cold_starts_filters_and_parses(tmp_path) -> None:
