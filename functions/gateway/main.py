@@ -3,7 +3,8 @@
 An asynchronous HTTP function (functions_framework.aio): functions-framework builds its Starlette
 app and ripple_server serves it with uvicorn (uvloop, httptools) in one process per instance,
 instead of Flask, because a request here is a short parse and a wait for Kafka, and Flask's
-per-request cost was most of the gateway's CPU (loadtest/gateway/profiles/). Every path and every error is answered by ripple_gateway.app.
+per-request cost was most of the gateway's CPU (loadtest/gateway/profiles/). Every path and every
+error is answered by ripple_gateway.app.
 
 `POST /`, the one path that carries load, goes from the ASGI server straight to the gateway:
 functions-framework's Starlette app (five middlewares, the router, an execution id per request)

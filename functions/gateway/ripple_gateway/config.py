@@ -11,7 +11,7 @@
 | KAFKA_REQUEST_TIMEOUT_MS | 3000 | produce request timeout |
 | KAFKA_DELIVERY_TIMEOUT_MS | 5000 | a record not acknowledged by then fails (-> 503) |
 | RETRY_AFTER_SECONDS | 5 | Retry-After of a 503 |
-| PROMETHEUS_MULTIPROC_DIR | (unset) | read by prometheus-client; only for a server with several worker processes (not the manifest's) |
+| PROMETHEUS_MULTIPROC_DIR | (unset) | read by prometheus-client; only for several worker processes |
 | GC_GEN0_THRESHOLD | 10000 | net allocations between young-generation collections (0: Python's 700) |
 | KAFKA_TOPIC_PREFIX | (empty) | before every topic produced to; only benchmarks set it (bench.<run>.) |
 
