@@ -347,9 +347,7 @@ class PrivateGateway:
         # stops them all and pids() finds them all.
         for index in range(max(1, self.instances)):
             with (self.log_dir / f"gateway-{index}.log").open("wb") as log:
-                group = (
-                    {"start_new_session": True} if index == 0 else {"process_group": self.processes[0].pid}
-                )
+                group = {"process_group": 0 if index == 0 else self.processes[0].pid}
                 self.processes.append(
                     subprocess.Popen(
                         command,

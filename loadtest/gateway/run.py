@@ -92,7 +92,7 @@ def noop_function(instances: int) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         for index in range(instances):
-            group = {"start_new_session": True} if index == 0 else {"process_group": processes[0].pid}
+            group = {"process_group": 0 if index == 0 else processes[0].pid}
             processes.append(
                 subprocess.Popen(
                     command, cwd=NOOP, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **group
