@@ -39,6 +39,7 @@ without a proxy in front); one instance alone is unaffected.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
@@ -163,7 +164,15 @@ def main(argv: Sequence[str] | None = None, prepare: Callable[[Any], None] | Non
     import sys
 
     options = parse(sys.argv[1:] if argv is None else argv, os.environ, os.cpu_count())
-    app = build_app(options)
-    if prepare is not None:
-        prepare(app)
+    # Start-up allocates a lot and frees little: collections during it are wasted time (the
+    # gateway's build: ~390 -> ~300 ms measured). What exists once the app is built lives as long as
+    # the process, so it is frozen (never scanned again) before serving.
+    gc.disable()
+    try:
+        app = build_app(options)
+        if prepare is not None:
+            prepare(app)
+    finally:
+        gc.freeze()
+        gc.enable()
     serve(app, options)
