@@ -131,12 +131,21 @@ def _delivery_env(s: Settings) -> dict[str, str]:
 
 
 def pushed_references(s: Settings) -> dict[str, str] | None:
-    """{function: reference by digest} when the last `make push` put every function's image into
-    the cluster's registry and the registry still has them."""
+    """{function: reference by digest} when the last `make push` put every function's image, built
+    at the current commit, into the cluster's registry and the registry still has them.
+
+    The commit matters: the chart is rendered from the working tree, so images of an older commit
+    can meet manifests that start them differently (seen 2026-12-03: every manifest moved to
+    ``python -m ripple_server`` while the pushed images predated it, and the new gateway and query
+    revisions crashed with "No module named ripple_server")."""
     pushed = REPO / ".ripple" / "containers" / "pushed.json"
     if not pushed.exists():
         return None
     refs = json.loads(pushed.read_text())
+    from ripple_delivery.config import commit_tag
+
+    if str(refs.get("_tag", "")).removesuffix("-dirty") != commit_tag().removesuffix("-dirty"):
+        return None
     prefix = f"{s.registry}/ripple/"
     if not all(str(refs.get(f, "")).startswith(prefix) for f in FUNCTIONS):
         return None

@@ -6,7 +6,10 @@ cluster's own inside its network namespace.
 - every function's Service becomes Ready through Knative's webhook and controller, running the
   pushed image by digest;
 - woken once through the activator and then left alone, each scales to zero after the stable
-  window and within the scale-to-zero grace period (Knative's defaults: 60 s + 30 s);
+  window and within the scale-to-zero grace period (Knative's defaults: 60 s + 30 s). "Left
+  alone" is made true first: every KafkaSource's consumer group has caught up (lag 0, read from
+  Kafka), then the KafkaSource dispatchers (ContainerSources) are scaled to zero for the
+  measurement and back afterwards, so no event reaches a function while its time is measured;
 - an event posted through nginx to the gateway at zero is held by the activator, answered 202
   after the cluster's Kafka acknowledged it (the record is read back from that Kafka), and stored
   by event-store: the record is delivered to event-store's route as the KafkaSource dispatcher
@@ -31,10 +34,13 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from cluster_testkit import wait_until
 from ripple_cluster import backing, ripple_deploy
 from ripple_cluster.addons import kubectl
@@ -138,12 +144,83 @@ def _wake(cluster: Settings, function: str) -> tuple[int, float, bool]:
     return status, took, was_zero
 
 
+LAG = """
+import json, sys
+from kafka import KafkaConsumer, TopicPartition
+bootstrap, groups = sys.argv[1], json.loads(sys.argv[2])
+lag = {}
+for group, topics in groups.items():
+    # A consumer of the group that never subscribes: it only reads the group's committed offsets.
+    reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    parts = [TopicPartition(t, p) for t in topics for p in (reader.partitions_for_topic(t) or ())]
+    ends, starts = reader.end_offsets(parts), reader.beginning_offsets(parts)
+    # A partition without a commit has everything still to deliver (the sources read from earliest).
+    done = {tp: reader.committed(tp) for tp in parts}
+    lag[group] = sum(max(ends[tp] - (starts[tp] if done[tp] is None else done[tp]), 0) for tp in parts)
+    reader.close(autocommit=False)
+print(json.dumps(lag))
+"""
+
+
+def _container_sources(cluster: Settings) -> dict[str, dict]:
+    """ContainerSource name -> the KafkaSource manifest it runs (from its ConfigMap)."""
+    found = {}
+    for cm in _get(cluster, "configmaps", "-n", NS, "-l", "ripple.dev/kafkasource")["items"]:
+        found[cm["metadata"]["name"]] = yaml.safe_load(cm["data"]["kafkasource.yaml"])
+    return found
+
+
+def _consumer_lag(cluster: Settings, groups: dict[str, list[str]]) -> dict[str, int]:
+    b = backing.load(cluster)
+    r = _in_ns(cluster, LAG, f"{b.ip}:{b.kafka_port}", json.dumps(groups))
+    assert r.returncode == 0, f"reading the consumer groups' lag failed: {r.stderr[-800:]}"
+    return json.loads(r.stdout)
+
+
+@contextmanager
+def _sources_quiet(cluster: Settings) -> Iterator[None]:
+    """Wait until every KafkaSource has delivered what Kafka holds (its group's lag is 0), then
+    scale the dispatchers' Deployments to zero, and back to one afterwards: production sources
+    keep functions awake as long as events flow, which is not what the scale-to-zero rule is about.
+    (Eventing's ContainerSource controller rolls its Deployment only when the pod spec changes,
+    so it leaves the replica count alone.)"""
+    sources = _container_sources(cluster)
+    groups = {m["spec"]["consumerGroup"]: m["spec"]["topics"] for m in sources.values()}
+    start = time.monotonic()
+    if groups:
+        first = _consumer_lag(cluster, groups)
+        _record("KafkaSource lag before the scale-to-zero test (records)", first)
+
+        def caught_up() -> bool | None:
+            lag = _consumer_lag(cluster, groups)
+            _record("KafkaSource lag, last read (records)", lag)  # shown when the wait fails
+            return not any(lag.values()) or None
+
+        wait_until("every KafkaSource's consumer group caught up (lag 0)", caught_up, 600, every=5)
+    _record("waited for the KafkaSources to catch up (s)", round(time.monotonic() - start, 1))
+    for name in sources:
+        selector = f"sources.knative.dev/containerSource={name}"
+        kubectl(cluster, "scale", "deployment", "-n", NS, "-l", selector, "--replicas=0")
+    try:
+        yield
+    finally:
+        for name in sources:
+            selector = f"sources.knative.dev/containerSource={name}"
+            kubectl(cluster, "scale", "deployment", "-n", NS, "-l", selector, "--replicas=1")
+
+
 @pytest.mark.timeout(1200)
 def test_each_function_scales_to_zero_after_window_and_grace(cluster: Settings, ripple) -> None:
+    with _sources_quiet(cluster):
+        _measure_scale_to_zero(cluster)
+
+
+def _measure_scale_to_zero(cluster: Settings) -> None:
     window, grace = _autoscaler(cluster)
     # Start from quiet: on this cluster the Eventing tests feed event-store, order-alerts and the
-    # notifier through KafkaSources and the Broker (with retries); wait until that traffic is over
-    # and every function is at zero, so that the requests below are the last each one sees.
+    # notifier through KafkaSources and the Broker (with retries). The sources have caught up and
+    # stopped (_sources_quiet); the Broker's retries end within its 105 s course; wait until every
+    # function is at zero, so that the requests below are the last each one sees.
     idle = {f: _revision(cluster, f) for f in ripple_deploy.FUNCTIONS}
 
     def all_at_zero():
