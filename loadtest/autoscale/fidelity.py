@@ -41,9 +41,10 @@ def phase(run: dict[str, Any], name: str) -> _Phase:
     raise ValueError(f"run {run.get('run_id')} has no phase {name!r}")
 
 
-def time_to_zero(run: dict[str, Any], function: str) -> float | None:
-    """Seconds from the end of the drain (every accepted event stored) to zero ready instances."""
-    return first_zero_after(run["ready"].get(function, []), phase(run, "drain").end)
+def time_to_zero(run: dict[str, Any], function: str, after: str = "spike") -> float | None:
+    """Seconds from the end of a phase to zero ready instances: "spike" (the load stopped; the
+    target's measure) or "drain" (every accepted event stored)."""
+    return first_zero_after(run["ready"].get(function, []), phase(run, after).end)
 
 
 def panic_summary(run: dict[str, Any], function: str) -> str:
@@ -90,7 +91,7 @@ def compare(standin: dict[str, Any], knative: dict[str, Any]) -> tuple[list[list
         else:
             zero_verdict = "PASS" if abs(zero_s - zero_k) <= ZERO_TOLERANCE_S else "FAIL"
         verdicts.append(
-            f"{function}: back to zero after the drain {_n(zero_s)} s vs {_n(zero_k)} s "
+            f"{function}: back to zero after the load {_n(zero_s)} s vs {_n(zero_k)} s "
             f"(±{ZERO_TOLERANCE_S:g} s) -> {zero_verdict}"
         )
         load = _Phase("load", 0.0, phase(standin, "spike").end)
@@ -112,7 +113,9 @@ def compare(standin: dict[str, Any], knative: dict[str, Any]) -> tuple[list[list
              panic_summary(knative, function)],
             [function, "instance starts; start -> ready p50 ms", f"{starts_s[0]}; {_n(starts_s[1])}",
              f"{starts_k[0]}; {_n(starts_k[1])}"],
-            [function, "back to zero after the drain (s)", _n(zero_s), _n(zero_k)],
+            [function, "back to zero after the load (s)", _n(zero_s), _n(zero_k)],
+            [function, "back to zero after the drain (s)", _n(time_to_zero(standin, function, "drain")),
+             _n(time_to_zero(knative, function, "drain"))],
             [function, "activator request latency p50 / p99 ms (count)", _latency(act_s), _latency(act_k)],
         ]  # fmt: skip
     first_s, first_k = standin.get("first_request") or {}, knative.get("first_request") or {}
@@ -185,7 +188,8 @@ def report(standin_dir: Path, knative_dir: Path, out_dir: Path | None = None) ->
         "scraped from Knative's autoscaler every 2 s). Instance starts: locally the activator's log "
         "(exec -> ready); on the cluster each pod (created -> Ready). The activator's latency is its "
         "`activator_request_latencies` histogram over the run: the whole request through the activator, "
-        "the function's own time included. Time back to zero counts from the end of the drain.",
+        "the function's own time included. Time back to zero counts from the end of the load (and, for the "
+        "consumers, from the end of the drain: every accepted event stored).",
         "",
         "![fidelity](fidelity.png)",
         "",
