@@ -164,6 +164,8 @@ def container_source(
             "value": ",".join(f"{k}={v}" for k, v in sorted(services.items())),
         },
         {"name": "RIPPLE_DISPATCHER_METRICS_PORT", "value": str(METRICS_PORT)},
+        # Members of consumerGroup: a rolling Deployment runs the old and the new pod at once.
+        {"name": "RIPPLE_DISPATCHER_ASSIGNMENT", "value": "group"},
         # The manifest's hash, in the pod spec: Eventing's ContainerSource reconciler rolls its
         # Deployment only when the pod *spec* changes (podSpecChanged), not its annotations, and
         # a new ConfigMap alone restarts nothing.

@@ -6,6 +6,8 @@ Settings (read here only):
   RIPPLE_DISPATCHER_MAX_IN_FLIGHT                   bound on outstanding records (default 100)
   RIPPLE_DISPATCHER_COMMIT_INTERVAL_MS              how often done offsets are committed (1000)
   RIPPLE_DISPATCHER_SESSION_TIMEOUT_MS              the consumer group's session (10000, upstream's)
+  RIPPLE_DISPATCHER_ASSIGNMENT                      all (default: every partition, this process) or
+                                                    group (subscribe as a member of consumerGroup)
   RIPPLE_KNATIVE_SERVICES, RIPPLE_CLUSTER_ADDRESSES where sinks and Kafka are (delivery/addresses.py)
   K_SINK                                            the sink's URL, when a cluster's SinkBinding or
                                                     ContainerSource resolved spec.sink (Knative's source
@@ -31,6 +33,17 @@ from .manifest import load
 from .metrics import DispatcherMetrics
 
 
+def assignment_mode(env: Mapping[str, str]) -> str:
+    """RIPPLE_DISPATCHER_ASSIGNMENT: "all" (default) or "group"."""
+    mode = env.get("RIPPLE_DISPATCHER_ASSIGNMENT", "all").strip() or "all"
+    if mode not in ("all", "group"):
+        raise ConfigError(
+            f"RIPPLE_DISPATCHER_ASSIGNMENT={mode!r}: set it to all (one dispatcher per KafkaSource) "
+            "or group (members of consumerGroup, e.g. a rolling Deployment)"
+        )
+    return mode
+
+
 def dispatcher_config(manifest: Path, env: Mapping[str, str] = os.environ) -> DispatcherConfig:
     """The dispatcher's configuration from a KafkaSource manifest and the environment.
 
@@ -52,6 +65,7 @@ def dispatcher_config(manifest: Path, env: Mapping[str, str] = os.environ) -> Di
         max_in_flight=whole_number("RIPPLE_DISPATCHER_MAX_IN_FLIGHT", 100, 1, env),
         commit_interval_s=whole_number("RIPPLE_DISPATCHER_COMMIT_INTERVAL_MS", 1000, 10, env) / 1000,
         session_timeout_ms=whole_number("RIPPLE_DISPATCHER_SESSION_TIMEOUT_MS", 10_000, 6000, env),
+        assignment=assignment_mode(env),
     )
 
 

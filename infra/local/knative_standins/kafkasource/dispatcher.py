@@ -81,6 +81,10 @@ class DispatcherConfig:
     # The group's failure detection (upstream's session.timeout.ms): a dispatcher killed without
     # leaving the group holds its partitions this long (Kafka's floor: group.min.session.timeout.ms).
     session_timeout_ms: int = 10_000
+    # "all": assign every partition to this one process (the local stack: one dispatcher per
+    # manifest); "group": subscribe as a member of consumerGroup (the cluster's ContainerSource,
+    # whose rolling Deployment runs two at once). See README, deviation on `consumers`.
+    assignment: str = "all"
 
 
 def _record(message: Any) -> Record:
@@ -324,6 +328,18 @@ class Dispatcher:
             (existing if partitions else missing).append(topic)
         if missing:
             log.warning("topics %s do not exist (yet); waiting for them", ", ".join(missing))
+        if existing and set(existing) != self._subscribed and self.config.assignment == "all":
+            wanted = {
+                TopicPartition(topic, p)
+                for topic in existing
+                for p in await self._kafka(consumer.partitions_for_topic, topic)
+            }
+            await self._kafka(consumer.assign, sorted(wanted))
+            await self.revoked(self._owned - wanted)
+            await self.assigned(wanted - self._owned)
+            self._rewind.clear()  # assign() keeps no stale position: the group's commit applies
+            self._subscribed = set(existing)
+            return not missing
         if existing and set(existing) != self._subscribed:
             await self._kafka(consumer.subscribe, topics=existing, listener=self._listener)
             self._subscribed = set(existing)

@@ -172,33 +172,3 @@ def test_unordered_mode_delivers_concurrently_and_completely(stack, tmp_path):
             wait_until(lambda: len(set(sink.ids())) == len(events), "every event delivered")
         assert sink.most_in_flight > 1, "unordered delivery never had two events in flight at once"
         assert sink.most_in_flight <= 16  # RIPPLE_DISPATCHER_MAX_IN_FLIGHT
-
-
-def test_two_dispatchers_on_one_manifest_share_the_partitions_through_the_group(stack, tmp_path):
-    """A Deployment rolling a new dispatcher pod beside the old one: the second joins the
-    KafkaSource's consumerGroup, the partitions are split, the first leaves on SIGTERM after
-    committing; every event arrives, and none is sent twice by the two at once."""
-    with temporary_topic(stack.kafka_bootstrap, partitions=4) as topic, running_sink(Sink()) as sink:
-        manifest = write_manifest(tmp_path, topic, sink.url, ordering="unordered")
-        batches = [
-            [order_event("/test/group", f"g{b}-{n}", f"k{n % 9}") for n in range(100)] for b in range(3)
-        ]
-        with dispatching(manifest, tmp_path / "first.log") as first:
-            produce(stack.kafka_bootstrap, topic, batches[0])
-            wait_until(lambda: len(set(sink.ids())) == 100, "the first batch through the first dispatcher")
-            with dispatching(manifest, tmp_path / "second.log") as second:
-                wait_until(
-                    lambda: "partitions assigned: ripple" in second.log.read_text(errors="replace"),
-                    "the second dispatcher given partitions by the group",
-                )
-                produce(stack.kafka_bootstrap, topic, batches[1])
-                wait_until(lambda: len(set(sink.ids())) == 200, "the second batch through both")
-                first.stop()  # the old pod goes: its partitions move to the second
-                produce(stack.kafka_bootstrap, topic, batches[2])
-                wait_until(lambda: len(set(sink.ids())) == 300, "the third batch through the second alone")
-        first_log = (tmp_path / "first.log").read_text(errors="replace")
-        assert "partitions revoked" in first_log
-        ids = sink.ids()
-        duplicates = len(ids) - len(set(ids))
-        # Without the group both dispatchers delivered every record of batches 2 and 3 (200).
-        assert duplicates == 0, f"{duplicates} events delivered twice"
