@@ -147,10 +147,7 @@ class Gateway:
         checks = {}
         # Both at once: at a cold start the first probe waits for the producer's first metadata
         # request and the realm's keys, and the instance is not ready before both (issue 22).
-        kafka, keys = await asyncio.gather(
-            asyncio.to_thread(self.publisher.ready),
-            _true() if self.auth.keys_loaded else asyncio.to_thread(self.auth.refresh),
-        )
+        kafka, keys = await asyncio.gather(asyncio.to_thread(self.publisher.ready), self._keys_ready())
         ok, checks["kafka"] = kafka
         checks["keys"] = "ok" if keys else "the realm's signing keys are not loaded (Keycloak unreachable?)"
         ready = ok and keys
@@ -159,6 +156,11 @@ class Gateway:
             status_code=200 if ready else 503,
             media_type="application/json",
         )
+
+    async def _keys_ready(self) -> bool:
+        # A fresh coroutine per probe: a coroutine can be awaited once (a cached one made every
+        # probe after the first a 500).
+        return self.auth.keys_loaded or await asyncio.to_thread(self.auth.refresh)
 
     async def post_events(self, request: Request, info: dict[str, Any]) -> Response:
         body = await _read_body(request, self.config.max_body_bytes)
@@ -238,11 +240,6 @@ def problem_response(problem: Problem) -> Response:
 @cache
 def _openapi() -> bytes:
     return OPENAPI_FILE.read_bytes()
-
-
-@cache
-async def _true() -> bool:
-    return True
 
 
 def gateway() -> Gateway:
