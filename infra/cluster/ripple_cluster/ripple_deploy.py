@@ -127,12 +127,22 @@ def cluster_objects(s: Settings, b: backing.Backing, secrets: dict[str, str]) ->
 
 
 def _delivery_env(s: Settings) -> dict[str, str]:
-    return {**os.environ, "IMAGE_REGISTRY": s.registry, "RIPPLE_REGISTRY_PORT": str(s.registry_port)}
+    # RIPPLE_IMAGE_SOURCE=head: the images are built from the last commit (git archive HEAD), never
+    # from the shared working tree, where other sessions' uncommitted work once reached the cluster
+    # (the 10:25 run of 2026-12-03 ran an order-alerts/notifier outbox nobody had committed).
+    return {
+        **os.environ,
+        "IMAGE_REGISTRY": s.registry,
+        "RIPPLE_REGISTRY_PORT": str(s.registry_port),
+        "RIPPLE_IMAGE_SOURCE": "head",
+        "RIPPLE_IMAGE_TAG": "",  # the tag is the commit the images are built from
+    }
 
 
 def pushed_references(s: Settings) -> dict[str, str] | None:
     """{function: reference by digest} when the last `make push` put every function's image, built
-    at the current commit, into the cluster's registry and the registry still has them.
+    from the current commit (and only it: not a working tree with changes), into the cluster's
+    registry and the registry still has them.
 
     The commit matters: the chart is rendered from the working tree, so images of an older commit
     can meet manifests that start them differently (seen 2026-12-03: every manifest moved to
@@ -142,9 +152,9 @@ def pushed_references(s: Settings) -> dict[str, str] | None:
     if not pushed.exists():
         return None
     refs = json.loads(pushed.read_text())
-    from ripple_delivery.config import commit_tag
+    from ripple_delivery.config import head_sha, is_head_build
 
-    if str(refs.get("_tag", "")).removesuffix("-dirty") != commit_tag().removesuffix("-dirty"):
+    if not is_head_build(str(refs.get("_tag", "")), head_sha()):
         return None
     prefix = f"{s.registry}/ripple/"
     if not all(str(refs.get(f, "")).startswith(prefix) for f in FUNCTIONS):

@@ -4,22 +4,31 @@ and OCI labels; what was built is recorded in $RIPPLE_HOME/containers/built.json
 The functions' images start from the stages they share, `functions/Containerfile` (targets
 `build` and `run`), built first and passed to each as FUNCTION_BUILD / FUNCTION_RUN; they are
 tagged `localhost/<namespace>/function-build|function-run` (the Containerfiles' defaults, for a
-build by hand) and with the commit, and are not pushed: only the functions' images are."""
+build by hand) and with the commit, and are not pushed: only the functions' images are.
+
+The build context is the repository root as it is, or with RIPPLE_IMAGE_SOURCE=head the last
+commit's `functions/`, `flink/` and `.dockerignore`, exported with `git archive` into a temporary
+folder: others' uncommitted work in a shared tree then cannot reach an image (`make cluster-deploy`
+builds that way)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
+import tarfile
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ripple_stack.settings import REPO_ROOT
 
 from .bases import ensure_flink_stand_ins, ensure_python_stand_in
-from .config import DEBIAN_SUITE, FLINK_IMAGE_NAME, SOURCE_URL_DEFAULT, ImageConfig, git
+from .config import DEBIAN_SUITE, FLINK_IMAGE_NAME, SOURCE_URL_DEFAULT, ImageConfig, ImageError, git
 from .podman import engine, inspect_image
 
 # The functions' shared stages: functions/Containerfile's targets, in build order.
@@ -58,13 +67,46 @@ def oci_labels(config: ImageConfig) -> dict[str, str]:
     }
 
 
-def build_command(config: ImageConfig, spec: ImageSpec, base_args: dict[str, str]) -> list[str]:
+# What a build reads from its context (the .dockerignore keeps the rest out anyway).
+CONTEXT_PATHS = ("functions", "flink", ".dockerignore")
+
+
+@contextlib.contextmanager
+def build_context(config: ImageConfig) -> Iterator[Path]:
+    """The folder the builds read: the repository root, or HEAD's files exported into a temporary
+    folder (removed afterwards) when config.source is "head"."""
+    if config.source != "head":
+        yield REPO_ROOT
+        return
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", "HEAD", *CONTEXT_PATHS], cwd=REPO_ROOT, capture_output=True
+    )
+    if archive.returncode != 0:
+        raise ImageError(
+            f"git archive HEAD failed ({archive.stderr.decode(errors='replace').strip()}): "
+            "RIPPLE_IMAGE_SOURCE=head needs a git checkout with a commit; build with "
+            "RIPPLE_IMAGE_SOURCE=worktree instead"
+        )
+    with tempfile.TemporaryDirectory(prefix="ripple-image-context-") as folder:
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(folder, filter="data")
+        yield Path(folder)
+
+
+def in_context(path: Path, context: Path) -> Path:
+    """A repository file's path inside the build context."""
+    return context / path.relative_to(REPO_ROOT)
+
+
+def build_command(
+    config: ImageConfig, spec: ImageSpec, base_args: dict[str, str], context: Path = REPO_ROOT
+) -> list[str]:
     command = [
         "build",
         "--network",
         "host",
         "-f",
-        str(spec.containerfile),
+        str(in_context(spec.containerfile, context)),
         "-t",
         spec.local_reference(config),
     ]
@@ -84,27 +126,32 @@ def build_command(config: ImageConfig, spec: ImageSpec, base_args: dict[str, str
         java_cacerts = Path("/etc/ssl/certs/java/cacerts")
         if java_cacerts.exists():
             command += ["-v", f"{java_cacerts}:/etc/ssl/certs/java/cacerts:ro"]
-    return [*command, str(REPO_ROOT)]
+    return [*command, str(context)]
 
 
-def shared_stage_command(config: ImageConfig, target: str, base_args: dict[str, str]) -> list[str]:
+def shared_stage_command(
+    config: ImageConfig, target: str, base_args: dict[str, str], context: Path = REPO_ROOT
+) -> list[str]:
     """The build of one shared stage, tagged with the commit and as the Containerfiles' default."""
     name = f"localhost/{config.namespace}/function-{target}"
-    command = ["build", "--network", "host", "-f", str(SHARED_CONTAINERFILE), "--target", target]
+    containerfile = in_context(SHARED_CONTAINERFILE, context)
+    command = ["build", "--network", "host", "-f", str(containerfile), "--target", target]
     command += ["-t", f"{name}:{config.tag}", "-t", name]
     for key, value in base_args.items():
         command += ["--build-arg", f"{key}={value}"]
     if config.ca_bundle and Path(config.ca_bundle).exists():
         command += ["-v", f"{config.ca_bundle}:/etc/ssl/certs/ca-certificates.crt:ro"]
-    return [*command, str(REPO_ROOT)]
+    return [*command, str(context)]
 
 
-def build_shared_stages(config: ImageConfig, base_args: dict[str, str], say=print) -> dict[str, str]:
+def build_shared_stages(
+    config: ImageConfig, base_args: dict[str, str], context: Path = REPO_ROOT, say=print
+) -> dict[str, str]:
     """Build functions/Containerfile's stages; the build arguments that point the functions at them."""
     arguments = {}
     for target, argument in SHARED_STAGES.items():
         say(f"building the functions' shared stage {target!r} from functions/Containerfile…")
-        engine(config, *shared_stage_command(config, target, base_args), stdout=subprocess.DEVNULL)
+        engine(config, *shared_stage_command(config, target, base_args, context), stdout=subprocess.DEVNULL)
         arguments[argument] = f"localhost/{config.namespace}/function-{target}:{config.tag}"
     return arguments
 
@@ -136,19 +183,24 @@ def build_images(config: ImageConfig, names: Sequence[str] | None = None, say=pr
         if include_flink:
             flink_base, maven = ensure_flink_stand_ins(config, say)
             flink_args = {"FLINK_IMAGE": flink_base, "MAVEN_IMAGE": maven}
-    # The functions' build arguments name the shared stages (built on BASE_IMAGE).
-    function_args = (
-        build_shared_stages(config, base_args, say) if any(s.kind == "function" for s in specs) else {}
-    )
     built: dict[str, str] = {}
     timings: list[tuple[str, float]] = []
-    for spec in specs:
-        started = time.monotonic()
-        say(f"building {spec.local_reference(config)} from {spec.containerfile.relative_to(REPO_ROOT)}…")
-        arguments = flink_args if spec.kind == "flink" else function_args
-        engine(config, *build_command(config, spec, arguments), stdout=subprocess.DEVNULL)
-        timings.append((spec.name, time.monotonic() - started))
-        built[spec.name] = spec.local_reference(config)
+    with build_context(config) as context:
+        if config.source == "head":
+            say(f"building from the last commit (RIPPLE_IMAGE_SOURCE=head, git archive HEAD): {config.tag}")
+        # The functions' build arguments name the shared stages (built on BASE_IMAGE).
+        function_args = (
+            build_shared_stages(config, base_args, context, say)
+            if any(s.kind == "function" for s in specs)
+            else {}
+        )
+        for spec in specs:
+            started = time.monotonic()
+            say(f"building {spec.local_reference(config)} from {spec.containerfile.relative_to(REPO_ROOT)}…")
+            arguments = flink_args if spec.kind == "flink" else function_args
+            engine(config, *build_command(config, spec, arguments, context), stdout=subprocess.DEVNULL)
+            timings.append((spec.name, time.monotonic() - started))
+            built[spec.name] = spec.local_reference(config)
     config.built_file.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(config.built_file.read_text()) if config.built_file.exists() else {}
     config.built_file.write_text(json.dumps({**previous, **built, "_tag": config.tag}, indent=2) + "\n")

@@ -3,7 +3,11 @@ image tag (the git commit) and the error every step raises.
 
   RIPPLE_BASE_IMAGE        "" = the Containerfiles' real bases; local-debian = stand-ins    ""
   RIPPLE_CONTAINER_ENGINE  podman, or buildah (build and push only, as OpenShift runners)  podman
-  RIPPLE_IMAGE_TAG         the images' tag                 git short sha (+"-dirty")
+  RIPPLE_IMAGE_TAG         the images' tag    git short sha (+"-dirty" for a worktree build of a
+                                                  tree with changes)
+  RIPPLE_IMAGE_SOURCE      what the images are built from: worktree (the files as they are) or
+                           head (the last commit, exported with `git archive`: uncommitted work
+                           stays out; `make cluster-deploy` sets it)                     worktree
   RIPPLE_REGISTRY_PORT     port of the local registry (crane registry serve)               15000
   IMAGE_REGISTRY           where `push` sends images       127.0.0.1:$RIPPLE_REGISTRY_PORT
   IMAGE_NAMESPACE          repository prefix in it          ripple
@@ -49,6 +53,7 @@ class ImageConfig:
     namespace: str
     debian_mirror: str
     ca_bundle: str
+    source: str = "worktree"  # one of IMAGE_SOURCES
 
     @property
     def stand_in(self) -> bool:
@@ -73,9 +78,40 @@ def git(*arguments: str) -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def commit_tag() -> str:
-    sha = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    return f"{sha}-dirty" if git("status", "--porcelain", "--untracked-files=no") else sha
+# What an image build reads: the working tree as it is, or the last commit (git archive HEAD).
+IMAGE_SOURCES = ("worktree", "head")
+
+
+def image_source(value: str) -> str:
+    """RIPPLE_IMAGE_SOURCE checked: "worktree" when empty; anything else unknown is refused."""
+    source = value.strip().lower() or "worktree"
+    if source not in IMAGE_SOURCES:
+        raise ImageError(
+            f"RIPPLE_IMAGE_SOURCE={value!r}: set it to worktree (build the files as they are) or head "
+            "(build the last commit; uncommitted changes stay out), or leave it empty."
+        )
+    return source
+
+
+def image_tag(sha: str, dirty: bool, source: str) -> str:
+    """The images' tag: the commit, with "-dirty" only when the build reads a changed working tree
+    (a build of HEAD is the commit whatever the tree holds)."""
+    return f"{sha}-dirty" if dirty and source == "worktree" else sha
+
+
+def is_head_build(tag: str, head: str) -> bool:
+    """Whether images tagged `tag` were built from commit `head` and nothing else: a "-dirty" tag
+    (a working tree with changes) or another commit's tag is not."""
+    return tag == head
+
+
+def head_sha() -> str:
+    return git("rev-parse", "--short=12", "HEAD") or "unknown"
+
+
+def commit_tag(source: str = "worktree") -> str:
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return image_tag(head_sha(), dirty, source)
 
 
 def load_config(env: os._Environ[str] | dict[str, str] = os.environ) -> ImageConfig:
@@ -90,16 +126,18 @@ def load_config(env: os._Environ[str] | dict[str, str] = os.environ) -> ImageCon
         raise ImageError(f"RIPPLE_REGISTRY_PORT={raw_port!r}: set it to a port in 1024-65535.")
     port = int(raw_port)
     default_ca = "/etc/ssl/certs/ca-certificates.crt" if base == LOCAL_DEBIAN else ""
+    source = image_source(env.get("RIPPLE_IMAGE_SOURCE", ""))
     return ImageConfig(
         home=load_settings().home,
         base=base,
         engine=engine,
-        tag=env.get("RIPPLE_IMAGE_TAG") or commit_tag(),
+        tag=env.get("RIPPLE_IMAGE_TAG") or commit_tag(source),
         registry_port=port,
         registry=env.get("IMAGE_REGISTRY") or f"127.0.0.1:{port}",
         namespace=env.get("IMAGE_NAMESPACE", "ripple"),
         debian_mirror=env.get("RIPPLE_DEBIAN_MIRROR", "http://deb.debian.org/debian"),
         ca_bundle=env.get("RIPPLE_BUILD_CA_BUNDLE", default_ca),
+        source=source,
     )
 
 
