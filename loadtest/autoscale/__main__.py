@@ -1,7 +1,8 @@
 """python -m loadtest.autoscale [--cluster ...]: the autoscale-from-zero demo and its report.
 
 Locally (`make demo-autoscale`) it reads instance counts from the activators' metrics in
-Prometheus and cold starts from the activator's log. With --cluster it drives a deployed
+Prometheus, cold starts from the activator's log and each instance's memory from the pids the
+activators' /status names. With --cluster it drives a deployed
 namespace instead and reads ready pods with kubectl (documented in loadtest/README.md; CI does
 not run it). With --ripple-cluster (`make cluster-demo`) it drives the project's own Kubernetes +
 Knative (infra/cluster) through that cluster's nginx and reads real Knative's autoscaler
@@ -46,6 +47,13 @@ def _parser(defaults: DemoOptions) -> argparse.ArgumentParser:
         defaults.drain_timeout_s,
         "seconds to wait for the store",
     )
+    add_seconds(
+        parser,
+        "--memory-every",
+        "memory_every_s",
+        defaults.memory_every_s,
+        "seconds between readings of every instance's RSS",
+    )
     parser.add_argument("--cluster", action="store_true", help="drive a deployed namespace (kubectl)")
     parser.add_argument(
         "--ripple-cluster",
@@ -77,6 +85,16 @@ def _on_ripple_cluster(config, options: DemoOptions) -> tuple:
         )
 
 
+def _status_urls(stack) -> dict[str, str]:
+    """Each local activator's /status (its instances' pids, for their memory)."""
+    from ripple_stack.components.functions import knative_functions
+
+    return {
+        function.name: f"http://{stack.host}:{function.admin_port(stack)}/status"
+        for function in knative_functions()
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser(DemoOptions())
     arguments = parser.parse_args(argv)
@@ -105,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             directory, result = run_demo(
                 config,
                 options,
-                PrometheusInstances(config.stack.prometheus_url),
+                PrometheusInstances(config.stack.prometheus_url, status_urls=_status_urls(config.stack)),
                 cold_start_log=config.stack.home / "logs" / "cold-starts.jsonl",
                 postgres_dsn=config.postgres_dsn,
                 kafka_bootstrap=config.stack.kafka_bootstrap,

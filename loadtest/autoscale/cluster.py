@@ -10,7 +10,15 @@ numbers come from, and each source is the one real Knative has:
   exports the same names), scraped from its pod every 2 s by a small Python loop inside the
   cluster's network namespace (pod addresses are reachable only there; the network rule);
 - cold starts: the functions' pods, read with kubectl every 3 s: pod created (the autoscaler's
-  decision reached the node), the container's process started, the pod Ready;
+  decision reached the node), the container's process started, the pod Ready (kubelet's
+  timestamps are whole seconds, so exec -> Ready is known to ±1 s);
+- memory per instance: VmRSS summed over the processes of each pod's function container (not
+  queue-proxy, not the pause container), their pids read from the container's memory cgroup on the
+  host (cgroup v1, cgroupfs driver: ``/sys/fs/cgroup/memory/kubepods[/<qos>]/pod<uid>/<container
+  id>/cgroup.procs``). The local side sums the same /proc figure over an instance's process tree.
+  The cgroup's own ``memory.usage_in_bytes`` is not used: it also counts the page cache of the
+  files the container read (its image layers), which no process's RSS counts, so it would not
+  compare with the stand-ins' figure;
 - stored once: the cluster's PostgreSQL through a loopback relay made for the run (the same kind
   the cluster uses for its apiserver), so the demo's own checks run unchanged;
 - tokens: the cluster's Keycloak, fetched inside the namespace (``ripple_deploy.token``), so the
@@ -131,12 +139,51 @@ class ClusterTokens(TokenSource):
 
 @dataclass
 class PodTimes:
-    """One function pod: when it was created, its process started, it became Ready (wall clock)."""
+    """One function pod: when it was created, its process started, it became Ready (wall clock),
+    and what finds its function container's processes (pod uid, container id)."""
 
     function: str
     created: float
     started: float | None = None
     ready: float | None = None
+    name: str = ""
+    uid: str = ""
+    container_id: str = ""  # the function container's, without the runtime's "containerd://"
+    running: bool = False  # in the last listing, its function container running
+
+
+CGROUP_MEMORY = Path("/sys/fs/cgroup/memory/kubepods")
+QOS_CLASSES = ("burstable", "besteffort", "")  # kubelet's cgroupfs layout; Guaranteed sits at the top
+
+
+def container_cgroups(root: Path, pod_uid: str, container_id: str) -> list[Path]:
+    """Where kubelet (cgroupfs driver) puts a container's cgroup, one candidate per QoS class."""
+    return [(root / qos if qos else root) / f"pod{pod_uid}" / container_id for qos in QOS_CLASSES]
+
+
+def container_id_of(value: str) -> str:
+    """'containerd://abc…' -> 'abc…' (the id kubelet names the cgroup after)."""
+    return value.split("://", 1)[-1]
+
+
+def process_rss_mib(pid: int) -> float:
+    """VmRSS of one process (MiB); 0 when it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
+def cgroup_rss_mib(cgroup: Path) -> float | None:
+    """VmRSS summed over the processes of a cgroup (None: no such cgroup)."""
+    try:
+        pids = [int(pid) for pid in (cgroup / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return None
+    return sum(process_rss_mib(pid) for pid in pids)
 
 
 class AutoscalerInstances(InstanceReader):
@@ -213,7 +260,12 @@ class AutoscalerInstances(InstanceReader):
                     self.settings, "get", "pods", "-n", self.namespace, "-l", "serving.knative.dev/service",
                     "-o", "json", check=False,
                 )  # fmt: skip
-                for pod in json.loads(r.stdout)["items"]:
+                items = json.loads(r.stdout)["items"]
+                listed = {pod["metadata"]["uid"] for pod in items}
+                for times in self.pods.values():
+                    if times.uid not in listed:
+                        times.running = False  # gone: its memory is no longer read
+                for pod in items:
                     self._note_pod(pod)
             self._stop.wait(PODS_EVERY_S)
 
@@ -221,15 +273,36 @@ class AutoscalerInstances(InstanceReader):
         meta, status = pod["metadata"], pod.get("status", {})
         times = self.pods.setdefault(
             meta["uid"],
-            PodTimes(meta["labels"]["serving.knative.dev/service"], _ts(meta["creationTimestamp"])),
+            PodTimes(
+                meta["labels"]["serving.knative.dev/service"],
+                _ts(meta["creationTimestamp"]),
+                name=meta["name"],
+                uid=meta["uid"],
+            ),
         )
+        times.running = False
         for container in status.get("containerStatuses", []):
             running = container.get("state", {}).get("running")
             if container.get("name") != "queue-proxy" and running:  # the function's own container
                 times.started = _ts(running["startedAt"])
+                times.container_id = container_id_of(container.get("containerID", ""))
+                times.running = True
         for condition in status.get("conditions", []):
-            if condition["type"] == "Ready" and condition["status"] == "True":
+            if condition["type"] == "Ready" and condition["status"] == "True" and times.ready is None:
                 times.ready = _ts(condition["lastTransitionTime"])
+
+    def instance_memory(self) -> list[tuple[str, str, float]]:
+        """Every pod that became Ready and still runs its function container: that container's RSS."""
+        found = []
+        for pod in list(self.pods.values()):
+            if not (pod.running and pod.ready is not None and pod.container_id):
+                continue
+            for cgroup in container_cgroups(CGROUP_MEMORY, pod.uid, pod.container_id):
+                mib = cgroup_rss_mib(cgroup)
+                if mib is not None:
+                    found.append((pod.function, pod.name, mib))
+                    break
+        return found
 
     def stop(self) -> None:
         self._stop.set()
@@ -259,21 +332,24 @@ class AutoscalerInstances(InstanceReader):
         return self._series(GAUGES[2], t0, t_end)
 
     def cold_starts(self, t0: float, t_end: float) -> list[ColdStart]:
-        """Pods created in [t0, t_end]: pod start -> Ready as ready_s; process start in `reason`."""
-        starts = []
-        for pod in sorted(self.pods.values(), key=lambda p: p.created):
-            if t0 <= pod.created <= t_end:
-                process = "-" if pod.started is None else f"process +{pod.started - pod.created:.0f} s"
-                starts.append(
-                    ColdStart(
-                        function=pod.function,
-                        started_at=pod.created,
-                        ready_s=None if pod.ready is None else pod.ready - pod.created,
-                        first_request_wait_s=None,
-                        reason=f"pod ({process})",
-                    )
-                )
-        return starts
+        """Pods created in [t0, t_end]: process start (exec) -> Ready as ready_s, as the stand-in's
+        exec -> ready; pod created -> Ready as pod_ready_s; process start in `reason`."""
+        return [pod_cold_start(pod) for pod in sorted(self.pods.values(), key=lambda p: p.created)
+                if t0 <= pod.created <= t_end]  # fmt: skip
+
+
+def pod_cold_start(pod: PodTimes) -> ColdStart:
+    """One pod as a cold start (see AutoscalerInstances.cold_starts)."""
+    process = "-" if pod.started is None else f"process +{pod.started - pod.created:.0f} s"
+    exec_at = pod.started if pod.started is not None else pod.created
+    return ColdStart(
+        function=pod.function,
+        started_at=pod.created,
+        ready_s=None if pod.ready is None else max(0.0, pod.ready - exec_at),
+        first_request_wait_s=None,
+        reason=f"pod ({process})",
+        pod_ready_s=None if pod.ready is None else pod.ready - pod.created,
+    )
 
 
 def _ts(value: str) -> float:

@@ -5,8 +5,9 @@
 Each argument is a directory the demo wrote (`make demo-autoscale` on the local stack, `make
 cluster-demo` on infra/cluster), holding its `run.json`. The same load (options are compared and
 a difference is reported) yields, per function: desired and ready instances over time, panic
-episodes, instance starts, the first request's wait, time back to zero, the activator's request
-latency and accepted = stored once. Issue 18's targets are checked: in the step phase the
+episodes, instance starts (exec -> ready, and on the cluster pod created -> Ready), the first
+request's wait, memory per instance (RSS: first reading, peak, idle), time back to zero, the
+activator's request latency and accepted = stored once. Issue 18's targets are checked: in the step phase the
 stand-in's desired instances within ±1 of Knative's for at least 90 % of the 5 s ticks, and time
 back to zero within ±10 s of Knative's. Writes `report.md` and `fidelity.png` to a new
 `loadtest/reports/fidelity-<time>/`.
@@ -25,7 +26,7 @@ from loadtest.plots import pyplot, save
 from loadtest.scenarios.stats import Phase as _Phase
 from loadtest.scenarios.stats import markdown_table, percentile
 
-from .analysis import episodes, first_zero_after, peak, within_one_share
+from .analysis import MEMORY_GOAL_MIB, episodes, first_zero_after, peak, within_one_share
 
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 FUNCTIONS = ("gateway", "event-store", "order-alerts")  # the ones the demo's load scales
@@ -59,9 +60,31 @@ def panic_summary(run: dict[str, Any], function: str) -> str:
 def starts_of(run: dict[str, Any], function: str) -> tuple[int, float | None]:
     """Instance starts of the function and their start -> ready p50 (ms)."""
     starts = [s for s in run["cold_starts"] if s["function"] == function]
-    ready = [s["ready_s"] for s in starts if s["ready_s"] is not None]
-    p50 = percentile(ready, 50)
-    return len(starts), None if p50 is None else round(p50 * 1000)
+    return len(starts), _p50_ms(starts, "ready_s")
+
+
+def _p50_ms(starts: list[dict[str, Any]], key: str) -> float | None:
+    values = [s[key] for s in starts if s.get(key) is not None]
+    p50 = percentile(values, 50)
+    return None if p50 is None else round(p50 * 1000)
+
+
+def cold_start_text(run: dict[str, Any], function: str, key: str) -> str:
+    """p50 (ms) of one cold-start measure, with how many starts had it."""
+    starts = [s for s in run["cold_starts"] if s["function"] == function and s.get(key) is not None]
+    return "-" if not starts else f"{_n(_p50_ms(starts, key))} ({len(starts)})"
+
+
+def memory_text(run: dict[str, Any], function: str) -> str:
+    """RSS per instance: first reading p50 / peak / idle p50 MiB (instances), or why there is none."""
+    if "memory" not in run:
+        return "not read (older run)"
+    item = run["memory"].get(function)
+    if not item:
+        return "no reading"
+    return (
+        f"{_n(item['first_p50'])} / {_n(item['peak'])} / {_n(item['idle_p50'])} ({item['instances']} inst.)"
+    )
 
 
 def stored_once(run: dict[str, Any]) -> str:
@@ -111,8 +134,15 @@ def compare(standin: dict[str, Any], knative: dict[str, Any]) -> tuple[list[list
             ],
             [function, "panic episodes (time in panic)", panic_summary(standin, function),
              panic_summary(knative, function)],
-            [function, "instance starts; start -> ready p50 ms", f"{starts_s[0]}; {_n(starts_s[1])}",
+            [function, "instance starts; exec -> ready p50 ms", f"{starts_s[0]}; {_n(starts_s[1])}",
              f"{starts_k[0]}; {_n(starts_k[1])}"],
+            [function, "pod created -> Ready p50 ms (starts)", "(no pod)",
+             cold_start_text(knative, function, "pod_ready_s")],
+            [function, "first request's wait in the activator p50 ms (held)",
+             cold_start_text(standin, function, "first_request_wait_s"),
+             cold_start_text(knative, function, "first_request_wait_s")],
+            [function, f"RSS per instance MiB: first / peak / idle p50 (goal idle < {MEMORY_GOAL_MIB:g})",
+             memory_text(standin, function), memory_text(knative, function)],
             [function, "back to zero after the load (s)", _n(zero_s), _n(zero_k)],
             [function, "back to zero after the drain (s)", _n(time_to_zero(standin, function, "drain")),
              _n(time_to_zero(knative, function, "drain"))],
@@ -186,7 +216,14 @@ def report(standin_dir: Path, knative_dir: Path, out_dir: Path | None = None) ->
         "Instances are the autoscalers' own gauges (`autoscaler_desired_pods`, `autoscaler_actual_pods`, "
         "`autoscaler_panic_mode`: the local activator exports Knative's names; on the cluster they are "
         "scraped from Knative's autoscaler every 2 s). Instance starts: locally the activator's log "
-        "(exec -> ready); on the cluster each pod (created -> Ready). The activator's latency is its "
+        "(exec -> ready, ms); on the cluster each pod: the function container's start -> Ready (kubelet's "
+        "timestamps, whole seconds: ±1 s) and created -> Ready (scheduling, sandbox, image, exec, probe). "
+        "The first request's wait is known only locally (the activator logs it); on the cluster see the "
+        "gateway's first request below. Memory: VmRSS summed over the function's own processes, read every "
+        "few seconds while the instance was ready; locally the instance's process tree (pid from the "
+        "activator), on the cluster the processes of the function container's memory cgroup (not "
+        "queue-proxy), so both count the same pages; first = each instance's first reading (p50), idle = "
+        "the readings after the drain (median). The activator's latency is its "
         "`activator_request_latencies` histogram over the run: the whole request through the activator, "
         "the function's own time included. Time back to zero counts from the end of the load (and, for the "
         "consumers, from the end of the drain: every accepted event stored).",

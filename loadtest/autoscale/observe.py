@@ -5,6 +5,12 @@
   that the local activator appends one JSON line to per instance start;
 - cluster: `kubectl get pods -l serving.knative.dev/service` in the namespace, read every couple
   of seconds (Knative does not log cold starts as events; the report says so).
+
+Memory per instance (`MemorySampler`, every few seconds): VmRSS summed over the instance's
+processes. Locally the instance's process tree, from the pid each activator's /status gives; on
+the project's own cluster (loadtest/autoscale/cluster.py) the processes of the function's
+container, from its cgroup on the host. Both are the same /proc figure over the same processes
+(the function's, not the activator's or queue-proxy's), so the two sides compare.
 """
 
 from __future__ import annotations
@@ -15,13 +21,18 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
 import requests
 
-from .analysis import ColdStart, Series
+from ripple_stack.stack import resident_mib
+
+from .analysis import ColdStart, MemorySample, Series
+
+# Instance states whose memory counts: started ones, until they are gone.
+MEASURED_STATES = ("ready", "draining")
 
 
 class InstanceReader:
@@ -50,14 +61,34 @@ class InstanceReader:
         """Instance starts in [t0, t_end], where the reader sees them (the local log is read apart)."""
         return []
 
+    def instance_memory(self) -> list[tuple[str, str, float]]:
+        """(function, instance, RSS MiB) of every started instance now, where the reader can see it."""
+        return []
+
 
 class PrometheusInstances(InstanceReader):
-    """The local activators export Knative's autoscaler gauges; Prometheus keeps their history."""
+    """The local activators export Knative's autoscaler gauges; Prometheus keeps their history.
+    Each activator's /status (`status_urls`, per function) names its instances' pids."""
 
-    def __init__(self, prometheus_url: str, step_s: float = 5.0) -> None:
+    def __init__(
+        self, prometheus_url: str, step_s: float = 5.0, status_urls: Mapping[str, str] | None = None
+    ) -> None:
         self.url = prometheus_url.rstrip("/")
         self.step_s = step_s
+        self.status_urls = dict(status_urls or {})
         self._session = requests.Session()
+
+    def instance_memory(self) -> list[tuple[str, str, float]]:
+        found = []
+        for function, url in self.status_urls.items():
+            try:
+                status = self._session.get(url, timeout=3).json()
+            except (requests.RequestException, ValueError):
+                continue  # that activator is restarting: the next reading comes in seconds
+            for instance in status.get("instances", []):
+                if instance.get("pid") and instance.get("state") in MEASURED_STATES:
+                    found.append((function, instance["name"], resident_mib(int(instance["pid"]))))
+        return found
 
     def _query(self, expression: str) -> list[dict]:
         response = self._session.get(f"{self.url}/api/v1/query", params={"query": expression}, timeout=5)
@@ -171,6 +202,34 @@ class KubectlInstances(InstanceReader):
                 for name in functions:
                     ready[name].append((t, counts.get(name, 0.0)))
         return dict(ready), {}
+
+
+class MemorySampler:
+    """Reads every instance's memory every `every_s` seconds in a thread of its own."""
+
+    def __init__(self, read: Callable[[], list[tuple[str, str, float]]], every_s: float = 3.0) -> None:
+        self.read = read
+        self.every_s = every_s
+        self.samples: list[MemorySample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="instance-memory", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.time()
+            # One failed reading is one missing point, not a failed run.
+            with contextlib.suppress(OSError, ValueError, KeyError, subprocess.SubprocessError):
+                for function, instance, mib in self.read():
+                    if mib > 0:  # 0: the process ended between listing and reading
+                        self.samples.append(MemorySample(now, function, instance, mib))
+            self._stop.wait(self.every_s)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=20)
 
 
 def read_cold_starts(path: Path, t0: float, t_end: float) -> list[ColdStart]:

@@ -8,11 +8,16 @@ import pytest
 
 from loadtest.autoscale.analysis import (
     ColdStart,
+    MemoryFigures,
+    MemorySample,
     check_back_to_zero,
     check_cold_starts_ready,
     check_scaled,
     cold_start_summary,
     first_zero_after,
+    memory_figures,
+    memory_goal,
+    memory_table,
     peak,
     settle_s,
 )
@@ -57,8 +62,13 @@ def test_checks() -> None:
 
 def test_cold_start_summary_counts_waits() -> None:
     table = cold_start_summary([ColdStart("query", 1.0, 0.6, 0.7), ColdStart("query", 5.0, 0.8, None)])
-    assert "| query | 2 | 700 | 800 | 1 | 700 | 700 | NOT met |" in table
-    assert "goal < 500 ms" in table
+    assert "| query | 2 | 700 | 800 | - | 1 | 700 | 700 | NOT met |" in table
+    assert "goal: first request < 500 ms" in table
+
+
+def test_cold_start_summary_shows_a_pods_creation_to_ready_beside_exec_to_ready() -> None:
+    pods = [ColdStart("gateway", 1.0, 1.0, None, pod_ready_s=6.0), ColdStart("gateway", 9.0, 2.0, None)]
+    assert "| gateway | 2 | 1500 | 2000 | 6000 | 0 | - | - | NOT met |" in cold_start_summary(pods)
 
 
 def test_cold_start_summary_judges_the_wait_else_the_ready_time() -> None:
@@ -86,3 +96,47 @@ def test_batch_shop_sizes() -> None:
     batch = shop.checkout()
     assert len(batch) == 10
     assert len({event.id for event in batch}) == 10
+
+
+def _samples(*rows: tuple[float, str, str, float]) -> list[MemorySample]:
+    return [MemorySample(*row) for row in rows]
+
+
+@pytest.mark.parametrize(
+    ("samples", "idle_from", "want"),
+    [
+        # two instances: first readings 50 and 60 (p50 55), peak 90, idle readings 70 and 72
+        (
+            _samples((1, "f", "f-1", 50), (2, "f", "f-2", 60), (5, "f", "f-1", 90), (10, "f", "f-1", 70),
+                     (13, "f", "f-1", 72)),
+            10,
+            MemoryFigures(instances=2, first_p50=55.0, peak=90.0, idle_p50=71.0, idle_samples=2),
+        ),
+        # gone before the drain ended: no idle reading
+        (_samples((1, "f", "f-1", 40)), 10, MemoryFigures(1, 40.0, 40.0, None, 0)),
+        # readings out of order still take each instance's earliest as its first
+        (_samples((5, "f", "f-1", 99), (1, "f", "f-1", 41)), 10, MemoryFigures(1, 41.0, 99.0, None, 0)),
+    ],
+)  # fmt: skip
+def test_memory_figures_per_function(samples, idle_from, want):
+    assert memory_figures(samples, idle_from) == {"f": want}
+
+
+@pytest.mark.parametrize(
+    ("figures", "verdict"),
+    [
+        (MemoryFigures(1, 60.0, 120.0, 79.9, 3), "met"),  # the idle median decides, not the peak
+        (MemoryFigures(1, 60.0, 70.0, 80.0, 3), "NOT met"),
+        (MemoryFigures(1, 85.0, 90.0, None, 0), "NOT met"),  # no idle reading: the first one
+        (MemoryFigures(0, None, None, None, 0), "-"),
+    ],
+)
+def test_the_memory_goal_is_judged_on_idle_rss(figures, verdict):
+    assert memory_goal(figures) == verdict
+
+
+def test_memory_table_rows_and_an_empty_run():
+    table = memory_table({"gateway": MemoryFigures(2, 55.0, 90.0, None, 0)})
+    assert "| gateway | 2 | 55 | 90 | - | 0 | met |" in table  # no idle reading: the first one
+    assert "goal idle < 80 MiB" in table
+    assert memory_table({}) == "_no instance memory was read_"

@@ -41,6 +41,9 @@ class FakeInstances(InstanceReader):
         ready = {"event-store": [(t0, 0.0), (t0 + 20, 1.0), (t_end - 5, 0.0)], "gateway": [(t0 + 20, 1.0)]}
         return ready, {}
 
+    def instance_memory(self):
+        return [("event-store", "event-store-1", 52.5)]
+
 
 class FakeDriver:
     def __init__(self, *args, rate: float, **kwargs) -> None:
@@ -102,3 +105,15 @@ def test_the_report_carries_the_checks_the_run_earned(walked):
     assert "event-store back at zero" in report
     assert "cold starts: Knative logs none as events" in report
     assert result in ("PASS", "FAIL")
+
+
+def test_the_report_shows_memory_per_instance_against_the_goal(walked):
+    import json
+
+    directory, _, _, _ = walked
+    report = (directory / "report.md").read_text()
+    assert "## Memory per instance" in report and "goal idle < 80 MiB" in report
+    assert "| event-store | 1 | 52.5 | 52.5 |" in report
+    run = json.loads((directory / "run.json").read_text())
+    assert run["memory"]["event-store"]["peak"] == 52.5
+    assert run["memory_samples"][0][1:] == ["event-store", "event-store-1", 52.5]

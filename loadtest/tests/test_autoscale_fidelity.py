@@ -62,3 +62,21 @@ def test_step_value_is_the_last_reading_at_or_before():
 def test_episodes_of_panic_mode():
     assert episodes([(0, 0), (2, 1), (4, 1), (6, 0), (8, 1)]) == [(2, 6), (8, 8)]
     assert episodes([(0, 0), (2, 0)]) == []
+
+
+def test_memory_and_cold_start_rows_of_a_run():
+    from loadtest.autoscale.fidelity import cold_start_text, memory_text
+
+    run = {
+        "memory": {"gateway": {"instances": 2, "first_p50": 55.0, "peak": 90.5, "idle_p50": 61.2}},
+        "cold_starts": [
+            {"function": "gateway", "ready_s": 0.4, "pod_ready_s": 3.0, "first_request_wait_s": None},
+            {"function": "gateway", "ready_s": 0.6, "pod_ready_s": 5.0, "first_request_wait_s": 0.7},
+        ],
+    }
+    assert memory_text(run, "gateway") == "55 / 90.5 / 61.2 (2 inst.)"
+    assert memory_text(run, "query") == "no reading"
+    assert memory_text({}, "gateway") == "not read (older run)"
+    assert cold_start_text(run, "gateway", "pod_ready_s") == "4000 (2)"
+    assert cold_start_text(run, "gateway", "first_request_wait_s") == "700 (1)"
+    assert cold_start_text(run, "query", "ready_s") == "-"
