@@ -10,7 +10,7 @@ import yaml
 
 from ripple_stack.component import PrerequisiteError, Program, let_reach
 from ripple_stack.components.functions import KnativeFunction, ManifestError
-from ripple_stack.components.kafka import declared_topics
+from ripple_stack.components.kafka import declared_topics, server_properties
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import SECRET_NAMES, ConfigError, Settings, load_settings
 from ripple_stack.supervisor import render_config
@@ -102,6 +102,16 @@ def test_declared_topics_read_strimzi_manifests(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="servers switch to their own accounts only when run as root")
+def test_kafka_server_properties_fill_every_placeholder_once():
+    """The template the local stack and the cluster's backing Kafka share: no key twice, no {hole} left."""
+    text = server_properties("10.0.0.1", 9092, 9093, Path("/data/kafka"))
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    keys = [line.split("=", 1)[0] for line in lines]
+    assert "{" not in text and len(keys) == len(set(keys))
+    assert "listeners=PLAINTEXT://10.0.0.1:9092,CONTROLLER://10.0.0.1:9093" in lines
+    assert "log.dirs=/data/kafka" in lines
+
+
 def test_an_account_that_cannot_enter_a_folder_above_the_checkout_is_a_clear_error(tmp_path):
     # A `mktemp -d` folder is 0700: postgres cannot pass it to reach its data under RIPPLE_HOME.
     private = tmp_path / "private"

@@ -179,28 +179,18 @@ def _reachable_by(path: Path) -> None:
 def _kafka_config(b: Backing) -> Path:
     conf = b.home / "kafka" / "server.properties"
     conf.parent.mkdir(parents=True, exist_ok=True)
-    ip = b.ip
-    props = {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.bootstrap.servers": f"{ip}:{b.kafka_controller_port}",
-        "listeners": f"PLAINTEXT://{ip}:{b.kafka_port},CONTROLLER://{ip}:{b.kafka_controller_port}",
-        # The pods reach the node IP: the bootstrap Service resolves to it, and so do the
-        # addresses Kafka hands out in its metadata.
-        "advertised.listeners": f"PLAINTEXT://{ip}:{b.kafka_port}",
-        "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "log.dirs": str(b.home / "kafka" / "data"),
-        "auto.create.topics.enable": "false",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "num.partitions": "3",
-        "group.initial.rebalance.delay.ms": "0",
-    }
-    text = "".join(f"{k}={v}\n" for k, v in props.items())
+    # The local stack's KRaft configuration (infra/kafka/server.properties), on the node IP: the
+    # pods reach it, the bootstrap Service resolves to it and Kafka hands it out in its metadata.
+    text = (
+        (REPO / "infra" / "kafka" / "server.properties")
+        .read_text()
+        .format(
+            host=b.ip,
+            port=b.kafka_port,
+            controller_port=b.kafka_controller_port,
+            log_dirs=b.home / "kafka" / "data",
+        )
+    )
     if not conf.exists() or conf.read_text() != text:
         conf.write_text(text)
     return conf

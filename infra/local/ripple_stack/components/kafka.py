@@ -15,6 +15,8 @@ from ..settings import REPO_ROOT, Settings
 POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
 # Strimzi KafkaTopic manifests: the topics a cluster gets, and the ones created locally.
 TOPICS_MANIFEST = REPO_ROOT / "infra" / "kafka" / "topics.yaml"
+# The single-node KRaft configuration, shared with the cluster's backing Kafka (placeholders in braces).
+SERVER_PROPERTIES = REPO_ROOT / "infra" / "kafka" / "server.properties"
 
 LOG4J2_CONFIG = """\
 Configuration:
@@ -34,6 +36,13 @@ Configuration:
       - name: org.apache.kafka.controller
         level: WARN
 """
+
+
+def server_properties(host: str, port: int, controller_port: int, log_dirs: Path) -> str:
+    """infra/kafka/server.properties with this node's addresses and data folder filled in."""
+    return SERVER_PROPERTIES.read_text().format(
+        host=host, port=port, controller_port=controller_port, log_dirs=log_dirs
+    )
 
 
 def declared_topics(manifest: Path = TOPICS_MANIFEST) -> list[dict]:
@@ -85,30 +94,11 @@ class Kafka(Component):
         config_dir = settings.run_dir / "kafka"
         config_dir.mkdir(parents=True, exist_ok=True)
         (config_dir / "log4j2.yaml").write_text(LOG4J2_CONFIG)
-        host, port, controller = settings.host, settings.ports["kafka"], settings.ports["kafka_controller"]
-        properties = {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"{host}:{controller}",
-            "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
-            "advertised.listeners": f"PLAINTEXT://{host}:{port}",
-            "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": str(data),
-            # Topics are declared (infra/kafka/topics.yaml), never created by a typo.
-            "auto.create.topics.enable": "false",
-            # One broker: internal topics cannot have more replicas than brokers.
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            "num.partitions": "3",
-            "group.initial.rebalance.delay.ms": "0",
-            # Flink's exactly-once sinks hold transactions open across checkpoints.
-            "transaction.max.timeout.ms": "900000",
-        }
-        self.config_file(settings).write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+        self.config_file(settings).write_text(
+            server_properties(
+                settings.host, settings.ports["kafka"], settings.ports["kafka_controller"], data
+            )
+        )
         if (data / "meta.properties").exists():
             return
         say("formatting Kafka storage (once)…")
