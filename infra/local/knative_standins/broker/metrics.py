@@ -8,26 +8,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from knative_standins.delivery.metrics import DeliveryMetrics
 from knative_standins.metrics import Metrics
 
 
-class DispatcherMetrics:
+class DispatcherMetrics(DeliveryMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         metrics = Metrics(("trigger",), registry)
-        self.registry = metrics.registry
-        self.delivered = metrics.counter(
-            "ripple_trigger_events_delivered", "Events the subscriber acknowledged (2xx)"
-        )
-        self.retried = metrics.counter(
-            "ripple_trigger_events_retried", "Retries of deliveries to the subscriber"
-        )
-        self.dead_lettered = metrics.counter(
-            "ripple_trigger_events_dead_lettered",
-            "Events the dead-letter sink acknowledged after the subscriber failed",
-        )
-        self.dead_letter_failures = metrics.counter(
-            "ripple_trigger_dead_letter_failures",
-            "Failed attempts to reach the dead-letter sink (the event goes back to the dead-letter queue)",
+        super().__init__(
+            metrics, "ripple_trigger", "subscriber", "the event goes back to the dead-letter queue"
         )
         self.discarded = metrics.counter(
             "ripple_trigger_events_discarded",

@@ -4,27 +4,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from knative_standins.delivery.metrics import DeliveryMetrics
 from knative_standins.metrics import Metrics
 
 
-class DispatcherMetrics:
+class DispatcherMetrics(DeliveryMetrics):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         metrics = Metrics(("kafkasource", "topic"), registry)
-        self.registry = metrics.registry
-        self.delivered = metrics.counter(
-            "ripple_dispatcher_events_delivered", "Events the sink acknowledged (2xx)"
-        )
-        self.retried = metrics.counter(
-            "ripple_dispatcher_events_retried", "Retries of deliveries to the sink"
-        )
-        self.dead_lettered = metrics.counter(
-            "ripple_dispatcher_events_dead_lettered",
-            "Events the dead-letter sink acknowledged after the sink failed",
-        )
-        self.dead_letter_failures = metrics.counter(
-            "ripple_dispatcher_dead_letter_failures",
-            "Failed attempts to reach the dead-letter sink (the partition waits meanwhile)",
-        )
+        super().__init__(metrics, "ripple_dispatcher", "sink", "the partition waits meanwhile")
         self.discarded = metrics.counter(
             "ripple_dispatcher_events_discarded",
             "Events that failed with no dead-letter sink configured (Knative drops them too)",
