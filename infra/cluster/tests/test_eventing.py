@@ -22,7 +22,7 @@ import uuid
 
 import pytest
 import yaml
-from cluster_testkit import wait_until
+from cluster_testkit import kube_get, ready, wait_until
 from ns_http import request as ns_request
 from ripple_cluster import eventing
 from ripple_cluster.addons import kubectl
@@ -31,16 +31,6 @@ from ripple_cluster.settings import REPO, Settings
 NS = "ripple-eventing-test"
 WEBHOOK_NS = "ripple-eventing-webhook"  # nothing is created there: dry runs only
 SUBSCRIBERS = ("notifier", "event-store", "dead-letters")
-
-
-def _get(s: Settings, *args: str) -> dict:
-    return json.loads(kubectl(s, "get", *args, "-o", "json").stdout)
-
-
-def _ready(obj: dict) -> bool:
-    return any(
-        c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions", [])
-    )
 
 
 def eventlog_service(s: Settings, name: str, namespace: str) -> dict:
@@ -106,7 +96,7 @@ def with_id(records: list[dict], event_id: str) -> list[dict]:
 
 
 def broker_url(s: Settings, namespace: str, broker: str) -> str:
-    svc = _get(s, "service", "broker-ingress", "-n", eventing.NAMESPACE)
+    svc = kube_get(s, "service", "broker-ingress", "-n", eventing.NAMESPACE)
     return f"http://{svc['spec']['clusterIP']}/{namespace}/{broker}"
 
 
@@ -140,13 +130,13 @@ def notifications(eventing_ready: Settings):
     r = eventing.apply_docs(s, eventing.ripple_broker_docs(NS) + eventing.ripple_trigger_docs(NS))
     assert r.returncode == 0, r.stderr
     for name in SUBSCRIBERS:
-        wait_until(f"Service {name} Ready", lambda n=name: _ready(_get(s, "ksvc", n, "-n", NS)), 240)
+        wait_until(f"Service {name} Ready", lambda n=name: ready(kube_get(s, "ksvc", n, "-n", NS)), 240)
     wait_until(
-        "Broker notifications Ready", lambda: _ready(_get(s, "broker", "notifications", "-n", NS)), 180
+        "Broker notifications Ready", lambda: ready(kube_get(s, "broker", "notifications", "-n", NS)), 180
     )
     for t in eventing.ripple_trigger_docs(NS):
         name = t["metadata"]["name"]
-        wait_until(f"Trigger {name} Ready", lambda n=name: _ready(_get(s, "trigger", n, "-n", NS)), 180)
+        wait_until(f"Trigger {name} Ready", lambda n=name: ready(kube_get(s, "trigger", n, "-n", NS)), 180)
     for name in SUBSCRIBERS:
         clear_events(s, name)
     yield broker_url(s, NS, "notifications")
@@ -321,7 +311,7 @@ def test_retries_backoff_and_dead_letter(
     path = f"/status/503/{retry + 1}"
     r = eventing.apply_docs(s, [_probe_trigger(name, event_type, path, policy, delay, retry)])
     assert r.returncode == 0, r.stderr
-    wait_until(f"Trigger {name} Ready", lambda: _ready(_get(s, "trigger", name, "-n", NS)), 120)
+    wait_until(f"Trigger {name} Ready", lambda: ready(kube_get(s, "trigger", name, "-n", NS)), 120)
     clear_events(s, "notifier")
     clear_events(s, "dead-letters")
     event_id = str(uuid.uuid4())
@@ -366,7 +356,7 @@ def test_trigger_filter_empty_value_means_any_non_empty(eventing_ready: Settings
     del trigger["spec"]["delivery"]
     r = eventing.apply_docs(s, [trigger])
     assert r.returncode == 0, r.stderr
-    wait_until(f"Trigger {name} Ready", lambda: _ready(_get(s, "trigger", name, "-n", NS)), 120)
+    wait_until(f"Trigger {name} Ready", lambda: ready(kube_get(s, "trigger", name, "-n", NS)), 120)
     with_subject, without = str(uuid.uuid4()), str(uuid.uuid4())
     for event_id, subject in ((with_subject, "anything"), (without, None)):
         headers, body = _flagged_event(event_id, subject or "x")
@@ -488,9 +478,9 @@ def test_dispatcher_container_source_delivers_kafka_records(eventing_ready: Sett
     produce(s, topic, [])  # the topic first: the dispatcher looks for new topics every 30 s
     name = sources.apply(s, manifest)
     wait_until(
-        f"ContainerSource {name} Ready", lambda: _ready(_get(s, "containersource", name, "-n", NS)), 240
+        f"ContainerSource {name} Ready", lambda: ready(kube_get(s, "containersource", name, "-n", NS)), 240
     )
-    deployment = _get(s, "deployments", "-n", NS, "-l", f"sources.knative.dev/containerSource={name}")
+    deployment = kube_get(s, "deployments", "-n", NS, "-l", f"sources.knative.dev/containerSource={name}")
     env = {
         e["name"]: e.get("value")
         for e in deployment["items"][0]["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -656,10 +646,10 @@ def test_dispatcher_pod_deleted_mid_stream_loses_nothing(eventing_ready: Setting
     produce(s, topic, [])
     name = sources.apply(s, manifest)
     wait_until(
-        f"ContainerSource {name} Ready", lambda: _ready(_get(s, "containersource", name, "-n", NS)), 240
+        f"ContainerSource {name} Ready", lambda: ready(kube_get(s, "containersource", name, "-n", NS)), 240
     )
     selector = f"sources.knative.dev/containerSource={name}"
-    old = {p["metadata"]["name"] for p in _get(s, "pods", "-n", NS, "-l", selector)["items"]}
+    old = {p["metadata"]["name"] for p in kube_get(s, "pods", "-n", NS, "-l", selector)["items"]}
     clear_events(s, "event-store")
     producer = produce(s, topic, order_records(run, n), interval=0.05, wait=False)
     ids = {f"{run}-{i}" for i in range(n)}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_testkit import wait_until
+from cluster_testkit import assert_reached_through_activator, kube_get, ready, wait_until
 from ripple_cluster.addons import kubectl
 from ripple_cluster.settings import REPO, Settings
 
@@ -32,16 +32,6 @@ def _ensure_namespace(s: Settings, name: str) -> None:
 
 def _apply(s: Settings, doc: dict, *extra: str):
     return kubectl(s, "apply", *extra, "-f", "-", stdin=yaml.safe_dump(doc), check=False)
-
-
-def _get(s: Settings, *args: str) -> dict:
-    return json.loads(kubectl(s, "get", *args, "-o", "json").stdout)
-
-
-def _ready(obj: dict) -> bool:
-    return any(
-        c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions", [])
-    )
 
 
 def _request(s: Settings, host: str, timeout: float = 120) -> tuple[int, dict, float]:
@@ -120,13 +110,13 @@ def test_service_ready_and_routed_by_kingress(cluster: Settings) -> None:
     assert r.returncode == 0, r.stderr
     ksvc = wait_until(
         "Service hello Ready",
-        lambda: (o := _get(cluster, "ksvc", "hello", "-n", NS)) and _ready(o) and o,
+        lambda: (o := kube_get(cluster, "ksvc", "hello", "-n", NS)) and ready(o) and o,
         240,
     )
     assert ksvc["status"]["url"] == f"http://hello.{NS}.{cluster.domain}"
-    ing = _get(cluster, "ingresses.networking.internal.knative.dev", "hello", "-n", NS)
+    ing = kube_get(cluster, "ingresses.networking.internal.knative.dev", "hello", "-n", NS)
     assert ing["metadata"]["annotations"]["networking.knative.dev/ingress.class"] == cluster.ingress_class
-    assert _ready(ing)
+    assert ready(ing)
     status, body, _ = _request(cluster, f"hello.{NS}.{cluster.domain}")
     assert status == 200, body
     # The revision that answered; the Knative-Serving-* headers the KIngress appends are consumed
@@ -135,29 +125,23 @@ def test_service_ready_and_routed_by_kingress(cluster: Settings) -> None:
 
 
 def test_scales_to_zero_then_activator_holds_a_request(cluster: Settings) -> None:
-    revision = _get(cluster, "ksvc", "hello", "-n", NS)["status"]["latestReadyRevisionName"]
+    revision = kube_get(cluster, "ksvc", "hello", "-n", NS)["status"]["latestReadyRevisionName"]
     deployment = f"{revision}-deployment"
 
     def at_zero():
-        d = _get(cluster, "deployment", deployment, "-n", NS)
-        pods = _get(cluster, "pods", "-n", NS, "-l", f"serving.knative.dev/revision={revision}")["items"]
+        d = kube_get(cluster, "deployment", deployment, "-n", NS)
+        pods = kube_get(cluster, "pods", "-n", NS, "-l", f"serving.knative.dev/revision={revision}")["items"]
         return d["spec"].get("replicas") == 0 and not pods
 
     wait_until(f"{deployment} at zero", at_zero, 240, every=5)
-    sks = _get(cluster, "sks", revision, "-n", NS)
+    sks = kube_get(cluster, "sks", revision, "-n", NS)
     assert sks["spec"]["mode"] == "Proxy", "at zero the revision's traffic must go through the activator"
-    activator_ips = {
-        p["status"].get("podIP")
-        for p in _get(cluster, "pods", "-n", "knative-serving", "-l", "app=activator")["items"]
-    }
-    endpoints = _get(cluster, "endpoints", revision, "-n", NS)
-    ips = {a["ip"] for sub in endpoints.get("subsets", []) for a in sub.get("addresses", [])}
-    assert ips and ips <= activator_ips, f"public endpoints {ips} are not the activator's {activator_ips}"
+    assert_reached_through_activator(cluster, revision, NS)
 
     status, body, took = _request(cluster, f"hello.{NS}.{cluster.domain}")
     assert status == 200, body
     assert body["uptime_s"] < took + 1, "the answering pod must have been started by this request"
-    d = _get(cluster, "deployment", deployment, "-n", NS)
+    d = kube_get(cluster, "deployment", deployment, "-n", NS)
     assert d["spec"]["replicas"] >= 1
     print(f"cold start through the activator: {took:.2f} s")
 
@@ -167,8 +151,8 @@ def test_new_revision_splits_and_rolls(cluster: Settings) -> None:
     assert r.returncode == 0, r.stderr
 
     def second_ready():
-        o = _get(cluster, "ksvc", "hello", "-n", NS)
-        return _ready(o) and o["status"].get("latestReadyRevisionName") == "hello-00002" and o
+        o = kube_get(cluster, "ksvc", "hello", "-n", NS)
+        return ready(o) and o["status"].get("latestReadyRevisionName") == "hello-00002" and o
 
     wait_until("revision hello-00002 Ready", second_ready, 240)
     status, body, _ = _request(cluster, f"hello.{NS}.{cluster.domain}")

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_testkit import wait_until
+from cluster_testkit import assert_reached_through_activator, kube_get, ready, wait_until
 from ripple_cluster import backing, ripple_deploy
 from ripple_cluster.addons import kubectl
 from ripple_cluster.settings import REPO, Settings
@@ -65,16 +65,6 @@ def ripple(cluster: Settings):
     print(json.dumps(FIGURES, indent=2, default=str))
 
 
-def _get(s: Settings, *args: str) -> dict:
-    return json.loads(kubectl(s, "get", *args, "-o", "json").stdout)
-
-
-def _ready(obj: dict) -> bool:
-    return any(
-        c["type"] == "Ready" and c["status"] == "True" for c in obj.get("status", {}).get("conditions", [])
-    )
-
-
 def _request(
     url: str,
     host: str | None = None,
@@ -96,20 +86,20 @@ def _request(
 
 
 def _revision(s: Settings, function: str) -> str:
-    return _get(s, "ksvc", function, "-n", NS)["status"]["latestReadyRevisionName"]
+    return kube_get(s, "ksvc", function, "-n", NS)["status"]["latestReadyRevisionName"]
 
 
 def _replicas(s: Settings, revision: str) -> int:
-    return _get(s, "deployment", f"{revision}-deployment", "-n", NS)["spec"].get("replicas", 0)
+    return kube_get(s, "deployment", f"{revision}-deployment", "-n", NS)["spec"].get("replicas", 0)
 
 
 def _pods(s: Settings, revision: str) -> list[dict]:
-    return _get(s, "pods", "-n", NS, "-l", f"serving.knative.dev/revision={revision}")["items"]
+    return kube_get(s, "pods", "-n", NS, "-l", f"serving.knative.dev/revision={revision}")["items"]
 
 
 def _autoscaler(s: Settings) -> tuple[float, float]:
     """Knative's stable window and scale-to-zero grace period (config-autoscaler or defaults)."""
-    data = _get(s, "configmap", "config-autoscaler", "-n", "knative-serving").get("data", {})
+    data = kube_get(s, "configmap", "config-autoscaler", "-n", "knative-serving").get("data", {})
 
     def seconds(key: str, default: float) -> float:
         raw = data.get(key, "")
@@ -124,14 +114,14 @@ def test_every_function_ready_through_real_knative(cluster: Settings, ripple) ->
     pushed = ripple_deploy.pushed_references(cluster)
     assert pushed, "the functions' images are not in the cluster's registry"
     for function in ripple_deploy.FUNCTIONS:
-        ksvc = _get(cluster, "ksvc", function, "-n", NS)
-        assert _ready(ksvc), f"{function}: {ksvc['status'].get('conditions')}"
+        ksvc = kube_get(cluster, "ksvc", function, "-n", NS)
+        assert ready(ksvc), f"{function}: {ksvc['status'].get('conditions')}"
         assert ksvc["status"]["url"] == f"http://{function}.{NS}.{cluster.domain}"
-        revision = _get(cluster, "revision", ksvc["status"]["latestReadyRevisionName"], "-n", NS)
+        revision = kube_get(cluster, "revision", ksvc["status"]["latestReadyRevisionName"], "-n", NS)
         image = revision["spec"]["containers"][0]["image"]
         assert image == pushed[function], f"{function} runs {image}, not the pushed {pushed[function]}"
-        ingress = _get(cluster, "ingresses.networking.internal.knative.dev", function, "-n", NS)
-        assert _ready(ingress), f"{function}'s KIngress is not Ready"
+        ingress = kube_get(cluster, "ingresses.networking.internal.knative.dev", function, "-n", NS)
+        assert ready(ingress), f"{function}'s KIngress is not Ready"
 
 
 def _wake(cluster: Settings, function: str) -> tuple[int, float, bool]:
@@ -165,7 +155,7 @@ print(json.dumps(lag))
 def _container_sources(cluster: Settings) -> dict[str, dict]:
     """ContainerSource name -> the KafkaSource manifest it runs (from its ConfigMap)."""
     found = {}
-    for cm in _get(cluster, "configmaps", "-n", NS, "-l", "ripple.dev/kafkasource")["items"]:
+    for cm in kube_get(cluster, "configmaps", "-n", NS, "-l", "ripple.dev/kafkasource")["items"]:
         found[cm["metadata"]["name"]] = yaml.safe_load(cm["data"]["kafkasource.yaml"])
     return found
 
@@ -246,7 +236,7 @@ def _measure_scale_to_zero(cluster: Settings) -> None:
             if function not in zero_after and _replicas(cluster, revision) == 0:
                 zero_after[function] = round(time.monotonic() - last[function], 1)
                 # At zero the revision's traffic goes through the activator.
-                modes[function] = _get(cluster, "sks", revision, "-n", NS)["spec"]["mode"]
+                modes[function] = kube_get(cluster, "sks", revision, "-n", NS)["spec"]["mode"]
         time.sleep(2)
     _record("scaled to zero after the last request (s)", zero_after)
     missing = sorted(set(revisions) - set(zero_after))
@@ -312,13 +302,7 @@ def test_event_through_nginx_to_gateway_at_zero_then_stored(cluster: Settings, r
             lambda r=revision: _replicas(cluster, r) == 0 and not _pods(cluster, r),
             240,
         )
-    activator_ips = {
-        p["status"].get("podIP")
-        for p in _get(cluster, "pods", "-n", "knative-serving", "-l", "app=activator")["items"]
-    }
-    endpoints = _get(cluster, "endpoints", gateway, "-n", NS)
-    ips = {a["ip"] for sub in endpoints.get("subsets", []) for a in sub.get("addresses", [])}
-    assert ips and ips <= activator_ips, f"gateway endpoints {ips} are not the activator's {activator_ips}"
+    assert_reached_through_activator(cluster, gateway, NS)
 
     token = ripple_deploy.token(cluster)
     event_id = f"cluster-{uuid.uuid4()}"
@@ -376,7 +360,7 @@ def test_event_through_nginx_to_gateway_at_zero_then_stored(cluster: Settings, r
     source_cr = kubectl(
         cluster, "get", "containersource", "kafkasource-event-store", "-n", NS, "-o", "json", check=False
     )
-    via_source = source_cr.returncode == 0 and _ready(json.loads(source_cr.stdout))
+    via_source = source_cr.returncode == 0 and ready(json.loads(source_cr.stdout))
     _record(
         "event-store fed by",
         "KafkaSource (ContainerSource)" if via_source else "direct POST as the dispatcher",
@@ -502,7 +486,7 @@ def test_kn_service_update_rolls_a_revision_under_wrk_without_failures(cluster: 
             assert update.returncode == 0, f"kn service update failed: {update.stdout}{update.stderr}"
             new = _revision(cluster, "gateway")
             assert new != old, f"no new revision (still {old})"
-            ksvc = _get(cluster, "ksvc", "gateway", "-n", NS)
+            ksvc = kube_get(cluster, "ksvc", "gateway", "-n", NS)
             traffic = ksvc["status"].get("traffic", [])
             assert traffic and all(t["revisionName"] == new for t in traffic if t.get("percent")), traffic
             _record("kn service update: new revision Ready and routed after (s)", round(rolled, 1))
