@@ -14,7 +14,6 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
@@ -30,6 +29,7 @@ from knative_standins.broker.topology import binding_arguments, exchange_name, q
 from knative_standins.delivery.policy import backoff_s
 from knative_standins.kafkasource.manifest import load as load_kafkasource
 from loadtest.measure import free_port
+from ripple_events.samples import ORDER_FLAGGED, cloud_event
 from ripple_stack.components.brokers import broker_components
 from ripple_stack.settings import REPO_ROOT
 
@@ -177,17 +177,8 @@ def test_filters_become_headers_bindings_matching_all_attributes(tmp_path):
     assert queue_arguments(notifications.broker.config) == {"x-queue-type": "quorum"}
 
 
-def flagged(**extra: str) -> CloudEvent:
-    attributes = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "/test",
-        "type": "dev.ripple.shop.order.flagged",
-        "datacontenttype": "application/json",
-        "tenant": "acme",
-        **extra,
-    }
-    return CloudEvent(attributes, b'{"orderId":"o-1"}')
+def flagged(**attributes: str) -> CloudEvent:
+    return cloud_event(ORDER_FLAGGED, b'{"orderId":"o-1"}', **attributes)
 
 
 def test_a_cloudevent_survives_the_amqp_message():

@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 
 from ripple_consumer.http import create_app
+from ripple_events.samples import ORDER_PLACED, cloud_event
 
 pytestmark = pytest.mark.integration
 
@@ -45,22 +46,13 @@ def app(stack):
         REGISTRY.unregister(app.function_module.DELAY)
 
 
-def event(source: str, data: object) -> CloudEvent:
-    attributes = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": source,
-        "type": "dev.ripple.shop.order.placed",
-        "tenant": "acme",
-        "datacontenttype": "application/json",
-    }
-    return CloudEvent(attributes, data)
-
-
 def test_concurrent_deliveries_share_commits_and_a_bad_row_fails_alone(app, stack):
     source = f"/test/event-store/group-{uuid.uuid4()}"
     # PostgreSQL's jsonb refuses \u0000 (DataError) although the JSON itself is valid.
-    events = [event(source, {"orderId": f"o-{n}", "note": "\u0000" if n == 7 else "ok"}) for n in range(40)]
+    events = [
+        cloud_event(ORDER_PLACED, {"orderId": f"o-{n}", "note": "\u0000" if n == 7 else "ok"}, source)
+        for n in range(40)
+    ]
     writes = []
     module = app.function_module
     store_many = module.STORE._write

@@ -4,7 +4,6 @@ that can never be stored, 503 while the database cannot be reached."""
 from __future__ import annotations
 
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from starlette.testclient import TestClient
 
 from ripple_consumer.database import LazyEngine
 from ripple_consumer.http import create_app
+from ripple_events.samples import ORDER_PLACED, cloud_event
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +33,9 @@ def client(stack):
 
 
 def event(data: object = None, **attributes: str) -> CloudEvent:
-    base = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "/test/event-store",
-        "type": "dev.ripple.shop.order.placed",
-        "subject": "o-1",
-        "tenant": "acme",
-        "time": "2026-11-25T10:00:00Z",
-        "datacontenttype": "application/json",
-    }
-    return CloudEvent({**base, **attributes}, {"orderId": "o-1", "amount": 12.5} if data is None else data)
+    fixed = {"subject": "o-1", "time": "2026-11-25T10:00:00Z"}
+    data = {"orderId": "o-1", "amount": 12.5} if data is None else data
+    return cloud_event(ORDER_PLACED, data, "/test/event-store", **(fixed | attributes))
 
 
 def post(client, ce: CloudEvent, body: bytes | None = None):

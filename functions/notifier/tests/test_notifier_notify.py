@@ -12,7 +12,6 @@ from __future__ import annotations
 import email
 import json
 import sys
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from cloudevents.http import CloudEvent
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
+
+from ripple_events.samples import ORDER_FLAGGED, cloud_event
 
 FUNCTION_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(FUNCTION_DIR))
@@ -32,28 +33,23 @@ from notifier.notify import DUPLICATE, MAILED, RECORDED, RESENT, Unrecorded, eve
 SOURCE = "/test/notify"
 
 
-def flagged(order_id: str, time: str | None = None) -> CloudEvent:
-    attributes = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": SOURCE,
-        "type": "dev.ripple.shop.order.flagged",
-        "datacontenttype": "application/json",
-        "tenant": "acme",
-    }
-    if time is not None:
-        attributes["time"] = time
-    return CloudEvent(attributes, json.dumps({"orderId": order_id, "amount": 5000, "currency": "EUR"}))
+def flagged(order_id: str, **attributes: str) -> CloudEvent:
+    data = json.dumps({"orderId": order_id, "amount": 5000, "currency": "EUR"})
+    return cloud_event(ORDER_FLAGGED, data, SOURCE, **attributes)
 
 
 # --- unit ----------------------------------------------------------------------------------------
 
 
 def test_event_time_reads_rfc3339_and_tolerates_its_absence():
-    assert event_time(flagged("o", "2026-12-03T02:00:00.250Z")) == datetime(2026, 12, 3, 2, 0, 0, 250000, UTC)
-    assert event_time(flagged("o", "2026-12-03T03:00:00+01:00")) == datetime(2026, 12, 3, 2, 0, tzinfo=UTC)
+    assert event_time(flagged("o", time="2026-12-03T02:00:00.250Z")) == datetime(
+        2026, 12, 3, 2, 0, 0, 250000, UTC
+    )
+    assert event_time(flagged("o", time="2026-12-03T03:00:00+01:00")) == datetime(
+        2026, 12, 3, 2, 0, tzinfo=UTC
+    )
     assert event_time({}) is None  # type: ignore[arg-type]  (the SDK always sets one; others may not)
-    assert event_time(flagged("o", "yesterday")) is None
+    assert event_time(flagged("o", time="yesterday")) is None
 
 
 def test_unrecorded_remembers_an_acceptance_until_it_is_discarded():
