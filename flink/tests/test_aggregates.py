@@ -43,6 +43,7 @@ from flink_testkit import (
     wait_for_aggregates,
 )
 
+from ripple_events.samples import order_data
 from ripple_stack import flink_job
 from ripple_stack.component import http_status
 from ripple_stack.components.flink import rest_get
@@ -130,13 +131,7 @@ def test_known_events_give_exact_aggregates(stack, job, engine, tenant):
         ORDER,
         tenant,
         now - timedelta(seconds=18),
-        {
-            "orderId": "o-tz",
-            "customerId": "c-tz",
-            "items": [{"sku": "sku-red", "quantity": 2, "unitPrice": 1.25}],
-            "amount": 2.5,
-            "currency": "EUR",
-        },
+        order_data("o-tz", 2.5, customer_id="c-tz", sku="sku-red"),
     )
     shifted.send(kafka, time_text=shifted.time.astimezone(timezone(timedelta(hours=2))).isoformat())
     expected = [*events, other_source, shifted]
@@ -324,13 +319,7 @@ def test_late_events_count_in_running_aggregates_but_not_in_windows(stack, job, 
         lambda: (mark := window_watermark(stack)) is not None and mark >= minute_end(late_time),
         180,
     )
-    order = {
-        "orderId": "o-late",
-        "customerId": "c-late",
-        "items": [{"sku": "sku-late", "quantity": 3, "unitPrice": 2.5}],
-        "amount": 7.5,
-        "currency": "EUR",
-    }
+    order = order_data("o-late", 7.5, quantity=3, customer_id="c-late", sku="sku-late")
     late = [
         Event(ORDER, tenant, late_time, order),
         Event(PAGEVIEW, tenant, late_time, {"sessionId": "s-late", "path": "/late"}),

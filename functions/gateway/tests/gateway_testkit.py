@@ -10,6 +10,8 @@ from typing import Any
 import requests
 from kafka import KafkaConsumer, TopicPartition
 
+from ripple_events.samples import order_data
+
 ORDER_TYPE = "dev.ripple.shop.order.placed"
 PAGE_TYPE = "dev.ripple.shop.page.viewed"
 PAYMENT_TYPE = "dev.ripple.shop.payment.captured"
@@ -32,13 +34,7 @@ def new_id(prefix: str = "t") -> str:
 
 
 def order(order_id: str | None = None, amount: float = 25.0) -> dict[str, Any]:
-    return {
-        "orderId": order_id or new_id("o"),
-        "customerId": "c-1",
-        "items": [{"sku": "sku-1", "quantity": 2, "unitPrice": amount / 2}],
-        "amount": amount,
-        "currency": "EUR",
-    }
+    return order_data(order_id or new_id("o"), amount)
 
 
 def record_headers(event_id: str, event: dict[str, Any], tenant: str, **attributes: str) -> dict[str, str]:

@@ -28,6 +28,8 @@ from ripple_cluster import eventing
 from ripple_cluster.addons import kubectl
 from ripple_cluster.settings import REPO, Settings
 
+from ripple_events.samples import order_data
+
 NS = "ripple-eventing-test"
 WEBHOOK_NS = "ripple-eventing-webhook"  # nothing is created there: dry runs only
 SUBSCRIBERS = ("notifier", "event-store", "dead-letters")
@@ -573,13 +575,7 @@ def test_ripple_order_through_dispatcher_and_broker(eventing_ready: Settings, ri
     token = ripple_deploy.token(s)
     run = uuid.uuid4().hex[:8]
     event_id, order_id, subject = f"eventing-{run}", f"o-eventing-{run}", "commande café ☕"
-    order = {
-        "orderId": order_id,
-        "customerId": "c-1",
-        "items": [{"sku": "sku-1", "quantity": 500, "unitPrice": 9.5}],
-        "amount": 4750,
-        "currency": "EUR",
-    }
+    order = order_data(order_id, 4750, quantity=500)
     req = urllib.request.Request(
         ripple_wired.edge_url + "/",
         data=json.dumps(order).encode(),

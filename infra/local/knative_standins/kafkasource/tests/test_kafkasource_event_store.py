@@ -23,6 +23,7 @@ from kafkasource_helpers import (
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from ripple_events.samples import order_data
 from ripple_stack.components.functions import knative_functions
 
 pytestmark = pytest.mark.integration
@@ -86,13 +87,7 @@ def post_order(stack, token: str, event_id: str, order_id: str) -> requests.Resp
             "ce-type": "dev.ripple.shop.order.placed",
             "Content-Type": "application/json",
         },
-        json={
-            "orderId": order_id,
-            "customerId": "c-1",
-            "items": [{"sku": "sku-1", "quantity": 2, "unitPrice": 10.0}],
-            "amount": 20.0,
-            "currency": "EUR",
-        },
+        json=order_data(order_id, 20.0),
         timeout=30,
     )
 
