@@ -14,6 +14,7 @@ from cloudevents.http import CloudEvent
 from sqlalchemy import text
 
 from ripple_consumer.http import create_app
+from ripple_events.samples import ORDER_PLACED, cloud_event
 
 pytestmark = pytest.mark.integration
 
@@ -45,19 +46,13 @@ def headers_of(posted) -> list[dict[str, str]]:
 
 
 def dead_letter(source: str) -> CloudEvent:
-    return CloudEvent(
-        {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": source,
-            "type": "dev.ripple.shop.order.placed",
-            "datacontenttype": "application/json",
-            "tenant": "acme",
-            "knativeerrordest": "http://127.0.0.1:9/",
-            "knativeerrorcode": "500",
-            "knativeerrordata": base64.b64encode(b"database exploded").decode(),
-        },
+    return cloud_event(
+        ORDER_PLACED,
         {"orderId": "o-1"},
+        source,
+        knativeerrordest="http://127.0.0.1:9/",
+        knativeerrorcode="500",
+        knativeerrordata=base64.b64encode(b"database exploded").decode(),
     )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from ripple_consumer.http import create_app
+from ripple_events.samples import ORDER_PLACED, cloud_event
 
 pytestmark = pytest.mark.integration
 
@@ -42,18 +43,8 @@ def client(stack, alert_topic):
 
 
 def order(order_id: str, amount: float, **data: object) -> CloudEvent:
-    return CloudEvent(
-        {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": "/test/order-alerts",
-            "type": "dev.ripple.shop.order.placed",
-            "datacontenttype": "application/json",
-            "tenant": "acme",
-            "partitionkey": f"acme/{order_id}",
-        },
-        {"orderId": order_id, "customerId": "c-1", "amount": amount, "currency": "EUR", **data},
-    )
+    data = {"orderId": order_id, "customerId": "c-1", "amount": amount, "currency": "EUR", **data}
+    return cloud_event(ORDER_PLACED, data, "/test/order-alerts", partitionkey=f"acme/{order_id}")
 
 
 def post(client, event: CloudEvent):

@@ -47,6 +47,7 @@ from knative_standins.broker.topology import (
 )
 from loadtest.broker.bench import broker_documents
 from loadtest.measure import free_port
+from ripple_events.samples import ORDER_PLACED, cloud_event
 from ripple_stack.components.functions import knative_functions, standin_addresses
 from ripple_stack.settings import REPO_ROOT
 
@@ -102,17 +103,8 @@ def post(url: str, event: CloudEvent) -> tuple[int, str, bytes]:
 
 
 def flagged(order_id: str, source: str = "/test/broker", event_type: str = FLAGGED) -> CloudEvent:
-    return CloudEvent(
-        {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": source,
-            "type": event_type,
-            "datacontenttype": "application/json",
-            "tenant": "acme",
-        },
-        json.dumps({"orderId": order_id, "amount": 5000, "currency": "EUR"}).encode(),
-    )
+    data = json.dumps({"orderId": order_id, "amount": 5000, "currency": "EUR"}).encode()
+    return cloud_event(event_type, data, source)
 
 
 def mails_for(stack, event_id: str) -> int:
@@ -214,17 +206,12 @@ def test_rabbitmq_down_gives_503s_then_every_flagged_order_is_mailed_once(stack,
     tenant = "test-broker"
     orders = [f"o-down-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     order_events = [
-        CloudEvent(
-            {
-                "specversion": "1.0",
-                "id": str(uuid.uuid4()),
-                "source": "/test/broker-down",
-                "type": "dev.ripple.shop.order.placed",
-                "datacontenttype": "application/json",
-                "tenant": tenant,
-                "partitionkey": f"{tenant}/{order_id}",
-            },
+        cloud_event(
+            ORDER_PLACED,
             {"orderId": order_id, "amount": 5000, "currency": "EUR"},
+            "/test/broker-down",
+            tenant=tenant,
+            partitionkey=f"{tenant}/{order_id}",
         )
         for order_id in orders
     ]

@@ -22,6 +22,7 @@ from kafka.admin import NewTopic
 
 from loadtest.dispatcher.bench import kafkasource_manifest
 from loadtest.measure import free_port
+from ripple_events.samples import ORDER_PLACED, cloud_event
 from ripple_stack.components.functions import standin_addresses
 from ripple_stack.settings import REPO_ROOT, load_settings
 
@@ -238,16 +239,5 @@ def produce(bootstrap: str, topic: str, events: list[CloudEvent]) -> None:
 
 
 def order_event(source: str, event_id: str, key: str, data: dict | None = None) -> CloudEvent:
-    return CloudEvent(
-        {
-            "specversion": "1.0",
-            "id": event_id,
-            "source": source,
-            "type": "dev.ripple.shop.order.placed",
-            "datacontenttype": "application/json",
-            "tenant": "acme",
-            "partitionkey": f"acme/{key}",
-            "subject": key,
-        },
-        data or {"orderId": key, "amount": 1.0},
-    )
+    data = data or {"orderId": key, "amount": 1.0}
+    return cloud_event(ORDER_PLACED, data, source, id=event_id, partitionkey=f"acme/{key}", subject=key)
