@@ -7,9 +7,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from jwcrypto import jwk, jwt
+from jwcrypto import jwk
 
 from ripple_auth import Authenticator, Problem, TokenSettings, require_roles
+from ripple_auth.samples import publisher_claims, signed_token, signing_key
 
 ISSUER = "http://127.0.0.1:18180/realms/ripple"
 
@@ -18,7 +19,7 @@ class Realm:
     """A signing key, the JWKS that publishes it, and a count of fetches."""
 
     def __init__(self) -> None:
-        self.keys = [jwk.JWK.generate(kty="RSA", size=2048, kid="k1", use="sig")]
+        self.keys = [signing_key()]
         self.fetches = 0
         self.down = False
 
@@ -29,23 +30,7 @@ class Realm:
         return {"keys": [k.export_public(as_dict=True) for k in self.keys]}
 
     def token(self, key: jwk.JWK | None = None, alg: str = "RS256", **overrides) -> str:
-        key = key or self.keys[0]
-        now = int(time.time())
-        claims = {
-            "iss": ISSUER,
-            "aud": "ripple-gateway",
-            "exp": now + 300,
-            "iat": now,
-            "typ": "Bearer",
-            "sub": "u-1",
-            "azp": "ripple-publisher",
-            "tenant": "acme",
-            "realm_access": {"roles": ["orders.publish"]},
-        } | overrides
-        claims = {k: v for k, v in claims.items() if v is not None}
-        token = jwt.JWT(header={"alg": alg, "kid": key.get("kid")}, claims=claims)
-        token.make_signed_token(key)
-        return token.serialize()
+        return signed_token(publisher_claims(ISSUER, **overrides), key or self.keys[0], alg)
 
 
 class Clock:
