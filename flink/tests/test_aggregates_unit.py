@@ -123,7 +123,7 @@ def test_a_job_that_cannot_take_its_state_is_left_stopped_with_a_reason(tmp_path
     """A changed job graph fails `flink run` at restore: say what to do, and stop the keeper's resubmits."""
     monkeypatch.setenv("RIPPLE_HOME", str(tmp_path))
     settings = load_settings()
-    flink_job.Flink().state_dir(settings).mkdir(parents=True)
+    flink_job.Flink().data_dir(settings).mkdir(parents=True)
     restore_from = tmp_path / "savepoint-1"
     # What `flink run --detached --fromSavepoint` of Flink 2.0.2 printed for such a job (the client
     # waits for the JobManager to restore the state; no JobID line).

@@ -94,6 +94,14 @@ class Component:
         """Where Prometheus finds this component's metrics."""
         return []
 
+    def run_dir(self, settings: Settings) -> Path:
+        """Its folder for what `prepare` writes (configuration, sockets): RIPPLE_HOME/run/<name>."""
+        return settings.run_dir / self.name
+
+    def data_dir(self, settings: Settings) -> Path:
+        """Its folder for state kept across restarts: RIPPLE_HOME/data/<name>."""
+        return settings.data_dir / self.name
+
 
 class PortComponent(Component):
     """A stand-in process on one port of its own (a dispatcher's metrics, an ingress): it is ready

@@ -45,7 +45,7 @@ class JobInfo:
 
 def _state_file(settings: Settings) -> Path:
     """Job ids this stack submitted and savepoints it took (which checkpoints are ours)."""
-    return Flink().state_dir(settings) / f"{JOB_NAME}.json"
+    return Flink().data_dir(settings) / f"{JOB_NAME}.json"
 
 
 def _load_state(settings: Settings) -> dict:
@@ -150,7 +150,7 @@ def running_job(settings: Settings) -> JobInfo | None:
 def latest_restore_point(settings: Settings) -> Path | None:
     """The newest complete retained checkpoint of our jobs, or savepoint we took, if any."""
     state = _load_state(settings)
-    checkpoints = Flink().state_dir(settings) / "checkpoints"
+    checkpoints = Flink().data_dir(settings) / "checkpoints"
     candidates = [
         chk
         for job_id in state["job_ids"]
@@ -222,8 +222,8 @@ def submit(settings: Settings, secrets: Mapping[str, str], restore_from: Path | 
 @contextmanager
 def exclusive(settings: Settings) -> Iterator[None]:
     """One submitter at a time: two `make up` (or test sessions) at once must not both submit."""
-    Flink().state_dir(settings).mkdir(parents=True, exist_ok=True)
-    with open(Flink().state_dir(settings) / f"{JOB_NAME}.lock", "w") as lock:
+    Flink().data_dir(settings).mkdir(parents=True, exist_ok=True)
+    with open(Flink().data_dir(settings) / f"{JOB_NAME}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -302,7 +302,7 @@ def _stop_with_savepoint(settings: Settings, say: Say, timeout_s: float) -> Path
     job = running_job(settings)
     if job is None or job.state != "RUNNING":
         raise PrerequisiteError(f"{JOB_NAME} is not RUNNING: nothing to savepoint (see `make flink-status`).")
-    target = Flink().state_dir(settings) / "savepoints"
+    target = Flink().data_dir(settings) / "savepoints"
     say(f"stopping {job.job_id} with a savepoint under {target}…")
     trigger = _rest_post(
         settings, f"/jobs/{job.job_id}/stop", {"targetDirectory": str(target), "drain": False}

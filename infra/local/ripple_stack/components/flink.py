@@ -54,9 +54,6 @@ class Flink(Component):
     def conf_dir(self, settings: Settings) -> Path:
         return settings.run_dir / "flink-conf"
 
-    def state_dir(self, settings: Settings) -> Path:
-        return settings.data_dir / "flink"
-
     def cli(self, settings: Settings) -> Path:
         """bin/flink of the distribution: submits, lists, cancels and stops jobs."""
         return self.distribution(settings) / "bin" / "flink"
@@ -111,7 +108,7 @@ class Flink(Component):
         """config.yaml: the shipped defaults (JVM flags for Java 17) plus this stack's settings."""
         shipped = yaml.safe_load((self.distribution(settings) / "conf" / "config.yaml").read_text())
         host = settings.host
-        state = self.state_dir(settings)
+        state = self.data_dir(settings)
         python = str(self.python(settings))
         reporter = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
         ours = {
@@ -151,7 +148,7 @@ class Flink(Component):
     def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
         conf = self.conf_dir(settings)
         conf.mkdir(parents=True, exist_ok=True)
-        self.state_dir(settings).mkdir(parents=True, exist_ok=True)
+        self.data_dir(settings).mkdir(parents=True, exist_ok=True)
         (conf / "config.yaml").write_text(yaml.safe_dump(self.configuration(settings), sort_keys=True))
         shipped_conf = self.distribution(settings) / "conf"
         for name in ("log4j-console.properties", "log4j-cli.properties", "log4j.properties"):

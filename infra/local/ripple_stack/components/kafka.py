@@ -72,7 +72,7 @@ class Kafka(Component):
         return settings.dist_dir / "kafka-libs"
 
     def config_file(self, settings: Settings) -> Path:
-        return settings.run_dir / "kafka" / "server.properties"
+        return self.run_dir(settings) / "server.properties"
 
     def install(self, settings: Settings, say: Say) -> None:
         maven_fetch(POM, self.libs_dir(settings), say, "Kafka")
@@ -82,7 +82,7 @@ class Kafka(Component):
             "java",
             "-Xms512m",
             "-Xmx1g",
-            f"-Dlog4j2.configurationFile={settings.run_dir / 'kafka' / 'log4j2.yaml'}",
+            f"-Dlog4j2.configurationFile={self.run_dir(settings) / 'log4j2.yaml'}",
             "-cp",
             f"{self.libs_dir(settings)}/*",
             main_class,
@@ -90,8 +90,7 @@ class Kafka(Component):
         ]
 
     def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
-        data = settings.data_dir / "kafka"
-        config_dir = settings.run_dir / "kafka"
+        data, config_dir = self.data_dir(settings), self.run_dir(settings)
         config_dir.mkdir(parents=True, exist_ok=True)
         (config_dir / "log4j2.yaml").write_text(LOG4J2_CONFIG)
         self.config_file(settings).write_text(

@@ -63,7 +63,7 @@ class Keycloak(Component):
     def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
         # Keycloak keeps its dev database under <home>/data; point that at the state directory
         # so `make clean` wipes it and a new distribution keeps it.
-        state = settings.data_dir / "keycloak"
+        state = self.data_dir(settings)
         state.mkdir(parents=True, exist_ok=True)
         link = self.home(settings) / "data"
         if link.is_symlink() and link.resolve() != state.resolve():

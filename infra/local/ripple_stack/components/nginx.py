@@ -262,9 +262,6 @@ class Nginx(Component):
     name = "nginx"
     description = "nginx edge"
 
-    def run_dir(self, settings: Settings) -> Path:
-        return settings.run_dir / "nginx"
-
     def config_file(self, settings: Settings) -> Path:
         return self.run_dir(settings) / "nginx.conf"
 

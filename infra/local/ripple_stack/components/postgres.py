@@ -27,12 +27,6 @@ class Postgres(Component):
     name = "postgres"
     description = "PostgreSQL"
 
-    def data_dir(self, settings: Settings) -> Path:
-        return settings.data_dir / "postgres"
-
-    def socket_dir(self, settings: Settings) -> Path:
-        return settings.run_dir / "postgres"
-
     def install(self, settings: Settings, say: Say) -> None:
         if not (POSTGRES_BIN / "postgres").exists():
             raise PrerequisiteError(
@@ -40,7 +34,7 @@ class Postgres(Component):
             )
 
     def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
-        data, sockets = self.data_dir(settings), self.socket_dir(settings)
+        data, sockets = self.data_dir(settings), self.run_dir(settings)
         sockets.mkdir(parents=True, exist_ok=True)
         if running_as_root():
             shutil.chown(sockets, POSTGRES_OS_USER)
@@ -86,7 +80,7 @@ class Postgres(Component):
                     "-c",
                     f"listen_addresses={settings.host}",
                     "-c",
-                    f"unix_socket_directories={self.socket_dir(settings)}",
+                    f"unix_socket_directories={self.run_dir(settings)}",
                     # Room for consumers, Flink's JDBC sinks and tests at once.
                     "-c",
                     "max_connections=200",

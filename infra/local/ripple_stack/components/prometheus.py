@@ -45,13 +45,13 @@ class Pushgateway(Component):
                 command=[
                     "prometheus-pushgateway",
                     f"--web.listen-address={settings.host}:{settings.ports['pushgateway']}",
-                    f"--persistence.file={settings.data_dir / 'pushgateway' / 'metrics'}",
+                    f"--persistence.file={self.data_dir(settings) / 'metrics'}",
                 ],
             )
         ]
 
     def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
-        (settings.data_dir / "pushgateway").mkdir(parents=True, exist_ok=True)
+        self.data_dir(settings).mkdir(parents=True, exist_ok=True)
 
     def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
         return None if http_status(f"{settings.pushgateway_url}/-/ready") == 200 else "not ready"
@@ -77,10 +77,10 @@ class Prometheus(Component):
         require_binary("prometheus", "prometheus")
 
     def config_file(self, settings: Settings) -> Path:
-        return settings.run_dir / "prometheus" / "prometheus.yml"
+        return self.run_dir(settings) / "prometheus.yml"
 
     def rules_dir(self, settings: Settings) -> Path:
-        return settings.run_dir / "prometheus" / "rules"
+        return self.run_dir(settings) / "rules"
 
     def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
         """Scrape every component of the stack; regenerated at each `make up`."""
@@ -105,7 +105,7 @@ class Prometheus(Component):
         self.config_file(settings).parent.mkdir(parents=True, exist_ok=True)
         write_rule_files(self.rules_dir(settings))
         self.config_file(settings).write_text(yaml.safe_dump(config, sort_keys=False))
-        (settings.data_dir / "prometheus").mkdir(parents=True, exist_ok=True)
+        self.data_dir(settings).mkdir(parents=True, exist_ok=True)
 
     def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
         return [
@@ -114,7 +114,7 @@ class Prometheus(Component):
                 command=[
                     "prometheus",
                     f"--config.file={self.config_file(settings)}",
-                    f"--storage.tsdb.path={settings.data_dir / 'prometheus'}",
+                    f"--storage.tsdb.path={self.data_dir(settings)}",
                     f"--web.listen-address={settings.host}:{settings.ports['prometheus']}",
                     "--storage.tsdb.retention.time=7d",
                     # Lets `make up` apply a regenerated scrape config without a restart.

@@ -38,12 +38,6 @@ class RabbitMQ(Component):
     name = "rabbitmq"
     description = "RabbitMQ"
 
-    def base_dir(self, settings: Settings) -> Path:
-        return settings.data_dir / "rabbitmq"
-
-    def config_dir(self, settings: Settings) -> Path:
-        return settings.run_dir / "rabbitmq"
-
     def install(self, settings: Settings, say: Say) -> None:
         if not (RABBITMQ_BIN / "rabbitmq-server").exists():
             raise PrerequisiteError(
@@ -52,7 +46,7 @@ class RabbitMQ(Component):
             )
 
     def environment(self, settings: Settings) -> dict[str, str]:
-        base, config = self.base_dir(settings), self.config_dir(settings)
+        base, config = self.data_dir(settings), self.run_dir(settings)
         return {
             "HOME": str(base / "home"),  # the Erlang cookie lives here
             "RABBITMQ_NODENAME": NODE_NAME,
@@ -69,7 +63,7 @@ class RabbitMQ(Component):
         }
 
     def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
-        base, config = self.base_dir(settings), self.config_dir(settings)
+        base, config = self.data_dir(settings), self.run_dir(settings)
         for directory in (base / "home", base / "mnesia", settings.log_dir / "rabbitmq", config):
             directory.mkdir(parents=True, exist_ok=True)
         conf = config / "rabbitmq.conf"
@@ -106,7 +100,7 @@ class RabbitMQ(Component):
                 name="rabbitmq",
                 command=[str(RABBITMQ_BIN / "rabbitmq-server")],
                 env=self.environment(settings),
-                cwd=self.base_dir(settings),
+                cwd=self.data_dir(settings),
                 run_as_when_root=RABBITMQ_OS_USER,
                 # The node flushes queues and stops cleanly on TERM within a few seconds.
                 stop_wait_s=60,
