@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ripple_stack.component import PrerequisiteError, Program, let_reach
+from ripple_stack.component import PrerequisiteError, Program, let_reach, require_file
 from ripple_stack.components.functions import KnativeFunction, ManifestError
 from ripple_stack.components.kafka import declared_topics, server_properties
 from ripple_stack.secrets import load_secrets
@@ -110,6 +110,14 @@ def test_kafka_server_properties_fill_every_placeholder_once():
     assert "{" not in text and len(keys) == len(set(keys))
     assert "listeners=PLAINTEXT://10.0.0.1:9092,CONTROLLER://10.0.0.1:9093" in lines
     assert "log.dirs=/data/kafka" in lines
+
+
+def test_a_missing_package_file_says_which_package_to_install(tmp_path):
+    require_file(tmp_path, "postgresql", "PostgreSQL")  # there: nothing to say
+    with pytest.raises(
+        PrerequisiteError, match=r"PostgreSQL is missing: run `sudo apt-get install postgresql`"
+    ):
+        require_file(tmp_path / "postgres", "postgresql", "PostgreSQL")
 
 
 def test_an_account_that_cannot_enter_a_folder_above_the_checkout_is_a_clear_error(tmp_path):

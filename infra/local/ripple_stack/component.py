@@ -195,13 +195,24 @@ def maven_fetch(pom: Path, output_dir: Path, say: Say, what: str) -> None:
 
 
 def require_binary(binary: str, package: str) -> str:
-    """The path of a program a Debian package provides, or a message saying how to get it."""
+    """The path of a program a Debian package puts on PATH, or a message saying how to get it."""
     path = shutil.which(binary)
     if path is None:
-        raise PrerequisiteError(
-            f"{binary} is missing: run `sudo apt-get install {package}` (or `make prereqs`) and rerun."
-        )
+        raise _not_installed(binary, package)
     return path
+
+
+def require_file(path: Path, package: str, what: str) -> None:
+    """A file a Debian package installs outside PATH (a server, a module) is there, or a message
+    naming `what` is missing and how to get it."""
+    if not path.exists():
+        raise _not_installed(what, package)
+
+
+def _not_installed(what: str, package: str) -> PrerequisiteError:
+    return PrerequisiteError(
+        f"{what} is missing: run `sudo apt-get install {package}` (or `make prereqs`) and rerun."
+    )
 
 
 def http_status(url: str, timeout: float = 3.0) -> int | None:

@@ -33,6 +33,7 @@ from ..component import (
     http_status,
     let_reach,
     require_binary,
+    require_file,
     run,
     running_as_root,
 )
@@ -269,11 +270,7 @@ class Nginx(Component):
         require_binary("nginx", "nginx")
         require_binary("prometheus-nginx-exporter", "prometheus-nginx-exporter")
         require_binary("mtail", "mtail")
-        if not Path(DEBIAN_NJS_MODULE).exists():
-            raise PrerequisiteError(
-                "nginx's JavaScript module is missing: run `sudo apt-get install libnginx-mod-http-js` "
-                "(or `make prereqs`) and rerun."
-            )
+        require_file(Path(DEBIAN_NJS_MODULE), "libnginx-mod-http-js", "nginx's JavaScript module")
 
     def values(self, settings: Settings) -> dict[str, str]:
         _, profile = selected_profile()

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..component import Component, PrerequisiteError, Program, Say, let_reach, run, running_as_root
+from ..component import Component, Program, Say, let_reach, require_file, run, running_as_root
 from ..settings import Settings
 
 # Debian's packages put the server outside PATH, one directory per major version (Debian 12
@@ -28,10 +28,7 @@ class Postgres(Component):
     description = "PostgreSQL"
 
     def install(self, settings: Settings, say: Say) -> None:
-        if not (POSTGRES_BIN / "postgres").exists():
-            raise PrerequisiteError(
-                "PostgreSQL is missing: run `sudo apt-get install postgresql` (or `make prereqs`) and rerun."
-            )
+        require_file(POSTGRES_BIN / "postgres", "postgresql", "PostgreSQL")
 
     def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
         data, sockets = self.data_dir(settings), self.run_dir(settings)

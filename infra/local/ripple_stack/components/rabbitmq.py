@@ -16,12 +16,12 @@ from pathlib import Path
 
 from ..component import (
     Component,
-    PrerequisiteError,
     Program,
     Say,
     ScrapeTarget,
     http_status,
     let_reach,
+    require_file,
     running_as_root,
 )
 from ..settings import Settings
@@ -39,11 +39,7 @@ class RabbitMQ(Component):
     description = "RabbitMQ"
 
     def install(self, settings: Settings, say: Say) -> None:
-        if not (RABBITMQ_BIN / "rabbitmq-server").exists():
-            raise PrerequisiteError(
-                "RabbitMQ is missing: run `sudo apt-get install rabbitmq-server` (or `make prereqs`) "
-                "and rerun."
-            )
+        require_file(RABBITMQ_BIN / "rabbitmq-server", "rabbitmq-server", "RabbitMQ")
 
     def environment(self, settings: Settings) -> dict[str, str]:
         base, config = self.data_dir(settings), self.run_dir(settings)
