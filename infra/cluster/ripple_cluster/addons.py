@@ -115,46 +115,39 @@ def coredns_manifest(s: Settings, image: str) -> str:
             "metadata": {"name": "coredns", "namespace": "kube-system"},
             "data": {"Corefile": corefile},
         },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "coredns", "namespace": "kube-system"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": "coredns",
-                        "dnsPolicy": "Default",
-                        "containers": [
-                            {
-                                "name": "coredns",
-                                "image": image,
-                                "args": ["-conf", "/etc/coredns/Corefile"],
-                                "ports": [
-                                    {"containerPort": 1053, "protocol": "UDP", "name": "dns"},
-                                    {"containerPort": 1053, "protocol": "TCP", "name": "dns-tcp"},
-                                ],
-                                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}},
-                                "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
-                                "resources": {
-                                    "requests": {"cpu": "50m", "memory": "40Mi"},
-                                    "limits": {"memory": "128Mi"},
-                                },
-                                "securityContext": {
-                                    "runAsNonRoot": True,
-                                    "allowPrivilegeEscalation": False,
-                                    "capabilities": {"drop": ["ALL"]},
-                                },
-                                "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns"}],
-                            }
+        deployment(
+            "coredns",
+            "kube-system",
+            labels,
+            {
+                "serviceAccountName": "coredns",
+                "dnsPolicy": "Default",
+                "containers": [
+                    {
+                        "name": "coredns",
+                        "image": image,
+                        "args": ["-conf", "/etc/coredns/Corefile"],
+                        "ports": [
+                            {"containerPort": 1053, "protocol": "UDP", "name": "dns"},
+                            {"containerPort": 1053, "protocol": "TCP", "name": "dns-tcp"},
                         ],
-                        "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
-                    },
-                },
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}},
+                        "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
+                        "resources": {
+                            "requests": {"cpu": "50m", "memory": "40Mi"},
+                            "limits": {"memory": "128Mi"},
+                        },
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns"}],
+                    }
+                ],
+                "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
             },
-        },
+        ),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -305,6 +298,20 @@ def install_serving(s: Settings) -> None:
         )
         wait_deployments(s, "knative-serving", ["webhook"], timeout=s.ready_timeout)
         kubectl(s, "apply", "--server-side", "--force-conflicts", "-f", str(applied))
+
+
+def deployment(name: str, namespace: str, labels: dict[str, str], pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """A one-replica Deployment of `pod_spec`, its pods labelled and selected by `labels`."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
 
 
 def restricted_security_context() -> dict[str, Any]:

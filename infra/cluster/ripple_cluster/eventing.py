@@ -37,6 +37,7 @@ import yaml
 
 from .addons import (
     _ko_env,
+    deployment,
     ko_resolve,
     kubectl,
     module_dir,
@@ -212,34 +213,27 @@ def broker_alias_docs(s: Settings, namespace: str, broker: str, target: str) -> 
     name = f"{broker}-broker-ingress"
     labels = {"app": name, "ripple.dev/broker-alias": broker}
     return [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "proxy",
-                                "image": f"{s.registry}/ripple/brokeralias:latest",
-                                "env": [{"name": "TARGET", "value": target}],
-                                "ports": [{"name": "http", "containerPort": 8080}],
-                                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-                                "resources": {
-                                    "requests": {"cpu": "10m", "memory": "16Mi"},
-                                    "limits": {"memory": "64Mi"},
-                                },
-                                "securityContext": restricted_security_context(),
-                            }
-                        ]
-                    },
-                },
+        deployment(
+            name,
+            namespace,
+            labels,
+            {
+                "containers": [
+                    {
+                        "name": "proxy",
+                        "image": f"{s.registry}/ripple/brokeralias:latest",
+                        "env": [{"name": "TARGET", "value": target}],
+                        "ports": [{"name": "http", "containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                        "resources": {
+                            "requests": {"cpu": "10m", "memory": "16Mi"},
+                            "limits": {"memory": "64Mi"},
+                        },
+                        "securityContext": restricted_security_context(),
+                    }
+                ]
             },
-        },
+        ),
         {
             "apiVersion": "v1",
             "kind": "Service",
