@@ -36,6 +36,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from . import node
@@ -354,15 +355,6 @@ def _http_ok(s: Settings, url: str) -> bool:
     return ns_python(s, code, 10).returncode == 0
 
 
-def _wait(what: str, probe, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if probe():
-            return
-        time.sleep(2)
-    raise SystemExit(f"ripple-cluster: the cluster's {what} is not ready after {timeout:.0f} s; see {log}")
-
-
 PROVISION = """
 import sys, yaml, psycopg2
 from kafka import KafkaAdminClient
@@ -403,9 +395,15 @@ def up(s: Settings) -> Backing:
     _prepare(b, secrets)
     for p in procs(b, secrets):
         node.start(s, p)
-    _wait("PostgreSQL", lambda: _tcp_open(s, b.ip, b.postgres_port), 60, s.logs / "backing-postgres.log")
-    _wait("Kafka", lambda: _tcp_open(s, b.ip, b.kafka_port), 120, s.logs / "backing-kafka.log")
-    _wait("mail sink", lambda: _tcp_open(s, b.ip, b.smtp_port), 30, s.logs / "backing-mail-sink.log")
+    # Every 2 s: each probe is a python started inside the namespace.
+    for what, port, timeout, log in (
+        ("PostgreSQL", b.postgres_port, 60, "backing-postgres.log"),
+        ("Kafka", b.kafka_port, 120, "backing-kafka.log"),
+        ("mail sink", b.smtp_port, 30, "backing-mail-sink.log"),
+    ):
+        node.wait_ready(
+            f"the cluster's {what}", partial(_tcp_open, s, b.ip, port), timeout, s.logs / log, every=2
+        )
     argv = [
         b.ip,
         str(b.kafka_port),
@@ -421,11 +419,12 @@ def up(s: Settings) -> Backing:
         time.sleep(3)
     else:
         raise SystemExit(f"ripple-cluster: creating topics/database failed: {r.stderr.strip()[-800:]}")
-    _wait(
-        "Keycloak",
+    node.wait_ready(
+        "the cluster's Keycloak",
         lambda: _http_ok(s, f"{b.keycloak_url}/realms/ripple/.well-known/openid-configuration"),
         300,
         s.logs / "backing-keycloak.log",
+        every=2,
     )
     return b
 

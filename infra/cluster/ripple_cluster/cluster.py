@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 from . import addons, components, eventing, images, node
 from .build import steps
@@ -37,16 +36,6 @@ def _require(s: Settings) -> None:
         if shutil.which(tool) is None:
             pkg = {"nsenter": "util-linux", "ip": "iproute2"}.get(tool, tool)
             raise SystemExit(f"ripple-cluster: {tool} is missing: apt-get install {pkg}")
-
-
-def _wait(what: str, probe, timeout: float, log: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if probe():
-            return
-        time.sleep(1)
-    hint = f"; see {log}" if log else ""
-    raise SystemExit(f"ripple-cluster: {what} not ready after {timeout:.0f} s{hint}")
 
 
 def _start_wave(s: Settings, procs: list[node.Proc]) -> None:
@@ -90,13 +79,17 @@ def up(s: Settings, knative: bool = True, with_eventing: bool = True) -> int:
     backing.start_if_deployed(s)
     waves = components.processes(s)
     _start_wave(s, waves[0])
-    _wait("containerd", lambda: (s.run / "containerd.sock").exists(), 60, s.logs / "containerd.log")
+    node.wait_ready("containerd", lambda: (s.run / "containerd.sock").exists(), 60, s.logs / "containerd.log")
     _start_wave(s, waves[1])
-    _wait("kube-apiserver", lambda: _apiserver_ready(s), s.ready_timeout, s.logs / "kube-apiserver.log")
+    node.wait_ready(
+        "kube-apiserver", lambda: _apiserver_ready(s), s.ready_timeout, s.logs / "kube-apiserver.log"
+    )
     print(f"  apiserver   ready ({time.monotonic() - t0:.0f} s)", flush=True)
     refs = images.ensure_all(s)
     _start_wave(s, waves[2])
-    _wait(f"node {s.node_name}", lambda: node_ready(s) is True, s.ready_timeout, s.logs / "kubelet.log")
+    node.wait_ready(
+        f"node {s.node_name}", lambda: node_ready(s) is True, s.ready_timeout, s.logs / "kubelet.log"
+    )
     print(f"  node        Ready ({time.monotonic() - t0:.0f} s)", flush=True)
     addons.install_coredns(s, refs["coredns"])
     addons.wait_deployments(s, "kube-system", ["coredns"], s.ready_timeout)

@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +138,20 @@ def start(s: Settings, p: Proc) -> int:
         )
     pid_file(s, p.name).write_text(str(proc.pid))
     return proc.pid
+
+
+def wait_ready(
+    what: str, probe: Callable[[], bool], timeout: float, log: Path | None = None, every: float = 1
+) -> None:
+    """Poll `probe` every `every` s until it holds; after `timeout` s stop with what is not ready
+    and the log to read."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(every)
+    hint = f"; see {log}" if log else ""
+    raise SystemExit(f"ripple-cluster: {what} not ready after {timeout:.0f} s{hint}")
 
 
 def _alive(pid: int) -> bool:
