@@ -35,6 +35,34 @@ from .analysis import ColdStart, MemorySample, Series
 MEASURED_STATES = ("ready", "draining")
 
 
+class Ticker:
+    """Calls `tick` every `every_s` seconds in a daemon thread of its own, from start() to stop().
+    A tick that raises one of `missable` is one missing reading (the next comes soon), not a failed
+    run."""
+
+    def __init__(
+        self, name: str, tick: Callable[[], None], every_s: float, missable: tuple[type[Exception], ...]
+    ) -> None:
+        self.tick = tick
+        self.every_s = every_s
+        self.missable = missable
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(*self.missable):
+                self.tick()
+            self._stop.wait(self.every_s)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=20)
+
+
 class InstanceReader:
     """Ready (and desired, where known) instances per function over a time range."""
 
@@ -151,8 +179,8 @@ class KubectlInstances(InstanceReader):
         self.namespace = namespace
         self.interval_s = interval_s
         self._readings: list[tuple[float, dict[str, float]]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="kubectl-instances", daemon=True)
+        missable = (subprocess.SubprocessError, ValueError, KeyError)
+        self._ticker = Ticker("kubectl-instances", self._read, interval_s, missable)
 
     def current(self) -> dict[str, float]:
         output = subprocess.run(
@@ -180,19 +208,14 @@ class KubectlInstances(InstanceReader):
             counts[service] = counts.get(service, 0.0) + (1.0 if ready else 0.0)
         return counts
 
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            # A missed reading is fine: the next one comes in a few seconds.
-            with contextlib.suppress(subprocess.SubprocessError, ValueError, KeyError):
-                self._readings.append((time.time(), self.current()))
-            self._stop.wait(self.interval_s)
+    def _read(self) -> None:
+        self._readings.append((time.time(), self.current()))
 
     def start(self) -> None:
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=20)
+        self._ticker.stop()
 
     def series(self, t0: float, t_end: float) -> tuple[dict[str, Series], dict[str, Series]]:
         functions = {name for _, counts in self._readings for name in counts}
@@ -204,32 +227,20 @@ class KubectlInstances(InstanceReader):
         return dict(ready), {}
 
 
-class MemorySampler:
+class MemorySampler(Ticker):
     """Reads every instance's memory every `every_s` seconds in a thread of its own."""
 
     def __init__(self, read: Callable[[], list[tuple[str, str, float]]], every_s: float = 3.0) -> None:
+        missable = (OSError, ValueError, KeyError, subprocess.SubprocessError)
+        super().__init__("instance-memory", self._sample, every_s, missable)
         self.read = read
-        self.every_s = every_s
         self.samples: list[MemorySample] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="instance-memory", daemon=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            now = time.time()
-            # One failed reading is one missing point, not a failed run.
-            with contextlib.suppress(OSError, ValueError, KeyError, subprocess.SubprocessError):
-                for function, instance, mib in self.read():
-                    if mib > 0:  # 0: the process ended between listing and reading
-                        self.samples.append(MemorySample(now, function, instance, mib))
-            self._stop.wait(self.every_s)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=20)
+    def _sample(self) -> None:
+        now = time.time()
+        for function, instance, mib in self.read():
+            if mib > 0:  # 0: the process ended between listing and reading
+                self.samples.append(MemorySample(now, function, instance, mib))
 
 
 def read_cold_starts(path: Path, t0: float, t_end: float) -> list[ColdStart]:
