@@ -111,9 +111,13 @@ class PortComponent(Component):
     address_path = "/metrics"
     scrape_job = ""
     what = "metrics port"  # names the port in the probe's complaint
+    # One of several alike (a Broker's ingress, a Trigger's dispatcher): the n-th listens on the
+    # port of Settings.ports[first_port] + n.
+    first_port = ""
+    index = 0
 
     def port(self, settings: Settings) -> int:
-        raise NotImplementedError
+        return settings.ports[self.first_port] + self.index
 
     def probe(self, settings: Settings, secrets: Mapping[str, str]) -> str | None:
         status = http_status(f"http://{settings.host}:{self.port(settings)}{self.probe_path}")

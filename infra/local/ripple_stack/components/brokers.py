@@ -42,15 +42,13 @@ class BrokerIngress(PortComponent):
     # Needs RabbitMQ (tier 0) ready to declare its exchange.
     start_tier = 1
     probe_path, address_path, scrape_job, what = "/healthz", "/", "brokers", "ingress"
+    first_port = "broker_ingress"
 
     def __init__(self, broker: Broker, index: int) -> None:
         self.broker = broker
         self.index = index
         self.name = f"broker-{broker.name}"
         self.description = f"Broker {broker.name} ingress (RabbitMQ)"
-
-    def port(self, settings: Settings) -> int:
-        return settings.ports["broker_ingress"] + self.index
 
     def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
         return [
@@ -64,6 +62,7 @@ class TriggerDispatcher(PortComponent):
     # Delivers to functions, which must be up first.
     start_tier = 2
     scrape_job = "triggers"
+    first_port = "trigger_dispatchers"
 
     def __init__(self, broker: Broker, trigger: Trigger, index: int) -> None:
         self.broker = broker
@@ -71,9 +70,6 @@ class TriggerDispatcher(PortComponent):
         self.index = index
         self.name = f"trigger-{trigger.name}"
         self.description = f"Trigger {trigger.name} -> dispatcher"
-
-    def port(self, settings: Settings) -> int:
-        return settings.ports["trigger_dispatchers"] + self.index
 
     def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
         arguments = (
