@@ -7,7 +7,7 @@ an id derived from the order event, so a redelivery re-emits the same event rath
 one. 503 while PostgreSQL or Kafka cannot be reached (the dispatcher retries); 422 for an order
 that can never be handled.
 
-An asynchronous function (functions_framework.aio, uvicorn): most orders are below the threshold
+An asynchronous function (ripple_server.aio: no Flask; uvicorn): most orders are below the threshold
 and are answered on the event loop without a thread or a database round trip, which is what
 keeps its KafkaSource's deliveries cheap (unordered since issue 19: many in flight at once).
 """
@@ -18,9 +18,7 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-import functions_framework.aio
 from cloudevents.http import CloudEvent
-from kafka.errors import KafkaError
 from order_alerts.alerts import (
     ORDER_PLACED,
     PermanentError,
@@ -33,6 +31,7 @@ from order_alerts.alerts import (
 from order_alerts.config import Config
 from order_alerts.emit import AlertPublisher
 from prometheus_client import Counter, Histogram
+from ripple_server import aio
 from sqlalchemy.exc import SQLAlchemyError
 
 from ripple_consumer.database import LazyEngine
@@ -56,7 +55,7 @@ PUBLISHER = AlertPublisher(CONFIG)
 engine = LazyEngine(CONFIG)
 
 
-@functions_framework.aio.cloud_event
+@aio.cloud_event
 async def handle(event: CloudEvent) -> None:
     if event["type"] != ORDER_PLACED:
         HANDLED.labels("ignored").inc()
@@ -74,6 +73,8 @@ async def handle(event: CloudEvent) -> None:
 
 
 def raise_alert(event: CloudEvent) -> None:
+    from kafka.errors import KafkaError  # imported by the first alert, not at the cold start (issue 22)
+
     try:
         alert = record_alert(engine(), event, CONFIG.threshold)
         if alert is None:  # unreachable after above_threshold; kept for the function's own contract

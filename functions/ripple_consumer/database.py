@@ -23,6 +23,8 @@ from sqlalchemy.engine import URL
 
 from ripple_settings import ConfigError, env_number
 
+from .current_schema import postgres_settings
+
 __all__ = ["ConfigError", "DatabaseConfig", "env_number", "make_engine"]
 
 
@@ -37,24 +39,16 @@ class DatabaseConfig:
 
     @classmethod
     def database_from_env(cls, env: Mapping[str, str] = os.environ) -> DatabaseConfig:
-        password = env.get("POSTGRES_PASSWORD")
-        if not password:
-            raise ConfigError(
-                f"POSTGRES_PASSWORD is not set: give it from the Secret key RIPPLE_POSTGRES_PASSWORD "
-                f"({cls.MANIFEST} does)."
-            )
-        address = env.get("POSTGRES_ADDRESS", "ripple-db-rw.ripple.svc:5432")
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise ConfigError(f"POSTGRES_ADDRESS={address!r} must be host:port.")
+        # Read where the cold start's schema check (without SQLAlchemy) reads them too.
+        postgres = postgres_settings(env, cls.MANIFEST)
         return DatabaseConfig(
             database_url=URL.create(
                 "postgresql+psycopg2",
-                username=env.get("POSTGRES_USER", "ripple"),
-                password=password,
-                host=host,
-                port=int(port),
-                database=env.get("POSTGRES_DB", "ripple"),
+                username=postgres.user,
+                password=postgres.password,
+                host=postgres.host,
+                port=postgres.port,
+                database=postgres.database,
             ),
             pool_size=int(env_number(env, "DB_POOL_SIZE", 8, minimum=1)),
             connect_timeout_s=int(env_number(env, "DB_CONNECT_TIMEOUT_S", 5, minimum=1)),

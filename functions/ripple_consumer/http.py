@@ -1,38 +1,41 @@
 """HTTP details of the consumer functions: problem+json answers and the probe/metrics routes.
 
 A consumer is either a plain functions-framework CloudEvent function (Flask, one request per
-thread: notifier, dead-letters) or an asynchronous one (`functions_framework.aio`, served by
-uvicorn: event-store and order-alerts, the two on the Kafka hot path, where the Flask stack cost
-~0.5 ms of CPU per event against ~0.1 ms). Both get the same routes and the same problems.
+thread: notifier, dead-letters) or an asynchronous one (`ripple_server.aio`, a Starlette app
+served by uvicorn without importing Flask: event-store and order-alerts, the two on the Kafka hot
+path, where the Flask stack cost ~0.5 ms of CPU per event against ~0.1 ms; a function still
+written for `functions_framework.aio` works too). Both get the same routes and the same problems.
+Flask is imported only by the Flask functions' paths here: importing this module costs an
+asynchronous function no Flask at its cold start (issue 22).
 
 Both also read binary-mode attributes as the CloudEvents HTTP binding asks (3.1.3.2): the pinned
 SDK's from_http, which functions-framework calls, copies `ce-*` header values as they are, and
 the HTTP servers read header bytes as Latin-1, so `caf%C3%A9` stayed `caf%C3%A9` and raw UTF-8
-turned into `cafÃ©`. functions-framework looks `from_http` up in its own module at each request:
-`decode_binary_attributes` puts a decoding one there (a header that cannot be decoded is a 400
-problem naming the attribute). Raw UTF-8 is taken too: Knative's Go and Java data planes send
-attribute values unencoded (ripple_cloudevents.decode_value). functions/ripple_consumer/tests/
-test_http.py pins that hook, so a functions-framework upgrade that moves it fails there first.
+turned into `cafÃ©`. functions-framework (and ripple_server.aio, likewise) looks `from_http` up in
+its own module at each request: `decode_binary_attributes` puts a decoding one there (a header
+that cannot be decoded is a 400 problem naming the attribute). Raw UTF-8 is taken too: Knative's
+Go and Java data planes send attribute values unencoded (ripple_cloudevents.decode_value).
+functions/ripple_consumer/tests/test_consumer_http.py pins those hooks, so a functions-framework
+upgrade that moves it fails there first.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import flask
-import functions_framework
+import ripple_server
 from cloudevents.http import CloudEvent
 from cloudevents.http import from_http as sdk_from_http
-from functions_framework import _function_registry
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from ripple_server import aio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
-from werkzeug.exceptions import BadRequest
 
 from ripple_cloudevents import InvalidAttribute, decode_headers
 
@@ -46,6 +49,8 @@ def problem_body(status: int, slug: str, title: str, detail: str) -> str:
 
 def abort_with_problem(status: int, slug: str, title: str, detail: str) -> None:
     """Stop a Flask function's request with an RFC 9457 problem (never a stack trace)."""
+    import flask  # a Flask function's: imported already (an asynchronous function never imports it)
+
     body = problem_body(status, slug, title, detail)
     flask.abort(flask.Response(body, status=status, mimetype=PROBLEM_TYPE))
 
@@ -109,22 +114,29 @@ def _decoding(raise_problem: Callable[[InvalidAttribute], Exception]) -> FromHtt
 def _flask_problem(error: InvalidAttribute) -> Exception:
     # An HTTPException passes functions-framework's Flask wrapper untouched (it catches only the
     # SDK's missing/invalid-field errors, to try the legacy event format) and Flask sends its response.
+    import flask
+    from werkzeug.exceptions import BadRequest
+
     body = problem_body(400, "malformed-event", "Not a valid CloudEvent", str(error))
     return BadRequest(response=flask.Response(body, status=400, mimetype=PROBLEM_TYPE))
 
 
-def decode_binary_attributes(app: flask.Flask | Starlette) -> None:
-    """functions-framework's from_http, for this app's kind, replaced by the binding-aware one."""
+def decode_binary_attributes(app: Any) -> None:
+    """The from_http of whoever serves this app's CloudEvents replaced by the binding-aware one:
+    ripple_server.aio's, or functions-framework's (Flask, or its aio) for a function written for it."""
     if isinstance(app, Starlette):
-        from functions_framework import aio
-
-        # The aio wrapper turns any error into a 400 whose detail is the error's repr (_as_problem).
+        # The aio wrappers turn any error into a 400 whose detail is the error's repr (_as_problem).
         aio.from_http = _decoding(lambda error: error)
+        framework_aio = sys.modules.get("functions_framework.aio")
+        if framework_aio is not None:
+            framework_aio.from_http = aio.from_http
     else:
+        import functions_framework
+
         functions_framework.from_http = _decoding(_flask_problem)
 
 
-def add_routes(app: flask.Flask | Starlette) -> None:
+def add_routes(app: Any) -> None:
     """GET /healthz, /readyz and /metrics next to functions-framework's POST-only routes."""
     # Readiness stays cheap: an unreachable database is signalled per event with 503, which the
     # dispatcher retries, rather than by taking the pod out of rotation.
@@ -142,12 +154,14 @@ def add_routes(app: flask.Flask | Starlette) -> None:
     app.add_url_rule("/metrics", "metrics", _metrics, methods=["GET"])
 
 
-def create_app(source: str, target: str = "handle") -> flask.Flask | Starlette:
+def create_app(source: str, target: str = "handle") -> Any:
     """The function's app as its container serves it (ripple_consumer.serve): with the routes."""
-    # functions-framework remembers async targets by name in one process-wide set, and every
-    # consumer's target is `handle`: a process that loads several (the tests) starts afresh.
-    _function_registry.ASGI_FUNCTIONS.discard(target)
-    app = functions_framework.create_app(target, source, "cloudevent")
+    framework_registry = sys.modules.get("functions_framework._function_registry")
+    if framework_registry is not None:
+        # functions-framework remembers async targets by name in one process-wide set, and every
+        # consumer's target is `handle`: a process that loads several (the tests) starts afresh.
+        framework_registry.ASGI_FUNCTIONS.discard(target)
+    app = ripple_server.load_app(source, target, "cloudevent")
     add_routes(app)
     decode_binary_attributes(app)
     return app

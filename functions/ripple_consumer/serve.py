@@ -10,13 +10,16 @@ under the PostgreSQL advisory lock that serialises concurrent cold starts) and f
 connection closed, before the function serves. It runs in a forked child, started first, while
 this process imports the function (issue 22's cold start: the two overlap on two cores), so
 Alembic and the migration scripts (~15 MiB) never stay resident in the server. A failed
-migration stops the start with the child's exit code.
+migration stops the start with the child's exit code. The child first asks whether the schema is
+current already (ripple_consumer/current_schema.py: the version table against the scripts' head,
+with psycopg2 alone) and imports Alembic and SQLAlchemy only when it is not: with them, the child
+took longer than importing the function and was the cold start's critical path (issue 22).
 The function is then served by ripple_server in this same process (uvicorn, no gunicorn master:
 one process per instance, issue 22). The garbage collector is off while the migration and the
 function are imported (start-up allocates a lot and frees little: ~45 ms of ~330 ms CPU measured
 for order-alerts) and the objects that exist then are frozen, so later collections skip them.
 Every argument is ripple_server's (functions-framework's own names). The app it builds, Flask or
-(for a function of functions_framework.aio) Starlette, gets the probe and metrics routes
+(for a function of ripple_server.aio) Starlette, gets the probe and metrics routes
 (ripple_consumer.http).
 """
 
@@ -28,6 +31,8 @@ import os
 import sys
 import traceback
 from pathlib import Path
+
+from ripple_consumer.current_schema import is_current
 
 
 def migrate(folder: Path) -> None:
@@ -54,7 +59,9 @@ def start_migration(folder: Path) -> int:
     if child == 0:
         code = 1
         try:
-            migrate(folder)
+            # A current schema is read with psycopg2 alone; Alembic runs only when it may have work.
+            if not is_current(folder):
+                migrate(folder)
             code = 0
         except SystemExit as error:
             if error.code not in (None, 0):

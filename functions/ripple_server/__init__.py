@@ -6,14 +6,23 @@ costs a whole interpreter per instance (issue 22: gateway 157 MiB as master + 2 
 114 MiB as master + 1, against 65 MiB for uvicorn alone serving the same app). functions-framework
 3.10.2 has no single-process mode for production (`--debug` is one, but turns on Flask's debugger
 and uvicorn's debug log), so `python -m ripple_server --target=handle --source=main.py` builds the
-function's app with functions-framework's own `create_app` (same routes, same CloudEvent
-handling, same errors) and serves it with uvicorn in this process:
+function's app and serves it with uvicorn in this process:
 
-- an asynchronous function (`functions_framework.aio`, a Starlette app) directly, with uvloop and
-  httptools when installed, as gunicorn's uvicorn worker did;
-- a Flask function (notifier, dead-letters, query) through a2wsgi's WSGI adapter, its requests on
-  `THREADS` threads (functions-framework's variable and default: 4 per CPU), as gunicorn's gthread
-  worker ran them. The event loop only moves bytes; the handler runs on those threads.
+- an asynchronous function decorated with `ripple_server.aio` (gateway, event-store, order-alerts):
+  the Starlette app functions_framework.aio would build (same routes, same CloudEvent handling,
+  same errors; ripple_server/aio.py), without importing functions-framework, whose package
+  imports Flask: ~120-190 ms of CPU of every cold start (issue 22). Served directly, with uvloop
+  and httptools when installed, as gunicorn's uvicorn worker did;
+- a source that imports functions_framework (read before it runs: functions-framework must set
+  up its Flask app before the module runs) gets functions-framework's own `create_app`: a Flask
+  function (notifier, dead-letters, query) is served through a2wsgi's WSGI adapter, its requests
+  on `THREADS` threads (functions-framework's variable and default: 4 per CPU), as gunicorn's
+  gthread worker ran them (the event loop only moves bytes; the handler runs on those threads); a
+  `functions_framework.aio` function, directly.
+
+uvicorn runs without WebSocket support (no function has one; "auto" imported wsproto at each
+start). Cold starts, measured (exec -> /readyz 200) and profiled (`python -X importtime`):
+loadtest/serving/cold-start/README.md.
 
 More capacity is more instances, added by Knative's autoscaler (containerConcurrency and the
 target in knative/<name>/service.yaml), never more processes in one.
@@ -39,9 +48,11 @@ without a proxy in front); one instance alone is unaffected.
 from __future__ import annotations
 
 import argparse
+import ast
 import gc
 import os
 import socket
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -112,11 +123,41 @@ def parse(argv: Sequence[str], env: Mapping[str, str], cpus: int | None) -> Opti
     )
 
 
-def build_app(options: Options) -> Any:
-    """functions-framework's app for the function: Starlette for an aio function, else Flask."""
-    import functions_framework
+def uses_functions_framework(source: str) -> bool:
+    """Whether the source imports functions_framework (read, not run: the choice of app comes first)."""
+    with open(source, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read(), source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        else:
+            continue
+        if any(name == "functions_framework" or name.startswith("functions_framework.") for name in names):
+            return True
+    return False
 
-    return functions_framework.create_app(options.target, options.source, options.signature_type)
+
+def load_app(source: str, target: str, signature_type: str) -> Any:
+    """The function's app: ripple_server.aio's (Starlette, no Flask imported) for a function
+    decorated with it; functions-framework's own for a source that imports functions_framework
+    (Flask, or Starlette for functions_framework.aio)."""
+    if not os.path.exists(source):
+        raise ServerConfigError(
+            f"ripple_server: {source} does not exist: pass --source FILE (the function's file)."
+        )
+    if uses_functions_framework(source):
+        import functions_framework
+
+        return functions_framework.create_app(target, source, signature_type)
+    from ripple_server import aio
+
+    return aio.load_app(source, target)
+
+
+def build_app(options: Options) -> Any:
+    return load_app(options.source, options.target, options.signature_type)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -146,6 +187,8 @@ def serve(app: Any, options: Options) -> None:
         loop="auto",
         http="auto",
         lifespan="off" if wsgi else "auto",
+        # No function serves WebSockets: "auto" imported wsproto at every start (~25-120 ms).
+        ws="none",
         log_level=options.log_level,
         access_log=False,
         timeout_keep_alive=options.keep_alive_s,
@@ -154,15 +197,12 @@ def serve(app: Any, options: Options) -> None:
 
 
 def _is_asgi(app: Any) -> bool:
-    import flask
-
-    return not isinstance(app, flask.Flask)
+    flask = sys.modules.get("flask")  # not imported: no Flask app can exist
+    return flask is None or not isinstance(app, flask.Flask)
 
 
 def main(argv: Sequence[str] | None = None, prepare: Callable[[Any], None] | None = None) -> None:
     """Parse, build the app, let `prepare(app)` add to it (routes, hooks), serve."""
-    import sys
-
     options = parse(sys.argv[1:] if argv is None else argv, os.environ, os.cpu_count())
     # Start-up allocates a lot and frees little: collections during it are wasted time (the
     # gateway's build: ~390 -> ~300 ms measured). What exists once the app is built lives as long as

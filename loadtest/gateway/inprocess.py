@@ -152,10 +152,15 @@ def main() -> None:
         assert response.status_code == 202, response.body
 
     if args.app == "asgi":
-        import functions_framework.aio
+        import ripple_server
 
         os.chdir(args.gateway_dir)
-        asgi = functions_framework.aio.create_asgi_app(target="handle", source="main.py")
+        if hasattr(ripple_server, "load_app"):  # the app ripple_server serves (ripple_server.aio)
+            asgi = ripple_server.load_app("main.py", "handle", "http")
+        else:  # a build from before ripple_server.aio: functions-framework's app
+            import functions_framework.aio
+
+            asgi = functions_framework.aio.create_asgi_app(target="handle", source="main.py")
 
         async def call(index: int) -> None:
             sent: list[dict] = []

@@ -1,6 +1,6 @@
 """The gateway's HTTP surface; main.handle delegates every request here.
 
-Asynchronous (functions_framework.aio on uvicorn): a request waiting for Kafka's
+Asynchronous (ripple_server.aio on uvicorn): a request waiting for Kafka's
 acknowledgement is a coroutine, and the HTTP stack costs a fraction of Flask's per request.
 Anything that may block (a token not seen before, whose check may fetch the realm's keys; the
 readiness probe's metadata request) runs on a worker thread.

@@ -1,14 +1,19 @@
-"""main.py's ASGI app: POST / straight to the gateway, the rest through functions-framework, and
-both answer the same (no Kafka or Keycloak needed: the requests fail before either is used)."""
+"""main.py's ASGI app: POST / straight to the gateway, the rest through the framework's app
+(ripple_server.aio), both answer the same (no Kafka or Keycloak needed: the requests fail before
+either is used), and serving it imports no Flask."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-import functions_framework.aio
 import pytest
+import ripple_server
 
 MAIN = Path(__file__).resolve().parents[1] / "main.py"
 
@@ -17,7 +22,7 @@ MAIN = Path(__file__).resolve().parents[1] / "main.py"
 def app():
     threshold = gc.get_threshold()
     try:
-        yield functions_framework.aio.create_asgi_app(target="handle", source=str(MAIN))
+        yield ripple_server.load_app(str(MAIN), "handle", "http")
     finally:
         gc.unfreeze()  # the gateway freezes what it built; the other tests need no such thing
         gc.set_threshold(*threshold)
@@ -68,3 +73,25 @@ def test_post_events_skips_the_framework_and_answers_as_it_did(app):
 )
 def test_other_requests_take_the_framework_app(app, method, path, status):
     assert call(app, method, path)[0] == status
+
+
+@pytest.mark.parametrize("path", ["/robots.txt", "/favicon.ico"])
+def test_the_framework_paths_are_the_gateways_problems_too(app, path):
+    status, headers, body = call(app, "GET", path)
+    assert (status, headers["content-type"]) == (404, "application/problem+json")
+    assert json.loads(body)["type"].endswith("/not-found")
+
+
+def test_building_the_gateway_imports_no_flask():
+    # A fresh interpreter: this test process has Flask from other tests. Kafka and Keycloak are
+    # not needed to build the app (they are asked at the first /readyz).
+    script = (
+        "import sys, ripple_server; ripple_server.load_app('main.py', 'handle', 'http'); "
+        "print(sorted(set(sys.modules) & {'flask', 'werkzeug', 'functions_framework', 'jsonschema'}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(MAIN.parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=MAIN.parent, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "[]"

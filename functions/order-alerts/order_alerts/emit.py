@@ -12,6 +12,10 @@
 |---|---|---|
 | BROKER_URL | (empty: no Broker) | the Broker's ingress (notifications-broker-ingress) |
 | BROKER_TIMEOUT_S | 10 | a Broker that does not answer in time fails the request (503, retried) |
+
+The Broker is posted to with urllib3's pool (thread-safe, kept-alive connections) rather than a
+requests Session: requests' hooks, cookie jar and adapter layers were most of the post's CPU,
+which was a third of a flagged order's (py-spy of the issue-19 bursts, loadtest/broker/profiles/).
 """
 
 from __future__ import annotations
@@ -19,17 +23,20 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import TYPE_CHECKING
 
-import requests
 from cloudevents.http import CloudEvent
 from cloudevents.kafka import to_binary
-from kafka import KafkaProducer
 
 from ripple_cloudevents import to_binary_request
 from ripple_consumer.database import env_number
 from ripple_consumer.http import problem
 
 from .config import Config
+
+if TYPE_CHECKING:
+    import urllib3
+    from kafka import KafkaProducer
 
 log = logging.getLogger("order-alerts")
 
@@ -41,12 +48,16 @@ class AlertPublisher:
         self._lock = threading.Lock()
         self.broker_url = os.environ.get("BROKER_URL", "").strip()
         self.broker_timeout_s = env_number(os.environ, "BROKER_TIMEOUT_S", 10)
-        self._local = threading.local()
+        self._http: urllib3.PoolManager | None = None
 
     def _get(self) -> KafkaProducer:
         # Created on first use, in the serving worker (gunicorn forks after import).
         with self._lock:
             if self._producer is None:
+                # kafka-python (and urllib3, below) are imported by the first alert, not at the cold
+                # start: ~100-180 ms of it, for the few orders above the threshold (issue 22).
+                from kafka import KafkaProducer
+
                 self._producer = KafkaProducer(
                     bootstrap_servers=list(self.config.bootstrap_servers),
                     acks="all",
@@ -75,23 +86,32 @@ class AlertPublisher:
             self._to_broker(event)
         future.get(timeout=self.config.ack_timeout_s)
 
+    def _pool(self) -> urllib3.PoolManager:
+        with self._lock:
+            if self._http is None:
+                import urllib3  # by the first alert, like kafka-python: not at the cold start
+
+                # One kept-alive connection per worker thread in flight (asyncio.to_thread's
+                # pool); no retries: a failed post fails the request, the KafkaSource redelivers.
+                self._http = urllib3.PoolManager(
+                    maxsize=8, retries=False, timeout=urllib3.Timeout(total=self.broker_timeout_s)
+                )
+            return self._http
+
     def _to_broker(self, event: CloudEvent) -> None:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
+        import urllib3
+
         headers, body = to_binary_request(event)  # attribute values percent-encoded (HTTP binding)
         try:
-            response = session.post(
-                self.broker_url, data=body, headers=headers, timeout=self.broker_timeout_s
-            )
-            status = response.status_code
-        except requests.RequestException as error:
+            response = self._pool().request("POST", self.broker_url, body=body, headers=headers)
+            status = response.status
+        except urllib3.exceptions.HTTPError as error:
             status, response = None, None
             log.warning("the Broker at %s did not answer: %r", self.broker_url, error)
         if status is not None and 200 <= status < 300:
             return
         if response is not None:
-            log.warning("the Broker answered %s: %s", status, response.text[:200])
+            log.warning("the Broker answered %s: %s", status, response.data[:200].decode(errors="replace"))
         raise problem(
             503,
             "broker-unavailable",

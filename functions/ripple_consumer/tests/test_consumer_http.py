@@ -1,9 +1,9 @@
-"""ripple_consumer.http: both kinds of consumer (Flask and functions_framework.aio) read binary-mode
-attributes as the HTTP binding asks, refuse what it cannot mean with a problem naming the
-attribute, and leave structured-mode attributes (JSON, never percent-encoded) as they are.
+"""ripple_consumer.http: every kind of consumer (Flask, ripple_server.aio, functions_framework.aio)
+reads binary-mode attributes as the HTTP binding asks, refuses what it cannot mean with a problem
+naming the attribute, and leaves structured-mode attributes (JSON, never percent-encoded) as they are.
 
-These pin the hook into functions-framework (its module-level `from_http`): an upgrade that moves
-it fails here, not silently in production.
+These pin the hooks into functions-framework and ripple_server.aio (their module-level
+`from_http`): an upgrade that moves one fails here, not silently in production.
 """
 
 from __future__ import annotations
@@ -32,6 +32,16 @@ async def handle(event):
     with open("received.json", "w") as out:
         json.dump(dict(event.get_attributes()), out, default=str)
 """
+RIPPLE_ASYNC_FUNCTION = """
+import json
+from ripple_server import aio
+
+@aio.cloud_event
+async def handle(event):
+    with open("received.json", "w") as out:
+        json.dump(dict(event.get_attributes()), out, default=str)
+"""
+SOURCES = {"flask": FLASK_FUNCTION, "aio": ASYNC_FUNCTION, "ripple-aio": RIPPLE_ASYNC_FUNCTION}
 BINARY = {
     "ce-specversion": "1.0",
     "ce-type": "dev.ripple.test",
@@ -43,10 +53,10 @@ BINARY = {
 }
 
 
-@pytest.fixture(params=["flask", "aio"])
+@pytest.fixture(params=list(SOURCES))
 def function(request, tmp_path, monkeypatch):
     source = tmp_path / "main.py"
-    source.write_text(FLASK_FUNCTION if request.param == "flask" else ASYNC_FUNCTION)
+    source.write_text(SOURCES[request.param])
     monkeypatch.chdir(tmp_path)
     app = create_app(str(source))
     if request.param == "flask":

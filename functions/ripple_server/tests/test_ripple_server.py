@@ -1,5 +1,5 @@
-"""ripple_server: options from arguments and environment (a table), and one process serving both
-kinds of function (an async one and a Flask one, as the stack's functions are)."""
+"""ripple_server: options from arguments and environment (a table), and one process serving every
+kind of function (ripple_server.aio's without Flask, functions_framework.aio's, a Flask one)."""
 
 from __future__ import annotations
 
@@ -77,6 +77,16 @@ async def handle(request):
     return Response(b"async", status_code=202)
 """
 
+RIPPLE_ASYNC_FUNCTION = """
+import sys
+from ripple_server import aio
+from starlette.responses import Response
+
+@aio.http
+async def handle(request):
+    return Response(f"ripple flask={'flask' in sys.modules}".encode(), status_code=202)
+"""
+
 FLASK_FUNCTION = """
 import threading
 import functions_framework
@@ -87,7 +97,10 @@ def handle(request):
 """
 
 
-@pytest.mark.parametrize(("source", "answer"), [(ASYNC_FUNCTION, "async"), (FLASK_FUNCTION, "WSGI")])
+@pytest.mark.parametrize(
+    ("source", "answer"),
+    [(ASYNC_FUNCTION, "async"), (RIPPLE_ASYNC_FUNCTION, "ripple flask=False"), (FLASK_FUNCTION, "WSGI")],
+)
 def test_one_process_serves_the_function(tmp_path, source, answer):
     (tmp_path / "main.py").write_text(source)
     port = free_port()
