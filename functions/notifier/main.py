@@ -5,23 +5,30 @@ e-mail to FRAUD_DESK_ADDRESS, once per (source, id) however often the event is d
 outbox row in notifications, pending before the send and sent after it (notifier/notify.py).
 503 while PostgreSQL or the SMTP server cannot be reached (the Trigger's dispatcher retries, then
 dead-letters); 422 for an event that can never be e-mailed. Metrics: notifier/metrics.py.
+
+An asynchronous function (ripple_server.aio: Starlette without Flask, served by uvicorn), like
+event-store and order-alerts: the outbox and the SMTP send are blocking clients and run on a
+worker thread, one hop per delivery. Served as a Flask function through a2wsgi it spent about
+half of its CPU bridging the WSGI thread and the event loop (py-spy, issue 19's bursts:
+loadtest/broker/profiles/), and the notifier is the most CPU-hungry hop of the alert path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import smtplib
 
-import functions_framework
 from cloudevents.http import CloudEvent
 from notifier.config import Config
 from notifier.mail import FLAGGED, PermanentError
 from notifier.metrics import HANDLED
 from notifier.notify import Unrecorded, notify_once
+from ripple_server import aio
 from sqlalchemy.exc import SQLAlchemyError
 
 from ripple_consumer.database import LazyEngine
-from ripple_consumer.http import abort_with_problem
+from ripple_consumer.http import problem
 from ripple_settings import or_exit
 
 log = logging.getLogger("notifier")
@@ -32,24 +39,30 @@ engine = LazyEngine(CONFIG)
 unrecorded = Unrecorded(engine)
 
 
-@functions_framework.cloud_event
-def handle(event: CloudEvent) -> None:
+@aio.cloud_event
+async def handle(event: CloudEvent) -> None:
     if event["type"] != FLAGGED:
         HANDLED.labels("ignored").inc()
         return
+    await asyncio.to_thread(notify, event)
+
+
+def notify(event: CloudEvent) -> None:
     try:
         result = notify_once(engine(), event, CONFIG, unrecorded)
     except PermanentError as error:
         HANDLED.labels("rejected").inc()
-        abort_with_problem(422, "unnotifiable-event", "Event cannot be e-mailed", str(error))
+        raise problem(422, "unnotifiable-event", "Event cannot be e-mailed", str(error)) from None
     except (smtplib.SMTPException, OSError) as error:
         HANDLED.labels("smtp_unavailable").inc()
         log.warning("SMTP %s:%s: %r", CONFIG.smtp_host, CONFIG.smtp_port, error)
-        abort_with_problem(503, "smtp-unavailable", "Mail server unavailable", "the e-mail was not accepted")
+        raise problem(
+            503, "smtp-unavailable", "Mail server unavailable", "the e-mail was not accepted"
+        ) from None
     except SQLAlchemyError as error:
         HANDLED.labels("database_unavailable").inc()
         log.warning("PostgreSQL: %s", str(error).splitlines()[0])
-        abort_with_problem(
+        raise problem(
             503, "database-unavailable", "Database unavailable", "the notification was not recorded"
-        )
+        ) from None
     HANDLED.labels(result.outcome).inc()

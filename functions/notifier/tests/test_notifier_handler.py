@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import email
-import json
 import socket
 import sys
 import uuid
@@ -17,6 +16,7 @@ import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from sqlalchemy import text
+from starlette.testclient import TestClient
 
 from ripple_consumer.http import create_app
 
@@ -28,12 +28,13 @@ FUNCTION_DIR = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def client(stack):
     mail_sink = f"{stack.settings.host}:{stack.settings.ports['mail_sink']}"
-    with stack.function_environment(
-        FUNCTION_DIR, FRAUD_DESK_ADDRESS="desk@test.invalid", SMTP_SERVER=mail_sink
+    with (
+        stack.function_environment(
+            FUNCTION_DIR, FRAUD_DESK_ADDRESS="desk@test.invalid", SMTP_SERVER=mail_sink
+        ),
+        TestClient(create_app(str(FUNCTION_DIR / "main.py"))) as client,
     ):
-        app = create_app(str(FUNCTION_DIR / "main.py"))
-        client = app.test_client()
-        # functions-framework registers the source as module "main"; keep ours (other functions' too).
+        # The source is registered as module "main"; keep ours (other functions' too).
         client.function_module = sys.modules["main"]
         yield client
 
@@ -56,7 +57,7 @@ def flagged(data: object = None, event_type: str = "dev.ripple.shop.order.flagge
 
 def post(client, event: CloudEvent):
     headers, body = to_binary(event)
-    return client.post("/", headers=headers, data=body)
+    return client.post("/", headers=headers, content=body)
 
 
 def mails(stack, event_id: str) -> list[email.message.Message]:
@@ -105,8 +106,8 @@ def test_smtp_down_is_a_retryable_503_and_leaves_the_row_pending(client, stack, 
     event = flagged()
     response = post(client, event)
     assert response.status_code == 503
-    assert response.content_type == "application/problem+json"
-    assert json.loads(response.data)["type"] == "https://ripple.dev/problems/smtp-unavailable"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"] == "https://ripple.dev/problems/smtp-unavailable"
     assert state(database, event["id"]) == "pending"  # recorded before the send, never sent
     monkeypatch.undo()
     assert post(client, event).status_code == 200  # the retry, with SMTP back
@@ -118,7 +119,7 @@ def test_an_event_without_an_order_is_refused_for_good(client, stack):
     event = flagged({"amount": 5})
     response = post(client, event)
     assert response.status_code == 422
-    assert json.loads(response.data)["type"] == "https://ripple.dev/problems/unnotifiable-event"
+    assert response.json()["type"] == "https://ripple.dev/problems/unnotifiable-event"
     assert mails(stack, event["id"]) == []
 
 
