@@ -1,0 +1,110 @@
+"""Where a run's CPU went: each program of the stack, its CPU seconds and ms per accepted event.
+
+On two cores the notifications path of issue 19 is bounded by CPU, not by any one hop's
+settings, so a scenario report says where the CPU went. Before the load starts and after the
+drain, every supervised program's process tree is read from /proc (user + system ticks of the
+tree, exited children included: instances the activator stopped count for their function, a
+PostgreSQL backend for PostgreSQL) and the whole machine's busy time from /proc/stat. The table
+gives each program's share; the machine's line shows how much CPU went to anything else (another
+job on a shared machine shows up there, not in the programs' rows).
+
+A program restarted during the run (a fault killed it) counts from its new start only: the
+killed process's CPU went to supervisord. Its row says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+Snapshot = dict[str, tuple[int, float]]  # program -> (pid, CPU seconds of its tree so far)
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process and its descendants, exited ones included."""
+    ticks, pending, found = 0, [pid], False
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+            found = True
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(child) for child in (task / "children").read_text().split())
+        except (OSError, ValueError, IndexError):
+            continue
+    return ticks / CLOCK_TICKS if found else None
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core spent on anything but idle and iowait since boot (/proc/stat)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
+def snapshot(pids: Mapping[str, int]) -> Snapshot:
+    """The CPU so far of each program (supervisord's name -> pid; a pid of 0 is not running)."""
+    taken: Snapshot = {}
+    for name, pid in pids.items():
+        seconds = tree_cpu_seconds(pid) if pid else None
+        if seconds is not None:
+            taken[name] = (pid, seconds)
+    return taken
+
+
+@dataclass(frozen=True)
+class Usage:
+    program: str
+    cpu_s: float
+    restarted: bool  # counted from its new start only
+
+
+def usage(before: Snapshot, after: Snapshot) -> list[Usage]:
+    """Each program's CPU between the snapshots, most first (pure)."""
+    rows = []
+    for name, (pid, seconds) in after.items():
+        earlier = before.get(name)
+        restarted = earlier is None or earlier[0] != pid
+        rows.append(Usage(name, seconds if restarted else max(0.0, seconds - earlier[1]), restarted))
+    return sorted(rows, key=lambda row: (-row.cpu_s, row.program))
+
+
+def cpu_section(rows: list[Usage], machine_s: float, wall_s: float, events: int, cores: int) -> str:
+    """The report's markdown section (pure): programs above 1 % of the machine's busy time,
+    the rest summed, then what the machine spent outside the stack's programs."""
+    programs_s = sum(row.cpu_s for row in rows)
+    per_event = (lambda s: f"{1000 * s / events:.2f}") if events else (lambda s: "-")
+    lines = [
+        "## Where the CPU went",
+        "",
+        f"CPU seconds of each program of the stack (its process tree, exited children included) from "
+        f"the start of the load to the end of the drain ({wall_s:.0f} s on {cores} cores = "
+        f"{wall_s * cores:.0f} CPU-s available), and per event accepted ({events}).",
+        "",
+        "| program | CPU s | ms per event | share of the machine's busy CPU |",
+        "|---|---|---|---|",
+    ]
+    small = [row for row in rows if machine_s <= 0 or row.cpu_s < 0.01 * machine_s]
+    for row in rows:
+        if row in small:
+            continue
+        note = " (restarted: from its new start)" if row.restarted else ""
+        share = f"{100 * row.cpu_s / machine_s:.1f} %" if machine_s > 0 else "-"
+        lines.append(f"| {row.program}{note} | {row.cpu_s:.1f} | {per_event(row.cpu_s)} | {share} |")
+    if small:
+        rest = sum(row.cpu_s for row in small)
+        lines.append(f"| {len(small)} other programs | {rest:.1f} | {per_event(rest)} | |")
+    outside = max(0.0, machine_s - programs_s)
+    lines += [
+        f"| **the stack's programs** | **{programs_s:.1f}** | **{per_event(programs_s)}** | |",
+        f"| anything else on the machine (the load driver, other jobs) | {outside:.1f} | | |",
+        f"| the machine, busy | {machine_s:.1f} | | {100 * machine_s / (wall_s * cores):.0f} % of "
+        f"{cores} cores |"
+        if wall_s > 0
+        else "",
+    ]
+    return "\n".join(line for line in lines if line is not None) + "\n"

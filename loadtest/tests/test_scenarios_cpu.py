@@ -1,0 +1,60 @@
+"""scenarios/cpu.py: each program's CPU between two snapshots, and the report's section."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from loadtest.scenarios.cpu import Usage, cpu_section, machine_busy_seconds, tree_cpu_seconds, usage
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "expected"),
+    [
+        pytest.param(
+            {"kafka": (10, 5.0)}, {"kafka": (10, 12.5)}, [Usage("kafka", 7.5, False)], id="same process"
+        ),
+        pytest.param(
+            {"trigger-notifier": (10, 5.0)},
+            {"trigger-notifier": (11, 2.0)},
+            [Usage("trigger-notifier", 2.0, True)],
+            id="killed and restarted: its new process only",
+        ),
+        pytest.param(
+            {}, {"mail-sink": (3, 1.0)}, [Usage("mail-sink", 1.0, True)], id="started during the run"
+        ),
+        pytest.param({"nginx": (4, 1.0)}, {}, [], id="stopped at the end: not counted"),
+        pytest.param(
+            {"a": (1, 1.0), "b": (2, 1.0)},
+            {"a": (1, 2.0), "b": (2, 4.0)},
+            [Usage("b", 3.0, False), Usage("a", 1.0, False)],
+            id="most first",
+        ),
+        pytest.param({"a": (1, 3.0)}, {"a": (1, 2.0)}, [Usage("a", 0.0, False)], id="never negative"),
+    ],
+)
+def test_usage(before, after, expected):
+    assert usage(before, after) == expected
+
+
+def test_the_section_names_programs_per_event_and_the_rest_of_the_machine():
+    rows = [Usage("notifier", 60.0, False), Usage("trigger-notifier", 20.0, True), Usage("mtail", 0.5, False)]
+    section = cpu_section(rows, machine_s=100.0, wall_s=100.0, events=10_000, cores=2)
+    assert "| notifier | 60.0 | 6.00 | 60.0 % |" in section
+    assert "| trigger-notifier (restarted: from its new start) | 20.0 | 2.00 | 20.0 % |" in section
+    assert "| 1 other programs | 0.5 | 0.05 | |" in section  # below 1 % of the machine's busy CPU
+    assert "| **the stack's programs** | **80.5** | **8.05** | |" in section
+    assert "| anything else on the machine (the load driver, other jobs) | 19.5 | | |" in section
+    assert "| the machine, busy | 100.0 | | 50 % of 2 cores |" in section
+
+
+def test_no_events_accepted_gives_no_per_event_figure():
+    section = cpu_section([Usage("kafka", 1.0, False)], machine_s=2.0, wall_s=10.0, events=0, cores=2)
+    assert "| kafka | 1.0 | - | 50.0 % |" in section
+
+
+def test_this_process_and_the_machine_have_used_some_cpu():
+    assert tree_cpu_seconds(os.getpid()) > 0
+    assert tree_cpu_seconds(2**22 + 12345) is None  # no such process
+    assert machine_busy_seconds() > 0
