@@ -3,7 +3,7 @@
 1. ripple.shop.alerts (ALERT_TOPIC) keeps the replayable record of every alert, which the
    event-store KafkaSource reads.
 2. The notifications Broker (BROKER_URL, an HTTP CloudEvents ingress) routes the alert to its
-   Triggers (notifier, event-store). Its 202 means RabbitMQ confirmed the event; anything else
+   Trigger (notifier). Its 202 means RabbitMQ confirmed the event; anything else
    (503 while RabbitMQ is down, no answer) stops the request with 503 problem+json, so the
    KafkaSource retries and the alert, not yet marked emitted, is sent again with the same id.
    An empty BROKER_URL sends to Kafka only.
