@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jwcrypto import jwk, jwt
-
 BODY = (
     b'{"orderId":"o-1","customerId":"c-1","items":[{"sku":"sku-1","quantity":1,"unitPrice":12.5}],'
     b'"amount":12.5,"currency":"EUR"}'
@@ -54,28 +52,21 @@ def build(gateway_dir: Path) -> tuple[Any, str]:
     sys.path.insert(0, str(gateway_dir))
     os.environ.setdefault("KEYCLOAK_URL", "http://127.0.0.1:1")  # never fetched: the keys are local
     from ripple_auth import Authenticator
+    from ripple_auth.samples import publisher_claims, signed_token, signing_key
     from ripple_events import load_catalog
     from ripple_gateway import app
     from ripple_gateway.config import load_config
     from ripple_gateway.publisher import Publisher
 
-    key = jwk.JWK.generate(kty="RSA", size=2048, kid="k1", use="sig")
+    key = signing_key()
     config = load_config()
-    now = int(time.time())
-    claims = {
-        "iss": config.tokens.issuer,
-        "aud": config.tokens.audience,
-        "exp": now + 3600,
-        "iat": now,
-        "typ": "Bearer",
-        "sub": "u-1",
-        "azp": "ripple-publisher",
-        "tenant": "acme",
-        "realm_access": {"roles": ["orders.publish"]},
-        "resource_access": {"ripple-gateway": {"roles": ["orders.publish"]}},
-    }
-    token = jwt.JWT(header={"alg": "RS256", "kid": "k1"}, claims=claims)
-    token.make_signed_token(key)
+    claims = publisher_claims(
+        config.tokens.issuer,
+        config.tokens.audience,
+        lifetime_s=3600,
+        resource_access={"ripple-gateway": {"roles": ["orders.publish"]}},
+    )
+    token = signed_token(claims, key)
     gateway = app.Gateway.__new__(app.Gateway)
     gateway.config = config
     gateway.catalog = load_catalog()
@@ -85,7 +76,7 @@ def build(gateway_dir: Path) -> tuple[Any, str]:
     app._setup_logging()
     app.access_log.handlers[0].stream = open(os.devnull, "w")  # noqa: SIM115 - lives with the process
     app.gateway = lambda: gateway  # what main.py asks for
-    return gateway, token.serialize()
+    return gateway, token
 
 
 def scope(index: int, token: str) -> dict:
