@@ -4,21 +4,25 @@ Stores each dead-lettered event with Knative's error extensions (knativeerrordes
 knativeerrorcode, knativeerrordata) in the dead_letters table, once per (source, id, failed
 sink). 503 while PostgreSQL is unreachable: the dispatcher then waits and retries, it never
 drops a dead letter. `python replay.py` re-sends them to the sink that failed (see README).
+
+An asynchronous function (ripple_server.aio, no Flask: ~100 ms less of every cold start, issue
+22); the blocking INSERT runs on a worker thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
-import functions_framework
 from cloudevents.http import CloudEvent
 from dead_letters.config import Config
 from dead_letters.store import store, to_row
 from prometheus_client import Counter
+from ripple_server import aio
 from sqlalchemy.exc import SQLAlchemyError
 
 from ripple_consumer.database import LazyEngine
-from ripple_consumer.http import abort_with_problem
+from ripple_consumer.http import problem
 from ripple_settings import or_exit
 
 log = logging.getLogger("dead-letters")
@@ -28,8 +32,12 @@ STORED = Counter("ripple_dead_letters_events", "Dead letters handled", ["outcome
 engine = LazyEngine(CONFIG)
 
 
-@functions_framework.cloud_event
-def handle(event: CloudEvent) -> None:
+@aio.cloud_event
+async def handle(event: CloudEvent) -> None:
+    await asyncio.to_thread(store_dead_letter, event)
+
+
+def store_dead_letter(event: CloudEvent) -> None:
     try:
         inserted = store(engine(), to_row(event))
     except SQLAlchemyError as error:
@@ -38,9 +46,9 @@ def handle(event: CloudEvent) -> None:
         log.warning(
             "storing dead letter %s/%s failed: %s", event["source"], event["id"], str(error).splitlines()[0]
         )
-        abort_with_problem(
+        raise problem(
             503, "database-unavailable", "Database unavailable", "the dead letter was not stored"
-        )
+        ) from None
     log.warning(
         "dead letter %s/%s from %s (code %s)",
         event["source"],

@@ -1,8 +1,8 @@
 """HTTP details of the consumer functions: problem+json answers and the probe/metrics routes.
 
 A consumer is either a plain functions-framework CloudEvent function (Flask, one request per
-thread: dead-letters) or an asynchronous one (`ripple_server.aio`, a Starlette app served by
-uvicorn without importing Flask: event-store, order-alerts and notifier; on the Kafka hot path
+thread: none of ripple's since issue 22) or an asynchronous one (`ripple_server.aio`, a Starlette
+app served by uvicorn without importing Flask: all four consumers; on the Kafka hot path
 the Flask stack cost ~0.5 ms of CPU per event against ~0.1 ms; a function still written for
 `functions_framework.aio` works too). Both get the same routes and the same problems.
 Flask is imported only by the Flask functions' paths here: importing this module costs an

@@ -15,7 +15,7 @@ function's app and serves it with uvicorn in this process:
   and httptools when installed, as gunicorn's uvicorn worker did;
 - a source that imports functions_framework (read before it runs: functions-framework must set
   up its Flask app before the module runs) gets functions-framework's own `create_app`: a Flask
-  function (dead-letters, query) is served through a2wsgi's WSGI adapter, its requests
+  function (query) is served through a2wsgi's WSGI adapter, its requests
   on `THREADS` threads (functions-framework's variable and default: 4 per CPU), as gunicorn's
   gthread worker ran them (the event loop only moves bytes; the handler runs on those threads); a
   `functions_framework.aio` function, directly.

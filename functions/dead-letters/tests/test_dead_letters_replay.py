@@ -12,6 +12,7 @@ import pytest
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 from sqlalchemy import text
+from starlette.testclient import TestClient
 
 from ripple_consumer.http import create_app
 from ripple_events.samples import ORDER_PLACED, cloud_event
@@ -29,8 +30,7 @@ def environment(stack):
 
 @pytest.fixture(scope="module")
 def client(environment):
-    app = create_app(str(FUNCTION_DIR / "main.py"))
-    return app.test_client()
+    return TestClient(create_app(str(FUNCTION_DIR / "main.py")))
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def dead_letter(source: str) -> CloudEvent:
 
 def post(client, event: CloudEvent):
     headers, body = to_binary(event)
-    return client.post("/", headers=headers, data=body)
+    return client.post("/", headers=headers, content=body)
 
 
 def test_dead_letter_is_stored_once_and_replayed_without_error_extensions(
