@@ -30,6 +30,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from .. import ConfigError
+from ..env import whole_number
 from . import proxy
 from .instances import READY, STARTING
 from .manifest import FunctionSpec
@@ -54,7 +56,7 @@ def problem(status: int, title: str, detail: str, retry_after: int | None = None
 
 
 class Activator:
-    def __init__(self, spec: FunctionSpec) -> None:
+    def __init__(self, spec: FunctionSpec, pod_start_s: float = 0.0) -> None:
         self.spec = spec
         self.pool: proxy.UpstreamPool | None = None
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by run()
@@ -63,7 +65,7 @@ class Activator:
         self.metrics.target = spec.revision.target_value
         self.metrics.max_scale = spec.revision.effective_max_scale
         self.throttler = Throttler(spec.revision.container_concurrency)
-        self.scaler = Scaler(spec, self.metrics, self.throttler)
+        self.scaler = Scaler(spec, self.metrics, self.throttler, pod_start_s)
         self.timeout_s = spec.revision.timeout_s
         self.host = spec.host.encode()
 
@@ -231,10 +233,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"activator: cannot read {arguments.spec} ({error}): run `make up`.", file=sys.stderr)
         return 2
     try:
+        # Off by default; a fidelity run sets it to the real cluster's pod created -> exec time.
+        pod_start_s = whole_number("RIPPLE_SERVING_POD_START_MS", 0, 0) / 1000
+    except ConfigError as error:
+        print(f"activator: {error}", file=sys.stderr)
+        return 2
+    try:
         import uvloop  # the activator is on every request's path: a cheaper loop matters
     except ImportError:
         uvloop = None
-    (uvloop.run if uvloop else asyncio.run)(Activator(spec).run())
+    (uvloop.run if uvloop else asyncio.run)(Activator(spec, pod_start_s).run())
     return 0
 
 

@@ -64,8 +64,12 @@ class Load:
 
 
 class Scaler:
-    def __init__(self, spec: FunctionSpec, metrics: ServingMetrics, throttler: Throttler) -> None:
+    def __init__(
+        self, spec: FunctionSpec, metrics: ServingMetrics, throttler: Throttler, pod_start_s: float = 0.0
+    ) -> None:
         self.spec = spec
+        # RIPPLE_SERVING_POD_START_MS (activator.py): what a pod spends before its container's exec.
+        self.pod_start_s = pod_start_s
         self.revision = spec.revision
         self.metrics = metrics
         self.throttler = throttler
@@ -170,6 +174,11 @@ class Scaler:
         # Instances write to the function's own log, next to the activator's lines (what the
         # function's log always held; tests and people read it there).
         log_path = Path(self.spec.log_dir) / f"{self.spec.name}.log"
+        if self.pod_start_s > 0:
+            # The pod-start model (opt-in, for fidelity runs): a Knative pod is scheduled, gets its
+            # sandbox and checks its image before the container's process starts; a held request
+            # waits for that too. Scaled down meanwhile: the check after start() stops it.
+            await asyncio.sleep(self.pod_start_s)
         try:
             await instance.start(self.spec.command, self.spec.cwd, self.spec.env, log_path)
         except OSError as error:

@@ -69,8 +69,8 @@ class RunningActivator:
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-@contextmanager
-def activator(tmp_path: Path, annotations: dict | None = None, env: dict | None = None, **pod_spec):
+def tiny_spec(tmp_path: Path, annotations: dict | None = None, env: dict | None = None, **pod_spec):
+    """The tiny function's FunctionSpec on free ports, and the JSON file an activator reads."""
     manifest = yaml.safe_load(TINY_MANIFEST.read_text())
     manifest = copy.deepcopy(manifest)
     template = manifest["spec"]["template"]
@@ -95,6 +95,12 @@ def activator(tmp_path: Path, annotations: dict | None = None, env: dict | None 
     spec.instance_ports[:] = [free_port() for _ in spec.instance_ports]
     spec_file = tmp_path / "tiny.json"
     spec.write(spec_file)
+    return spec, spec_file
+
+
+@contextmanager
+def activator(tmp_path: Path, annotations: dict | None = None, env: dict | None = None, **pod_spec):
+    spec, spec_file = tiny_spec(tmp_path, annotations, env, **pod_spec)
     log = (tmp_path / "activator.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "knative_standins.serving.activator", "--spec", str(spec_file)],

@@ -6,11 +6,13 @@ config-autoscaler overrides that make a window 6 s and the grace period 1 s.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from serving_helpers import activator
+from serving_helpers import activator, tiny_spec
 
 
 def test_min_scale_0_reaches_zero_after_its_retention(tmp_path) -> None:
@@ -45,6 +47,30 @@ def test_a_request_at_zero_is_held_answered_and_starts_one_instance(tmp_path) ->
         assert set(starts[0]) >= {"function", "instance", "started_at", "ready_s", "first_request_wait_s"}
         assert len(running.status()["instances"]) == 1
         assert "ripple_serving_cold_starts_total" in running.metrics()
+
+
+def test_the_pod_start_model_is_waited_before_the_process_starts(tmp_path, monkeypatch) -> None:
+    """RIPPLE_SERVING_POD_START_MS (off by default): the time a Knative pod spends before its
+    container's exec is waited before the instance's process starts; the held request waits it
+    too, exec -> ready does not include it."""
+    monkeypatch.setenv("RIPPLE_SERVING_POD_START_MS", "1500")
+    with activator(tmp_path) as running:
+        status, _, _ = running.request("/work")
+        assert status == 200
+        (start,) = running.cold_starts()
+        assert start["first_request_wait_s"] >= start["ready_s"] + 1.5
+
+
+def test_a_bad_pod_start_setting_stops_the_activator_with_what_to_set(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("RIPPLE_SERVING_POD_START_MS", "soon")
+    result = subprocess.run(
+        [sys.executable, "-m", "knative_standins.serving.activator", "--spec", str(tiny_spec(tmp_path)[1])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "RIPPLE_SERVING_POD_START_MS" in result.stderr
 
 
 def test_concurrent_requests_during_a_cold_start_are_all_answered(tmp_path) -> None:
