@@ -47,14 +47,6 @@ def problem_body(status: int, slug: str, title: str, detail: str) -> str:
     return json.dumps(body)
 
 
-def abort_with_problem(status: int, slug: str, title: str, detail: str) -> None:
-    """Stop a Flask function's request with an RFC 9457 problem (never a stack trace)."""
-    import flask  # a Flask function's: imported already (an asynchronous function never imports it)
-
-    body = problem_body(status, slug, title, detail)
-    flask.abort(flask.Response(body, status=status, mimetype=PROBLEM_TYPE))
-
-
 def problem(status: int, slug: str, title: str, detail: str) -> HTTPException:
     """The RFC 9457 problem an asynchronous function raises: `raise problem(...)`.
 
