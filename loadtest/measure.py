@@ -7,7 +7,9 @@
 - `function_cpu_seconds`: user+system CPU of whoever serves a port and all its descendants,
   exited ones included (the local activator stops instances as it scales down, gunicorn replaces
   workers), less the local activator's own CPU, which is the queue-proxy's share, not the
-  function's; that share is returned apart.
+  function's; that share is returned apart. Built on `with_descendants` (a process tree from
+  /proc) and `cpu_ticks` (a process's own and exited children's ticks), which the scenarios' CPU
+  section (scenarios/cpu.py) uses too.
 
 - `count_until`: poll a count (rows stored, events done) until it reaches the run's total while the
   process under test stays alive, with the times at 10 % and 90 % for a steady rate.
@@ -30,7 +32,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +78,12 @@ def processes_on_port(port: int) -> list[int]:
     output = subprocess.run(
         ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=False
     ).stdout
-    pids = {int(p) for p in re.findall(r"pid=(\d+)", output)}
+    return with_descendants(int(p) for p in re.findall(r"pid=(\d+)", output))
+
+
+def with_descendants(roots: Iterable[int]) -> list[int]:
+    """The processes and all their descendants alive now (Linux /proc), sorted."""
+    pids = set(roots)
     todo = list(pids)
     while todo:
         for task in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
@@ -91,11 +98,11 @@ def processes_on_port(port: int) -> list[int]:
     return sorted(pids)
 
 
-def _cpu(pid: int) -> tuple[int, int] | None:
+def cpu_ticks(pid: int) -> tuple[int, int] | None:
     """(own, exited children's) clock ticks of a process, None once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return None
     return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
 
@@ -114,7 +121,7 @@ def function_cpu_seconds(port: int) -> tuple[float, float] | None:
         return None
     function = activator = 0
     for pid in pids:
-        ticks = _cpu(pid)
+        ticks = cpu_ticks(pid)
         if ticks is None:
             continue
         own, children = ticks

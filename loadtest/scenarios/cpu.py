@@ -14,30 +14,19 @@ killed process's CPU went to supervisord. Its row says so.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from loadtest.measure import CLOCK_TICKS, cpu_ticks, with_descendants
 
 Snapshot = dict[str, tuple[int, float]]  # program -> (pid, CPU seconds of its tree so far)
 
 
 def tree_cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of a process and its descendants, exited ones included."""
-    ticks, pending, found = 0, [pid], False
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-            found = True
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending.extend(int(child) for child in (task / "children").read_text().split())
-        except (OSError, ValueError, IndexError):
-            continue
-    return ticks / CLOCK_TICKS if found else None
+    found = [ticks for ticks in map(cpu_ticks, with_descendants([pid])) if ticks is not None]
+    return sum(own + children for own, children in found) / CLOCK_TICKS if found else None
 
 
 def machine_busy_seconds() -> float:
@@ -99,12 +88,10 @@ def cpu_section(rows: list[Usage], machine_s: float, wall_s: float, events: int,
         rest = sum(row.cpu_s for row in small)
         lines.append(f"| {len(small)} other programs | {rest:.1f} | {per_event(rest)} | |")
     outside = max(0.0, machine_s - programs_s)
+    busy = f"{100 * machine_s / (wall_s * cores):.0f} % of {cores} cores" if wall_s > 0 else ""
     lines += [
         f"| **the stack's programs** | **{programs_s:.1f}** | **{per_event(programs_s)}** | |",
         f"| anything else on the machine (the load driver, other jobs) | {outside:.1f} | | |",
-        f"| the machine, busy | {machine_s:.1f} | | {100 * machine_s / (wall_s * cores):.0f} % of "
-        f"{cores} cores |"
-        if wall_s > 0
-        else "",
+        f"| the machine, busy | {machine_s:.1f} | | {busy} |",
     ]
-    return "\n".join(line for line in lines if line is not None) + "\n"
+    return "\n".join(lines) + "\n"

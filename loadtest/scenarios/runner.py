@@ -27,7 +27,6 @@ from ripple_dashboard.links import dashboard_link, dashboard_live_link
 from . import cpu
 from .burstplan import BurstOptions
 from .config import LoadConfig
-from .cpu import Snapshot
 from .driver import LoadDriver, Mix
 from .faults import ComponentDown, Fault, PostgresSlow, uninterruptible
 from .probes import Database, FlinkJob, KafkaLag, start_probes
@@ -272,7 +271,7 @@ class Drill:
     t_end: float = 0.0
     converged_after: float | None = None
     totals_before: dict | None = None
-    cpu_before: tuple[Snapshot, float] | None = None  # programs' CPU and the machine's busy CPU
+    cpu_before: tuple[cpu.Snapshot, float] | None = None  # programs' CPU and the machine's busy CPU
     cpu_lines: list[str] = field(default_factory=list)  # the report's CPU section, read at the end
 
     @property
