@@ -45,7 +45,7 @@ from loadtest.dispatcher.sink import trivial_sink
 from loadtest.measure import count_until, flame_graph, free_port, stored_rows
 from ripple_stack.components.functions import knative_functions, standin_addresses
 from ripple_stack.secrets import load_secrets
-from ripple_stack.settings import REPO_ROOT, Settings, load_settings
+from ripple_stack.settings import REPO_ROOT, ConfigError, Settings, load_settings
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DELIVERED = re.compile(r"^ripple_dispatcher_events_delivered_total\{[^}]*\} ([0-9.e+]+)$", re.M)
@@ -153,6 +153,40 @@ def cpu_seconds(pid: int) -> float:
 
 
 @dataclass(frozen=True)
+class StackFunctions:
+    """What the store and alerts paths use of the running stack (`make up`); `make bench-peers`
+    measures the store path with it too (loadtest/peers/store.py)."""
+
+    engine: Engine  # the stack's PostgreSQL: the run's rows are counted there, then deleted
+    urls: dict[str, str]  # function name -> its address, with the trailing slash
+    env: dict[str, str]  # the stand-in's addresses: the manifests' in-cluster Kafka -> the stack's
+
+
+def stack_functions(settings: Settings) -> StackFunctions:
+    """The stack's PostgreSQL and function addresses; ConfigError when a function is missing."""
+    urls = {f.name: f.url(settings) + "/" for f in knative_functions()}
+    if not {"event-store", "order-alerts", "dead-letters"} <= urls.keys():
+        raise ConfigError("knative/event-store, order-alerts and dead-letters are needed; run `make up`.")
+    return StackFunctions(
+        engine=create_engine(settings.postgres_url(load_secrets(settings)["RIPPLE_POSTGRES_PASSWORD"])),
+        urls=urls,
+        env=standin_addresses(settings).to_env(),
+    )
+
+
+def remove_rows(engine: Engine, sources: list[str]) -> str | None:
+    """Delete the run's rows from events (every run has sources of its own); a sentence naming the
+    sources when PostgreSQL could not be reached, else None."""
+    try:
+        with engine.begin() as connection:
+            for source in sources:
+                connection.execute(text("DELETE FROM events WHERE source = :s"), {"s": source})
+    except OperationalError:
+        return f"could not delete the rows of {', '.join(sources)} from events"
+    return None
+
+
+@dataclass(frozen=True)
 class Result:
     seconds: float
     overall: float
@@ -223,15 +257,12 @@ def main() -> int:
     paths = [p for p in arguments.paths.split(",") if p]
     modes = [m for m in arguments.modes.split(",") if m]
     settings = load_settings()
-    engine = create_engine(settings.postgres_url(load_secrets(settings)["RIPPLE_POSTGRES_PASSWORD"]))
-    urls = {f.name: f.url(settings) + "/" for f in knative_functions()}
-    if not {"event-store", "order-alerts", "dead-letters"} <= urls.keys():
-        print(
-            "bench: knative/event-store, order-alerts and dead-letters are needed; run `make up`.",
-            file=sys.stderr,
-        )
+    try:
+        functions = stack_functions(settings)
+    except ConfigError as error:
+        print(f"bench: {error}", file=sys.stderr)
         return 2
-    env = standin_addresses(settings).to_env()  # the stack's Kafka for the manifests' cluster address
+    engine, urls, env = functions.engine, functions.urls, dict(functions.env)
     if arguments.max_in_flight:
         env["RIPPLE_DISPATCHER_MAX_IN_FLIGHT"] = str(arguments.max_in_flight)
     if arguments.profile:
@@ -256,12 +287,9 @@ def main() -> int:
         if topics:
             admin.delete_topics(topics)
         admin.close()
-        try:
-            with engine.begin() as connection:
-                for source in sources:
-                    connection.execute(text("DELETE FROM events WHERE source = :s"), {"s": source})
-        except OperationalError:
-            print(f"bench: could not delete the rows of {', '.join(sources)} from events", file=sys.stderr)
+        failure = remove_rows(engine, sources)
+        if failure:
+            print(f"bench: {failure}", file=sys.stderr)
     print_table(results)
     return 0
 

@@ -8,10 +8,13 @@ Kafka, one thing at a time:
      vs the Strimzi Kafka Bridge (single events), and batches (gateway batch vs bridge records);
   2. dispatch of a pre-filled backlog to the same trivial sink (a private nginx `return 202`):
      ripple's KafkaSource dispatcher vs Knative's dispatcher-loom, unordered and ordered;
-  3. Kafka's producer ceiling: ProducerPerformance, acks=all.
+  3. the consumer path: Kafka -> ripple's dispatcher -> the stack's event-store -> PostgreSQL,
+     unordered (no peer; `make bench-dispatcher`'s code, on a private topic, its rows deleted);
+  4. Kafka's producer ceiling: ProducerPerformance, acks=all.
 Prints one markdown table (plus details) and writes it to loadtest/reports/peers-<time>.md.
 Only private topics, consumer groups, ports and processes are used (ripple's gateway is a private
-one, loadtest/isolation.py); the run ends by checking that the stack's topics did not grow. The
+one, loadtest/isolation.py; the store section sends into the stack's event-store, with a source of
+its own whose rows it deletes); the run ends by checking that the stack's topics did not grow. The
 shared stack is read, never stopped (PEERS_PAUSE pauses its consumers while ingress is
 measured). The peers are stopped and the topics deleted at the end, also on failure.
 """
@@ -30,14 +33,14 @@ from loadtest import isolation
 from ripple_stack.settings import REPO_ROOT, ConfigError, Settings, load_settings
 from ripple_stack.stack import Stack
 
-from . import dispatch, ingress, procs, producer
+from . import dispatch, ingress, procs, producer, store
 from .bench import Bench, loadavg
 from .build import BuildError, build_all
-from .config import load_config
+from .config import SECTIONS, load_config
 from .report import render
 
-# The measurements, in the order they run; each is one module (PEERS_ONLY picks some).
-SECTIONS = {"ingress": ingress.run, "dispatch": dispatch.run, "producer": producer.run}
+# Each measurement is one module; they run in config.SECTIONS' order (PEERS_ONLY picks some).
+RUNS = {"ingress": ingress.run, "dispatch": dispatch.run, "store": store.run, "producer": producer.run}
 
 
 @contextmanager
@@ -73,7 +76,7 @@ def main() -> int:
         return 2
     bench = Bench(settings, config, built)
     stack_topics = isolation.StackTopics(settings.kafka_bootstrap)
-    sections = [s for s in ("ingress", "dispatch", "producer") if not config.only or s in config.only]
+    sections = [s for s in SECTIONS if not config.only or s in config.only]
     load_start = loadavg()
     failed = []
     try:
@@ -81,9 +84,9 @@ def main() -> int:
             try:
                 if section == "ingress" and config.pause:
                     with paused(settings, config.pause, bench.notes):
-                        SECTIONS[section](bench)
+                        RUNS[section](bench)
                 else:
-                    SECTIONS[section](bench)
+                    RUNS[section](bench)
             except Exception as error:  # the report of the other sections is still worth having
                 failed.append(section)
                 if not isinstance(error, procs.PeerError):

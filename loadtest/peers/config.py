@@ -17,6 +17,8 @@ from ripple_stack.settings import ConfigError, Settings
 
 BRIDGE_GIT_URL = "https://github.com/strimzi/strimzi-kafka-bridge.git"
 KNATIVE_GIT_URL = "https://github.com/knative-extensions/eventing-kafka-broker.git"
+# The measurements of a run, in the order they run (PEERS_ONLY picks some).
+SECTIONS = ("ingress", "dispatch", "store", "producer")
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,13 @@ class PeersConfig:
     connections: int
     batch: int  # events per request in the batch rows
     dispatch_events: int  # backlog per dispatch run
+    store_events: int  # backlog of the store section (Kafka -> dispatcher -> event-store -> PostgreSQL)
     perf_records: int  # records of ProducerPerformance
     record_size: int
     bridge_port: int
     receiver_port: int
     sink_port: int
-    only: frozenset[str]  # sections to run: ingress, dispatch, producer (all when empty)
+    only: frozenset[str]  # sections to run: ingress, dispatch, store, producer (all when empty)
     # Components of the stack stopped while ingress is measured: they consume what the gateway
     # writes and would share the two cores with it (issue 13 measured with them paused).
     pause: tuple[str, ...] = ()
@@ -88,9 +91,11 @@ def _source(variable: str, name: str, owner: str, default_url: str) -> str:
 
 def load_config(settings: Settings) -> PeersConfig:
     only = frozenset(s for s in os.environ.get("PEERS_ONLY", "").replace(",", " ").split() if s)
-    unknown = only - {"ingress", "dispatch", "producer"}
+    unknown = only - set(SECTIONS)
     if unknown:
-        raise ConfigError(f"PEERS_ONLY={' '.join(sorted(unknown))}: use ingress, dispatch and/or producer.")
+        raise ConfigError(
+            f"PEERS_ONLY={' '.join(sorted(unknown))}: use one or more of {', '.join(SECTIONS)}."
+        )
     return PeersConfig(
         home=settings.home / "peers",
         bridge=Peer(
@@ -126,6 +131,7 @@ def load_config(settings: Settings) -> PeersConfig:
         connections=_int("PEERS_CONNECTIONS", 32),
         batch=_int("PEERS_BATCH", 100, 2),
         dispatch_events=_int("PEERS_DISPATCH_EVENTS", 20000, 100),
+        store_events=_int("PEERS_STORE_EVENTS", 40000, 100),
         perf_records=_int("PEERS_PERF_RECORDS", 1000000, 1000),
         record_size=_int("PEERS_RECORD_SIZE", 230),
         bridge_port=_int("PEERS_BRIDGE_PORT", 28180, 1024),
