@@ -3,8 +3,8 @@
 
 | variable | default | what |
 |---|---|---|
-| FRAUD_DESK_ADDRESS | (required) | where the e-mails go |
-| MAIL_FROM | ripple-notifier@ripple.invalid | their sender |
+| FRAUD_DESK_ADDRESS | (required) | where the e-mails go: addresses, comma-separated, `Name <a@b>` allowed |
+| MAIL_FROM | ripple-notifier@ripple.invalid | their sender (one address, `Name <addr>` allowed) |
 | SMTP_SERVER | smtp.ripple.svc:25 | host:port of the SMTP server (locally the mail sink) |
 | SMTP_STARTTLS | false | true: STARTTLS before sending (a relay outside the cluster) |
 | SMTP_USERNAME / SMTP_PASSWORD | (none) | login, when the server wants one (from a Secret) |
@@ -18,10 +18,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from email.utils import getaddresses
 
 from ripple_consumer.database import ConfigError, DatabaseConfig, env_number
 
 __all__ = ["Config", "ConfigError"]
+
+
+def addresses_usable(value: str) -> bool:
+    """Whether `value` parses as e-mail addresses the mail can carry without SMTPUTF8: every
+    addr-spec ASCII with an @ (display names are RFC 2047-encoded: notifier/mail.py)."""
+    parsed = getaddresses([value])
+    return bool(parsed) and all("@" in address and address.isascii() for _, address in parsed)
 
 
 @dataclass(frozen=True)
@@ -42,9 +50,16 @@ class Config(DatabaseConfig):
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
         database = cls.database_from_env(env)
         desk = env.get("FRAUD_DESK_ADDRESS", "")
-        if "@" not in desk:
+        if not addresses_usable(desk):
             raise ConfigError(
-                f"FRAUD_DESK_ADDRESS={desk!r} must be an e-mail address ({cls.MANIFEST} sets it)."
+                f"FRAUD_DESK_ADDRESS={desk!r} must be e-mail addresses with ASCII addr-specs "
+                f"(a display name may be any text) ({cls.MANIFEST} sets it)."
+            )
+        mail_from = env.get("MAIL_FROM", "ripple-notifier@ripple.invalid")
+        if not addresses_usable(mail_from) or len(getaddresses([mail_from])) != 1:
+            raise ConfigError(
+                f"MAIL_FROM={mail_from!r} must be one e-mail address with an ASCII addr-spec, "
+                f"or unset for ripple-notifier@ripple.invalid."
             )
         server = env.get("SMTP_SERVER", "smtp.ripple.svc:25")
         host, _, port = server.rpartition(":")
@@ -56,7 +71,7 @@ class Config(DatabaseConfig):
         return cls(
             **{field.name: getattr(database, field.name) for field in fields(DatabaseConfig)},
             fraud_desk=desk,
-            mail_from=env.get("MAIL_FROM", "ripple-notifier@ripple.invalid"),
+            mail_from=mail_from,
             smtp_host=host,
             smtp_port=int(port),
             smtp_starttls=starttls == "true",

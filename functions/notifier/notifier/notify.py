@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cloudevents.abstract import AnyCloudEvent
-from sqlalchemy import Connection, Engine, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Engine, bindparam, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from .config import Config
@@ -60,13 +59,38 @@ def event_time(event: AnyCloudEvent) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# The statements, built once with bound parameters so that SQLAlchemy compiles each once (its
+# compiled cache): built per call they cost ~0.8 ms of CPU per notification, most of it compiling
+# the upsert (issue 19, loadtest/broker/profiles/).
+#
+# The outbox row, committed before the send. ON CONFLICT counts the attempt while the row is
+# pending and returns nothing once it is sent. Written as SQL because SQLAlchemy 2.0 cannot cache
+# insert().on_conflict_do_update() (it logs "no key" and compiles it at every execution);
+# tests/test_notifier_notify.py checks it names the table's columns.
+RECORD = text(
+    "INSERT INTO notifications"
+    " (source, id, tenant, order_id, recipient, message_id, state, attempts, event_time)"
+    " VALUES (:source, :id, :tenant, :order_id, :recipient, :message_id, :pending, 1, :event_time)"
+    " ON CONFLICT (source, id) DO UPDATE SET attempts = notifications.attempts + 1"
+    " WHERE notifications.state = :pending"
+    " RETURNING notifications.attempts"
+).bindparams(pending=PENDING)
+# The row lock of the send's transaction: a concurrent duplicate delivery waits here.
+LOCK = (
+    select(notifications.c.state)
+    .where(notifications.c.source == bindparam("key_source"), notifications.c.id == bindparam("key_id"))
+    .with_for_update()
+)
+MARK_SENT = (
+    update(notifications)
+    .where(notifications.c.source == bindparam("key_source"), notifications.c.id == bindparam("key_id"))
+    .where(notifications.c.state == PENDING)
+    .values(state=SENT, sent_at=bindparam("accepted_at"))
+)
+
+
 def mark_sent(connection: Connection, key: Key, accepted_at: datetime) -> None:
-    connection.execute(
-        update(notifications)
-        .where(notifications.c.source == key[0], notifications.c.id == key[1])
-        .where(notifications.c.state == PENDING)
-        .values(state=SENT, sent_at=accepted_at)
-    )
+    connection.execute(MARK_SENT, {"key_source": key[0], "key_id": key[1], "accepted_at": accepted_at})
 
 
 class Unrecorded:
@@ -157,34 +181,22 @@ def notify_once(engine: Engine, event: AnyCloudEvent, config: Config, unrecorded
     connection = engine.connect()
     try:
         with connection.begin():
-            # The outbox row, committed before the send. ON CONFLICT: counts the attempt while
-            # pending, returns nothing once sent.
-            statement = insert(notifications).values(
-                source=key[0],
-                id=key[1],
-                tenant=event.get("tenant"),
-                order_id=order["orderId"],
-                recipient=config.fraud_desk,
-                message_id=mail_id,
-                state=PENDING,
-                attempts=1,
-                event_time=flagged_at,
-            )
             attempts = connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[notifications.c.source, notifications.c.id],
-                    set_={"attempts": notifications.c.attempts + 1},
-                    where=notifications.c.state == PENDING,
-                ).returning(notifications.c.attempts)
+                RECORD,
+                {
+                    "source": key[0],
+                    "id": key[1],
+                    "tenant": event.get("tenant"),
+                    "order_id": order["orderId"],
+                    "recipient": config.fraud_desk,
+                    "message_id": mail_id,
+                    "event_time": flagged_at,
+                },
             ).scalar_one_or_none()
         if attempts is None:
             return Result(DUPLICATE, mail_id)
         with connection.begin():
-            state = connection.execute(
-                select(notifications.c.state)
-                .where(notifications.c.source == key[0], notifications.c.id == key[1])
-                .with_for_update()
-            ).scalar_one()
+            state = connection.execute(LOCK, {"key_source": key[0], "key_id": key[1]}).scalar_one()
             if state == SENT:  # a concurrent delivery sent it while this one waited for the lock
                 return Result(DUPLICATE, mail_id)
             send(compose(event, order, config), config)

@@ -7,7 +7,8 @@ connection unused for SMTP_IDLE_S is closed and reopened rather than reused (ser
 clients: Postfix after 300 s, the local mail sink never). A kept connection the server closed
 meanwhile fails at its first command, before anything was sent: it is reopened once and the mail
 sent on the new one. Anything else propagates (smtplib.SMTPException or OSError: the handler
-answers 503 and the outbox row stays pending).
+answers 503 and the outbox row stays pending). The mail arrives as bytes with its envelope
+(notifier/mail.py): nothing is parsed or flattened here.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import contextlib
 import smtplib
 import threading
 import time
-from email.message import EmailMessage
 
 from .config import Config
+from .mail import Mail
 
 _local = threading.local()
 
@@ -44,7 +45,7 @@ def _drop() -> None:
             client.close()
 
 
-def send(mail: EmailMessage, config: Config) -> None:
+def send(mail: Mail, config: Config) -> None:
     """Hand the mail to the SMTP server; raise smtplib.SMTPException or OSError on failure."""
     client: smtplib.SMTP | None = getattr(_local, "client", None)
     now = time.monotonic()
@@ -58,7 +59,7 @@ def send(mail: EmailMessage, config: Config) -> None:
         client = _local.client = _open(config)
         _local.config = config
     try:
-        client.send_message(mail)
+        client.sendmail(mail.sender, list(mail.recipients), mail.data)
     except smtplib.SMTPServerDisconnected:
         _drop()
         if not reused:
@@ -66,7 +67,7 @@ def send(mail: EmailMessage, config: Config) -> None:
         client = _local.client = _open(config)  # the kept connection had gone stale
         _local.config = config
         try:
-            client.send_message(mail)
+            client.sendmail(mail.sender, list(mail.recipients), mail.data)
         except BaseException:
             _drop()
             raise

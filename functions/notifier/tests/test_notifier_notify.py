@@ -28,7 +28,8 @@ sys.path.insert(0, str(FUNCTION_DIR))
 
 from notifier import notify  # noqa: E402
 from notifier.config import Config  # noqa: E402
-from notifier.notify import DUPLICATE, MAILED, RECORDED, RESENT, Unrecorded, event_time  # noqa: E402
+from notifier.notify import DUPLICATE, MAILED, RECORD, RECORDED, RESENT, Unrecorded, event_time  # noqa: E402
+from notifier.schema import notifications  # noqa: E402
 
 SOURCE = "/test/notify"
 
@@ -50,6 +51,15 @@ def test_event_time_reads_rfc3339_and_tolerates_its_absence():
     )
     assert event_time({}) is None  # type: ignore[arg-type]  (the SDK always sets one; others may not)
     assert event_time(flagged("o", time="yesterday")) is None
+
+
+def test_the_outbox_insert_names_the_tables_columns():
+    # Written as SQL (SQLAlchemy cannot cache its ON CONFLICT construct): it must follow the table.
+    written = RECORD.text.split("(", 2)[1].split(")")[0].split(", ")
+    left_to_the_server = {"recorded_at", "sent_at"}  # server default; set when marked sent
+    assert sorted(written) == sorted(set(notifications.c.keys()) - left_to_the_server)
+    assert "ON CONFLICT (source, id)" in RECORD.text
+    assert [c.name for c in notifications.primary_key.columns] == ["source", "id"]
 
 
 def test_unrecorded_remembers_an_acceptance_until_it_is_discarded():

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import sys
 import uuid
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from cloudevents.http import CloudEvent
 
 FUNCTION_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(FUNCTION_DIR))
 
 from notifier import smtp  # noqa: E402
 from notifier.config import Config  # noqa: E402
+from notifier.mail import Mail, compose  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -30,14 +31,9 @@ def config(stack) -> Config:
     )
 
 
-def mail(marker: str) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = "ripple-notifier@ripple.invalid"
-    message["To"] = "desk@test.invalid"
-    message["Subject"] = "smtp test"
-    message["X-Ripple-Event-Id"] = marker
-    message.set_content("kept-open connection test\n")
-    return message
+def mail(marker: str, config: Config) -> Mail:
+    attributes = {"specversion": "1.0", "id": marker, "source": "/test/smtp", "type": "smtp.test"}
+    return compose(CloudEvent(attributes, None), {"orderId": "kept-open connection test"}, config)
 
 
 def delivered(stack, marker: str) -> int:
@@ -47,13 +43,13 @@ def delivered(stack, marker: str) -> int:
 
 def test_one_connection_carries_many_mails_and_a_dropped_one_is_reopened(stack, config):
     markers = [f"smtp-{uuid.uuid4()}" for _ in range(4)]
-    smtp.send(mail(markers[0]), config)
+    smtp.send(mail(markers[0], config), config)
     kept = smtp._local.client
-    smtp.send(mail(markers[1]), config)
+    smtp.send(mail(markers[1], config), config)
     assert smtp._local.client is kept  # reused
     stack.stop("mail-sink")  # the server goes away: the kept connection is dead
     stack.start("mail-sink")
-    smtp.send(mail(markers[2]), config)
+    smtp.send(mail(markers[2], config), config)
     assert smtp._local.client is not kept  # reopened, and the mail went through
-    smtp.send(mail(markers[3]), config)
+    smtp.send(mail(markers[3], config), config)
     assert [delivered(stack, m) for m in markers] == [1, 1, 1, 1]

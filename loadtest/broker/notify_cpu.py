@@ -1,0 +1,106 @@
+"""The notifier's CPU per notification in-process: `notify_once` against a real PostgreSQL and SMTP.
+
+Issue 19: the notifier was the most CPU-hungry hop of the alert path (9.1 ms per notification in
+the bursts, 4.7 ms of it in `notify_once`). This drives `notify_once` directly, one flagged order
+after another on one thread, as the function's worker thread does (the outbox row, the row lock,
+the mail on a kept-open SMTP connection, the row marked sent), and prints the process's CPU time
+and the wall time per notification. Without HTTP or the event loop, so a change to the outbox or
+the mail shows alone. Compare builds run in turn with `--notifier-dir` (e.g. a `git archive` of
+the commit before, unpacked under /tmp); `--profile` writes cProfile's stats of the measured calls.
+
+It needs a PostgreSQL with the notifier's tables (its migrations) and an SMTP server, both on
+loopback, from the same variables as the function (POSTGRES_ADDRESS, POSTGRES_PASSWORD, ...,
+SMTP_SERVER). The stack's are fine when you hold the heavy lock; without it, a throwaway
+PostgreSQL from the installed binaries and the stack's mail sink on private ports:
+
+    initdb -D /tmp/n/data -U ripple --auth=trust
+    postgres -D /tmp/n/data -p 25432 -c listen_addresses=127.0.0.1
+    PYTHONPATH=infra/local .venv/bin/python -m ripple_stack.mailsink --port 25025 \\
+        --metrics-port 25026 --dir /tmp/n/mail
+    POSTGRES_ADDRESS=127.0.0.1:25432 POSTGRES_PASSWORD=x SMTP_SERVER=127.0.0.1:25025 \\
+        .venv/bin/python -m loadtest.broker.notify_cpu [--notifications 2000] [--profile notify.prof]
+
+(run the notifier's migrations first: `python -c 'from ripple_consumer.serve import migrate; ...'`
+from functions/notifier, as the stack's cold start does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notifications", type=int, default=2000, help="measured calls")
+    parser.add_argument("--warmup", type=int, default=50, help="calls before measuring (pools, caches)")
+    parser.add_argument(
+        "--notifier-dir",
+        type=Path,
+        default=FUNCTIONS / "notifier",
+        help="functions/notifier of the build to measure (its shared packages come from functions/)",
+    )
+    parser.add_argument("--profile", type=Path, help="write cProfile stats of the measured calls here")
+    parser.add_argument("--label", default="", help="printed with the result")
+    args = parser.parse_args()
+    sys.path[:0] = [str(args.notifier_dir), str(FUNCTIONS)]
+    os.environ.setdefault("FRAUD_DESK_ADDRESS", "desk@test.invalid")
+    from cloudevents.http import CloudEvent
+    from notifier.config import Config
+    from notifier.notify import MAILED, Unrecorded, notify_once
+
+    from ripple_consumer.database import make_engine
+
+    config = Config.from_env()
+    engine = make_engine(config)
+    unrecorded = Unrecorded(lambda: engine)
+    run = uuid.uuid4().hex[:8]
+    data = {"orderId": "", "amount": 5000, "currency": "EUR", "reason": "amount above 1000"}
+
+    def flagged(index: int) -> CloudEvent:
+        # As the aio handler gets it from the HTTP binding: JSON data parsed into a dict.
+        attributes = {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/loadtest/notify-cpu",
+            "type": "dev.ripple.shop.order.flagged",
+            "datacontenttype": "application/json",
+            "time": "2026-12-03T17:00:00.123Z",
+            "tenant": "acme",
+        }
+        return CloudEvent(attributes, json.loads(json.dumps(data | {"orderId": f"o-{run}-{index}"})))
+
+    for index in range(args.warmup):
+        assert notify_once(engine, flagged(-index - 1), config, unrecorded).outcome == MAILED
+    events = [flagged(index) for index in range(args.notifications)]
+    profiler = cProfile.Profile() if args.profile else None
+    wall, cpu = time.perf_counter(), time.process_time()
+    if profiler:
+        profiler.enable()
+    for event in events:
+        notify_once(engine, event, config, unrecorded)
+    if profiler:
+        profiler.disable()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if profiler:
+        profiler.dump_stats(args.profile)
+    load = os.getloadavg()
+    print(
+        f"{args.label or args.notifier_dir}: {args.notifications} notifications, "
+        f"CPU {cpu / args.notifications * 1000:.3f} ms, wall {wall / args.notifications * 1000:.3f} ms "
+        f"per notification{' (under cProfile)' if profiler else ''}; "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
