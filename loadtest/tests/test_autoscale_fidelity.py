@@ -1,5 +1,6 @@
-"""The fidelity report's pure rules (loadtest/autoscale/analysis.py): histogram quantiles,
-bucket increases, the ±1 agreement of desired instances per tick, panic episodes."""
+"""The fidelity report's pure rules (loadtest/autoscale/analysis.py, fidelity.py): histogram
+quantiles, bucket increases, the ±1 agreement of desired instances per tick and the ticks off by
+more than one, panic episodes, the drain and how often a run's gauges were read."""
 
 from __future__ import annotations
 
@@ -80,3 +81,66 @@ def test_memory_and_cold_start_rows_of_a_run():
     assert cold_start_text(run, "gateway", "pod_ready_s") == "4000 (2)"
     assert cold_start_text(run, "gateway", "first_request_wait_s") == "700 (1)"
     assert cold_start_text(run, "query", "ready_s") == "-"
+
+
+@pytest.mark.parametrize(
+    ("standin", "knative", "expected"),
+    [
+        ([(0, 1), (10, 3)], [(0, 1), (10, 3)], []),  # identical
+        ([(0, 0), (7, 2)], [(0, 0), (4, 2), (6, 3)], [(5, 0, 2)]),  # late by one tick: 0 vs 2 at 5 s
+        ([(0, 1)], [(0, 2)], []),  # off by one is close
+        ([(12, 0)], [(0, 3)], [(15, 0, 3)]),  # ticks before the stand-in's first reading do not count
+        ([(0, 5)], [(0, 1), (10, 4)], [(0, 5, 1), (5, 5, 1)]),
+    ],
+)
+def test_ticks_off_by_more_than_one(standin, knative, expected):
+    from loadtest.autoscale.fidelity import off_ticks
+
+    assert off_ticks(standin, knative, 0, 20, tick_s=5) == expected
+
+
+def test_drain_and_reading_interval_of_a_run():
+    from loadtest.autoscale.fidelity import drain_s, reading_interval_s
+
+    run = {
+        "phases": [
+            {"name": "step", "start": 0.0, "end": 60.2},
+            {"name": "spike", "start": 60.2, "end": 90.2},
+            {"name": "drain", "start": 90.2, "end": 124.94},
+        ],
+        "desired": {"gateway": [(0, 0), (2, 1), (4, 1)], "event-store": [(0.5, 0), (2.5, 1), (7.5, 2)]},
+    }
+    assert drain_s(run) == 34.7
+    assert reading_interval_s(run) == 2.0  # gaps 2, 2, 2, 5: the median
+    assert reading_interval_s({"desired": {"gateway": [(0, 0)]}}) is None
+
+
+def _run(desired: list[tuple[float, float]], drain_end: float) -> dict:
+    """A run.json with what compare() reads, event-store's desired series given."""
+    phases = [("step", 0.0, 60.0), ("spike", 60.0, 90.0), ("drain", 90.0, drain_end)]
+    return {
+        "phases": [{"name": n, "start": a, "end": b} for n, a, b in phases],
+        "desired": {"event-store": desired},
+        "ready": {"event-store": [(0.0, 0.0), (drain_end + 60, 0.0)]},
+        "panic": {},
+        "cold_starts": [],
+        "activator_ms": {},
+        "checks": [],
+        "accepted": 0,
+    }
+
+
+def test_compare_names_the_ticks_off_and_the_drain():
+    from loadtest.autoscale.fidelity import compare
+
+    standin = _run([(0.0, 0.0), (7.0, 1.0), (9.0, 2.0), (12.0, 3.0)], drain_end=96.6)
+    knative = _run([(0.0, 0.0), (2.0, 1.0), (4.0, 2.0), (6.0, 3.0)], drain_end=124.9)
+    rows, verdicts = compare(standin, knative)
+    assert verdicts[2] == (
+        "event-store: desired within ±1 in the step: 92% of 12 ticks "
+        "(off by more than one at 5 s: 0 vs 2) -> PASS"
+    )
+    assert ["all", "drain: load end -> every accepted event stored (s)", 6.6, 34.9] in rows
+    many = _run([(0.0, 0.0)], drain_end=96.6)
+    _, verdicts = compare(many, knative)
+    assert "(off by more than one at 5 s: 0 vs 2, 10 s: 0 vs 3, 15 s: 0 vs 3, 8 more) -> FAIL" in verdicts[2]
