@@ -4,7 +4,9 @@ Issue 19: the notifier was the most CPU-hungry hop of the alert path (9.1 ms per
 the bursts, 4.7 ms of it in `notify_once`). This drives `notify_once` directly, one flagged order
 after another on one thread, as the function's worker thread does (the outbox row, the row lock,
 the mail on a kept-open SMTP connection, the row marked sent), and prints the process's CPU time
-and the wall time per notification. Without HTTP or the event loop, so a change to the outbox or
+and the wall time per notification, and beside it the CPU the servers spent on each: the
+PostgreSQL backend of the (one) pooled connection and the SMTP server's processes, when they run
+on this machine (/proc). Without HTTP or the event loop, so a change to the outbox or
 the mail shows alone. Compare builds run in turn with `--notifier-dir` (e.g. a `git archive` of
 the commit before, unpacked under /tmp); `--profile` writes cProfile's stats of the measured calls.
 
@@ -35,7 +37,15 @@ import time
 import uuid
 from pathlib import Path
 
+from loadtest.measure import cpu_ticks, processes_on_port
+
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def ticks(pids: list[int]) -> int:
+    """Clock ticks the processes have used so far (those gone count 0)."""
+    return sum((cpu_ticks(pid) or (0, 0))[0] for pid in pids)
 
 
 def main() -> None:
@@ -81,6 +91,11 @@ def main() -> None:
     for index in range(args.warmup):
         assert notify_once(engine, flagged(-index - 1), config, unrecorded).outcome == MAILED
     events = [flagged(index) for index in range(args.notifications)]
+    # One thread: the pool hands out the same connection every time, so one backend does the work.
+    with engine.connect() as connection:
+        postgres_pids = [connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()]
+    smtp_pids = processes_on_port(config.smtp_port)
+    server_ticks = ticks(postgres_pids), ticks(smtp_pids)
     profiler = cProfile.Profile() if args.profile else None
     wall, cpu = time.perf_counter(), time.process_time()
     if profiler:
@@ -90,13 +105,19 @@ def main() -> None:
     if profiler:
         profiler.disable()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    postgres_ms, smtp_ms = (
+        (ticks(pids) - before) * TICK_S / args.notifications * 1000
+        for pids, before in zip((postgres_pids, smtp_pids), server_ticks, strict=True)
+    )
     if profiler:
         profiler.dump_stats(args.profile)
     load = os.getloadavg()
     print(
         f"{args.label or args.notifier_dir}: {args.notifications} notifications, "
         f"CPU {cpu / args.notifications * 1000:.3f} ms, wall {wall / args.notifications * 1000:.3f} ms "
-        f"per notification{' (under cProfile)' if profiler else ''}; "
+        f"per notification{' (under cProfile)' if profiler else ''}; servers' CPU per notification: "
+        f"PostgreSQL backend {postgres_ms:.3f} ms, SMTP server {smtp_ms:.3f} ms"
+        f"{'' if smtp_pids else ' (not on this machine)'}; "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     engine.dispose()
