@@ -60,8 +60,8 @@ def event_time(event: AnyCloudEvent) -> datetime | None:
 
 
 # The statements, built once with bound parameters so that SQLAlchemy compiles each once (its
-# compiled cache): built per call they cost ~0.8 ms of CPU per notification, most of it compiling
-# the upsert (issue 19, loadtest/broker/profiles/).
+# compiled cache): built per call, the two transactions cost 1.6 ms of CPU instead of 0.4 ms, most
+# of it compiling the upsert (issue 19, microbenchmarks in loadtest/broker/profiles/).
 #
 # The outbox row, committed before the send. ON CONFLICT counts the attempt while the row is
 # pending and returns nothing once it is sent. Written as SQL because SQLAlchemy 2.0 cannot cache
