@@ -7,35 +7,44 @@ the mail on a kept-open SMTP connection, the row marked sent), and prints the pr
 and the wall time per notification, and beside it the CPU the servers spent on each: the
 PostgreSQL backend of the (one) pooled connection and the SMTP server's processes, when they run
 on this machine (/proc). Without HTTP or the event loop, so a change to the outbox or
-the mail shows alone. Compare builds run in turn with `--notifier-dir` (e.g. a `git archive` of
-the commit before, unpacked under /tmp); `--profile` writes cProfile's stats of the measured calls.
+the mail shows alone; `--through asgi` posts binary-mode CloudEvents into the function's ASGI
+app instead (main.py as it is served, without uvicorn's HTTP parsing: the app, the CloudEvent
+decoding and the worker-thread hop on top). Compare builds run in turn with `--notifier-dir`
+(e.g. a `git archive` of the commit before, unpacked under /tmp); `--profile` writes cProfile's
+stats of the measured calls.
 
 It needs a PostgreSQL with the notifier's tables (its migrations) and an SMTP server, both on
 loopback, from the same variables as the function (POSTGRES_ADDRESS, POSTGRES_PASSWORD, ...,
 SMTP_SERVER). The stack's are fine when you hold the heavy lock; without it, a throwaway
-PostgreSQL from the installed binaries and the stack's mail sink on private ports:
+PostgreSQL from the stack's binaries (/usr/lib/postgresql/15/bin; as root, run initdb and postgres
+as the postgres user) and the stack's mail sink, on private ports:
 
     initdb -D /tmp/n/data -U ripple --auth=trust
-    postgres -D /tmp/n/data -p 25432 -c listen_addresses=127.0.0.1
+    postgres -D /tmp/n/data -p 25432 -c listen_addresses=127.0.0.1 -c unix_socket_directories=/tmp/n
+    createdb -h 127.0.0.1 -p 25432 -U ripple ripple
     PYTHONPATH=infra/local .venv/bin/python -m ripple_stack.mailsink --port 25025 \\
         --metrics-port 25026 --dir /tmp/n/mail
-    POSTGRES_ADDRESS=127.0.0.1:25432 POSTGRES_PASSWORD=x SMTP_SERVER=127.0.0.1:25025 \\
-        .venv/bin/python -m loadtest.broker.notify_cpu [--notifications 2000] [--profile notify.prof]
-
-(run the notifier's migrations first: `python -c 'from ripple_consumer.serve import migrate; ...'`
-from functions/notifier, as the stack's cold start does).
+    export POSTGRES_ADDRESS=127.0.0.1:25432 POSTGRES_PASSWORD=x SMTP_SERVER=127.0.0.1:25025
+    (cd functions/notifier && FRAUD_DESK_ADDRESS=d@x.invalid ../../.venv/bin/python -c \\
+        'import sys, pathlib; sys.path[:0] = [".", ".."]; from ripple_consumer.serve import migrate
+        migrate(pathlib.Path("."))')
+    .venv/bin/python -m loadtest.broker.notify_cpu [--notifications 2000] [--through asgi] [--profile p]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import cProfile
 import json
+import logging
 import os
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from loadtest.measure import cpu_ticks, processes_on_port
 
@@ -48,10 +57,113 @@ def ticks(pids: list[int]) -> int:
     return sum((cpu_ticks(pid) or (0, 0))[0] for pid in pids)
 
 
+ORDER = {"amount": 5000, "currency": "EUR", "reason": "amount above 1000"}
+SOURCE = "/loadtest/notify-cpu"
+
+
+def attributes(order_id: str) -> dict[str, str]:
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": SOURCE,
+        "type": "dev.ripple.shop.order.flagged",
+        "datacontenttype": "application/json",
+        "time": "2026-12-03T17:00:00.123Z",
+        "tenant": "acme",
+    }
+
+
+# A driver: (prepare, engine). prepare(order ids) builds the deliveries of those orders and returns
+# what sends them all, so that building them is not measured.
+Driver = tuple[Callable[[list[str]], Callable[[], None]], Any]
+
+
+def direct() -> Driver:
+    """notify_once called with each event, as the function's worker thread calls it."""
+    from cloudevents.http import CloudEvent
+    from notifier.config import Config
+    from notifier.notify import MAILED, Unrecorded, notify_once
+
+    from ripple_consumer.database import make_engine
+
+    config = Config.from_env()
+    engine = make_engine(config)
+    unrecorded = Unrecorded(lambda: engine)
+
+    def prepare(order_ids: list[str]) -> Callable[[], None]:
+        # As the handler gets them from the HTTP binding: JSON data parsed into a dict.
+        events = [CloudEvent(attributes(o), ORDER | {"orderId": o}) for o in order_ids]
+
+        def run() -> None:
+            for event in events:
+                assert notify_once(engine, event, config, unrecorded).outcome == MAILED
+
+        return run
+
+    return prepare, engine
+
+
+def through_asgi(notifier_dir: Path) -> Driver:
+    """Binary-mode POSTs into the function's ASGI app, one after another."""
+    from ripple_consumer.http import create_app
+
+    app = create_app(str(notifier_dir / "main.py"))
+    statuses: list[int] = []
+
+    async def post(headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "server": ("127.0.0.1", 8080),
+            "client": ("127.0.0.1", 50000),
+        }
+        await app(scope, receive, send)
+
+    def prepare(order_ids: list[str]) -> Callable[[], None]:
+        requests = []
+        for order_id in order_ids:
+            body = json.dumps(ORDER | {"orderId": order_id}).encode()
+            headers = [(b"host", b"notifier"), (b"content-length", str(len(body)).encode())]
+            headers += [
+                (b"content-type" if name == "datacontenttype" else f"ce-{name}".encode(), value.encode())
+                for name, value in attributes(order_id).items()
+            ]
+            requests.append((headers, body))
+
+        async def post_all() -> None:
+            for headers, body in requests:
+                await post(headers, body)
+
+        def run() -> None:
+            asyncio.run(post_all())
+            assert set(statuses) == {200}, set(statuses)
+            statuses.clear()
+
+        return run
+
+    return prepare, sys.modules["main"].engine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notifications", type=int, default=2000, help="measured calls")
     parser.add_argument("--warmup", type=int, default=50, help="calls before measuring (pools, caches)")
+    parser.add_argument("--through", choices=["notify_once", "asgi"], default="notify_once")
     parser.add_argument(
         "--notifier-dir",
         type=Path,
@@ -63,45 +175,28 @@ def main() -> None:
     args = parser.parse_args()
     sys.path[:0] = [str(args.notifier_dir), str(FUNCTIONS)]
     os.environ.setdefault("FRAUD_DESK_ADDRESS", "desk@test.invalid")
-    from cloudevents.http import CloudEvent
-    from notifier.config import Config
-    from notifier.notify import MAILED, Unrecorded, notify_once
-
-    from ripple_consumer.database import make_engine
-
-    config = Config.from_env()
-    engine = make_engine(config)
-    unrecorded = Unrecorded(lambda: engine)
-    run = uuid.uuid4().hex[:8]
-    data = {"orderId": "", "amount": 5000, "currency": "EUR", "reason": "amount above 1000"}
-
-    def flagged(index: int) -> CloudEvent:
-        # As the aio handler gets it from the HTTP binding: JSON data parsed into a dict.
-        attributes = {
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": "/loadtest/notify-cpu",
-            "type": "dev.ripple.shop.order.flagged",
-            "datacontenttype": "application/json",
-            "time": "2026-12-03T17:00:00.123Z",
-            "tenant": "acme",
-        }
-        return CloudEvent(attributes, json.loads(json.dumps(data | {"orderId": f"o-{run}-{index}"})))
-
-    for index in range(args.warmup):
-        assert notify_once(engine, flagged(-index - 1), config, unrecorded).outcome == MAILED
-    events = [flagged(index) for index in range(args.notifications)]
+    run_id = uuid.uuid4().hex[:8]
+    warmup = [f"o-{run_id}-warmup-{index}" for index in range(args.warmup)]
+    measured = [f"o-{run_id}-{index}" for index in range(args.notifications)]
+    if args.through == "asgi":
+        logging.disable(logging.INFO)  # the function's request log: not what is measured
+        prepare, engine = through_asgi(args.notifier_dir)
+    else:
+        prepare, engine = direct()
+    prepare(warmup)()
+    run = prepare(measured)
     # One thread: the pool hands out the same connection every time, so one backend does the work.
     with engine.connect() as connection:
         postgres_pids = [connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()]
-    smtp_pids = processes_on_port(config.smtp_port)
+    from notifier.config import Config
+
+    smtp_pids = processes_on_port(Config.from_env().smtp_port)
     server_ticks = ticks(postgres_pids), ticks(smtp_pids)
     profiler = cProfile.Profile() if args.profile else None
     wall, cpu = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
-    for event in events:
-        notify_once(engine, event, config, unrecorded)
+    run()
     if profiler:
         profiler.disable()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -113,14 +208,13 @@ def main() -> None:
         profiler.dump_stats(args.profile)
     load = os.getloadavg()
     print(
-        f"{args.label or args.notifier_dir}: {args.notifications} notifications, "
+        f"{args.label or args.notifier_dir} through {args.through}: {args.notifications} notifications, "
         f"CPU {cpu / args.notifications * 1000:.3f} ms, wall {wall / args.notifications * 1000:.3f} ms "
         f"per notification{' (under cProfile)' if profiler else ''}; servers' CPU per notification: "
         f"PostgreSQL backend {postgres_ms:.3f} ms, SMTP server {smtp_ms:.3f} ms"
         f"{'' if smtp_pids else ' (not on this machine)'}; "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
-    engine.dispose()
 
 
 if __name__ == "__main__":
