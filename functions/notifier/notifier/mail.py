@@ -14,7 +14,8 @@ a single text/plain part, so a small formatter gives the same RFC 5322 message:
 - the body is UTF-8, 7bit while it is plain ASCII with lines under 998 characters, otherwise
   quoted-printable; lines end in CRLF.
 
-The Message-ID is derived from the event's (source, id), so a resend is recognisably the same mail.
+The Message-ID is derived from the event's (source, id) and the Date is the event's time, so a
+resend is the same message, byte for byte.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import re
 import uuid
 from binascii import b2a_qp
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email.utils import format_datetime, formataddr, getaddresses
 from typing import Any
 
@@ -128,7 +129,9 @@ def body_part(text: str) -> tuple[str, bytes]:
     )
 
 
-def compose(event: AnyCloudEvent, order: dict[str, Any], config: Config, now: datetime | None = None) -> Mail:
+def compose(event: AnyCloudEvent, order: dict[str, Any], config: Config, date: datetime) -> Mail:
+    """The mail of a flagged order. `date` is its Date: the flagged event's time (notify.py), so
+    that a resend is the same bytes as the first send, not only the same Message-ID."""
     tenant = event.get("tenant") or "(no tenant)"
     amount, currency = order.get("amount"), order.get("currency") or ""
     sender, recipients, from_line, to_line = addresses(config.mail_from, config.fraud_desk)
@@ -146,7 +149,7 @@ def compose(event: AnyCloudEvent, order: dict[str, Any], config: Config, now: da
             from_line,
             to_line,
             header("Subject", subject),
-            f"Date: {format_datetime(now or datetime.now(UTC))}\r\n",
+            f"Date: {format_datetime(date)}\r\n",
             f"Message-ID: {mail_id}\r\n",
             # The event's identity, for the desk's tools (and the tests) to match mails to events.
             header("X-Ripple-Event-Source", str(event["source"])),

@@ -199,7 +199,7 @@ def notify_once(engine: Engine, event: AnyCloudEvent, config: Config, unrecorded
             state = connection.execute(LOCK, {"key_source": key[0], "key_id": key[1]}).scalar_one()
             if state == SENT:  # a concurrent delivery sent it while this one waited for the lock
                 return Result(DUPLICATE, mail_id)
-            send(compose(event, order, config), config)
+            send(compose(event, order, config, flagged_at or datetime.now(UTC)), config)
             accepted_at = datetime.now(UTC)
             unrecorded.add(key, accepted_at)
             if flagged_at is not None:

@@ -190,5 +190,6 @@ def test_a_pending_row_left_by_a_dead_process_is_resent_with_the_same_message_id
     sent = mails(stack, event["id"])
     assert len(sent) == 2
     assert sent[0]["Message-ID"] == sent[1]["Message-ID"] == row(engine, event["id"])["message_id"]
+    assert sent[0].as_bytes() == sent[1].as_bytes()  # the same message (its Date is the event's time)
     stored = row(engine, event["id"])
     assert (stored["state"], stored["attempts"]) == ("sent", 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,8 @@ def config(stack) -> Config:
 
 def mail(marker: str, config: Config) -> Mail:
     attributes = {"specversion": "1.0", "id": marker, "source": "/test/smtp", "type": "smtp.test"}
-    return compose(CloudEvent(attributes, None), {"orderId": "kept-open connection test"}, config)
+    order = {"orderId": "kept-open connection test"}
+    return compose(CloudEvent(attributes, None), order, config, datetime.now(UTC))
 
 
 def delivered(stack, marker: str) -> int:
