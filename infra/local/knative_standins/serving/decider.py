@@ -96,16 +96,20 @@ def decide(
     elif not spec.enable_scale_to_zero:
         desired = 1
     elif ready > 0:
-        # handleScaleToZero: active for at least a stable window, then the PA is marked inactive
-        # (one tick at 1); then 0 once inactive for max(grace, retention), or sooner, once inactive
-        # for the retention period with the activator in the path for the grace period (its "fast
-        # path": the real cluster went to zero 61-67 s after the last request, not 90 s).
+        # handleScaleToZero (pkg/reconciler/autoscaling/kpa/scaler.go), in two reconciles that
+        # Knative runs within one autoscaler tick: while active for less than a stable window, 1.
+        # Then the reconcile marks the PA inactive without scaling (it returns (0, false)); that
+        # status update re-enqueues the PA through its own informer at once, and the next
+        # reconcile, tens of ms later, takes the Active=False branch with the inactive time ~0.
+        # It scales to zero once inactive for max(grace, retention), or, once inactive for the
+        # retention period (0 by default), with the activator in the path for the grace period
+        # (its "fast path"): the cluster logged "Can deactivate PA" -> "Fast path scaling to 0" ->
+        # "Scaling from 1 to 0" within 40 ms. So both happen here in the same tick.
         if active_since is not None and now - active_since < spec.stable_window_s:
             desired = 1
-        elif inactive_since is None:
-            inactive_since = now
-            desired = 1
         else:
+            if inactive_since is None:
+                inactive_since = now
             grace = spec.scale_to_zero_grace_period_s
             retention = spec.scale_to_zero_pod_retention_period_s
             inactive_for, proxy_for = now - inactive_since, now - proxy_since

@@ -104,26 +104,57 @@ def test_retention_period_longer_than_grace_wins() -> None:
     assert run(spec, [(100, 0, 0, 1), (130, 0, 0, 1), (159, 0, 0, 1), (160, 0, 0, 1)]) == [1, 1, 1, 0]
 
 
-def test_load_while_inactive_cancels_the_scale_to_zero() -> None:
-    # Inactive again at 150: marked inactive that tick, then the activator (in the path since 100,
-    # longer than the grace period) lets the next tick go to zero: Knative's fast path.
-    answers = run(BASE, [(100, 0, 0, 1), (120, 0.5, 0.5, 1), (150, 0, 0, 1), (152, 0, 0, 1)])
-    assert answers == [1, 1, 1, 0]
+FRESH = DeciderState(initial_reached=True)
 
 
-def test_an_instance_stays_at_least_a_stable_window_after_becoming_active() -> None:
-    # Then, the activator having been in the path for longer than the grace period, it goes the
-    # tick after the PA is marked inactive: 60-62 s, as measured on real Knative (61-67 s).
-    fresh = DeciderState(initial_reached=True)
-    answers = run(BASE, [(0, 0, 0, 1), (59, 0, 0, 1), (60, 0, 0, 1), (62, 0, 0, 1)], fresh)
-    assert answers == [1, 1, 1, 0]
+@pytest.mark.parametrize(
+    ("name", "spec_changes", "state", "ticks", "want"),
+    [
+        # Knative marks the PA inactive and, the activator having been in the path for the grace
+        # period, scales to zero in the reconcile that this status update enqueues at once
+        # (handleScaleToZero's "fast path"): the same autoscaler tick, 60 s after becoming
+        # active, as the cluster's 60.1-60.6 s after event-store's last request.
+        (
+            "fast path: zero in the tick that marks the PA inactive",
+            {},
+            FRESH,
+            [(0, 0, 0, 1), (58, 0, 0, 1), (60, 0, 0, 1), (62, 0, 0, 0)],
+            [1, 1, 0, 0],
+        ),
+        (
+            "an instance stays at least a stable window after becoming active",
+            {},
+            FRESH,
+            [(0, 0, 0, 1), (59, 0, 0, 1), (60, 0, 0, 1)],
+            [1, 1, 0],
+        ),
+        # Load came back at 120 (PA active again); idle at 150: marked inactive and, the activator
+        # in the path since 100, zero in that same tick.
+        (
+            "load while inactive cancels, the next idle tick goes at once",
+            {},
+            SETTLED,
+            [(100, 0, 0, 1), (120, 0.5, 0.5, 1), (150, 0, 0, 1), (152, 0, 0, 0)],
+            [1, 1, 0, 0],
+        ),
+        # A retention period: inactive for it first (counted from the marking), then the fast path.
+        (
+            "retention shorter than grace: zero once inactive for the retention",
+            {"scale_to_zero_pod_retention_period_s": 10.0},
+            FRESH,
+            [(0, 0, 0, 1), (60, 0, 0, 1), (68, 0, 0, 1), (70, 0, 0, 1)],
+            [1, 1, 1, 0],
+        ),
+    ],
+)
+def test_scale_to_zero_timing(name, spec_changes, state, ticks, want) -> None:
+    assert run(replace(BASE, **spec_changes), ticks, state) == want, name
 
 
 def test_a_grace_period_longer_than_the_activator_has_been_in_the_path_is_waited_out() -> None:
     # The fast path needs the activator in the path for the grace period (SKS ProxyFor).
     spec = replace(BASE, scale_to_zero_grace_period_s=120.0)
-    fresh = DeciderState(initial_reached=True)
-    answers = run(spec, [(0, 0, 0, 1), (60, 0, 0, 1), (62, 0, 0, 1), (119, 0, 0, 1), (120, 0, 0, 1)], fresh)
+    answers = run(spec, [(0, 0, 0, 1), (60, 0, 0, 1), (62, 0, 0, 1), (119, 0, 0, 1), (120, 0, 0, 1)], FRESH)
     assert answers == [1, 1, 1, 1, 0]
 
 
