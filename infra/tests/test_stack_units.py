@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from ripple_stack.component import PrerequisiteError, Program, let_reach, require_file
+from ripple_stack.components import all_components
 from ripple_stack.components.functions import KnativeFunction, ManifestError
 from ripple_stack.components.kafka import declared_topics, server_properties
+from ripple_stack.components.prometheus import scrape_config
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import SECRET_NAMES, ConfigError, Settings, load_settings
 from ripple_stack.supervisor import render_config
@@ -131,3 +135,19 @@ def test_an_account_that_cannot_enter_a_folder_above_the_checkout_is_a_clear_err
     with pytest.raises(PrerequisiteError, match=f"cannot enter {private} .*chmod o\\+x {private}"):
         let_reach("postgres", settings, home / "data" / "postgres")
     assert (home / "data").stat().st_mode & 0o001, "inside RIPPLE_HOME ripple opens the way itself"
+
+
+def test_prometheus_reads_the_activators_every_2_s_as_the_cluster_demo_does(settings, tmp_path):
+    targets = [t for c in all_components() for t in c.scrape_targets(settings)]
+    config = scrape_config(targets, tmp_path / "rules")
+    intervals = {job["job_name"]: job.get("scrape_interval") for job in config["scrape_configs"]}
+    assert intervals["serving"] == "2s"
+    # Everything else, the functions' own metrics included, at the global 5 s.
+    assert {job for job, interval in intervals.items() if interval is not None} == {"serving"}
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool comes with the Debian prometheus package: run `make prereqs`")
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    checked = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import requests
 
+from ripple_stack.components.functions import SERVING_SCRAPE_INTERVAL_S
 from ripple_stack.stack import resident_mib
 
 from .analysis import ColdStart, MemorySample, Series
@@ -95,11 +96,15 @@ class InstanceReader:
 
 
 class PrometheusInstances(InstanceReader):
-    """The local activators export Knative's autoscaler gauges; Prometheus keeps their history.
+    """The local activators export Knative's autoscaler gauges; Prometheus keeps their history,
+    scraped every 2 s, and the series are read at that step, as the cluster's are.
     Each activator's /status (`status_urls`, per function) names its instances' pids."""
 
     def __init__(
-        self, prometheus_url: str, step_s: float = 5.0, status_urls: Mapping[str, str] | None = None
+        self,
+        prometheus_url: str,
+        step_s: float = SERVING_SCRAPE_INTERVAL_S,
+        status_urls: Mapping[str, str] | None = None,
     ) -> None:
         self.url = prometheus_url.rstrip("/")
         self.step_s = step_s

@@ -59,6 +59,7 @@ class ScrapeTarget:
     address: str  # host:port
     path: str = "/metrics"
     honor_labels: bool = False
+    interval_s: int | None = None  # the job's scrape interval; None: the global one (5 s)
 
 
 class Component:

@@ -31,6 +31,31 @@ def write_rule_files(out_dir: Path) -> list[Path]:
     return written
 
 
+def scrape_config(targets: list[ScrapeTarget], rules_dir: Path) -> dict:
+    """prometheus.yml: one job per scrape job name, every 5 s unless the job's targets say."""
+    jobs: dict[str, dict] = {}
+    for target in targets:
+        job = jobs.setdefault(
+            target.job,
+            {
+                "job_name": target.job,
+                "metrics_path": target.path,
+                "honor_labels": target.honor_labels,
+                "static_configs": [{"targets": []}],
+            },
+        )
+        if target.interval_s is not None:
+            # Below the global scrape_timeout (10 s): Prometheus then uses the interval as the
+            # job's timeout (checked with promtool in the unit test).
+            job["scrape_interval"] = f"{target.interval_s}s"
+        job["static_configs"][0]["targets"].append(target.address)
+    return {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "rule_files": [str(rules_dir / "*.yaml")],
+        "scrape_configs": list(jobs.values()),
+    }
+
+
 class Pushgateway(Component):
     name = "pushgateway"
     description = "Prometheus Pushgateway"
@@ -85,23 +110,7 @@ class Prometheus(Component):
     def prepare(self, settings: Settings, secrets: Mapping[str, str], say: Say) -> None:
         """Scrape every component of the stack; regenerated at each `make up`."""
         targets = [t for c in self.all_components for t in c.scrape_targets(settings)]
-        jobs: dict[str, dict] = {}
-        for target in targets:
-            job = jobs.setdefault(
-                target.job,
-                {
-                    "job_name": target.job,
-                    "metrics_path": target.path,
-                    "honor_labels": target.honor_labels,
-                    "static_configs": [{"targets": []}],
-                },
-            )
-            job["static_configs"][0]["targets"].append(target.address)
-        config = {
-            "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
-            "rule_files": [str(self.rules_dir(settings) / "*.yaml")],
-            "scrape_configs": list(jobs.values()),
-        }
+        config = scrape_config(targets, self.rules_dir(settings))
         self.config_file(settings).parent.mkdir(parents=True, exist_ok=True)
         write_rule_files(self.rules_dir(settings))
         self.config_file(settings).write_text(yaml.safe_dump(config, sort_keys=False))
