@@ -22,12 +22,14 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import psycopg2
 import yaml
 
 from loadtest import isolation
+from loadtest.scenarios import cpu
 from loadtest.scenarios.config import LoadConfig
 from loadtest.scenarios.driver import LoadDriver, Mix
 from loadtest.scenarios.probes import Database, KafkaLag, Probe
@@ -138,6 +140,7 @@ class Demo:
     probes: list[Probe]
     database: Database | None
     memory: MemorySampler
+    cpu: cpu.Meter | None = None  # local runs: the stack's programs' CPU from the step to the drain's end
     notes: list[str] = field(default_factory=list)
     phases: list[Phase] = field(default_factory=list)
     mark: float = 0.0
@@ -157,6 +160,8 @@ class Demo:
         options = self.options
         log.info("step: %.1f req/s x %d events for %.0f s", options.step_rate, options.batch, options.step_s)
         self.mark = time.time()
+        if self.cpu is not None:
+            self.cpu.start()
         self.driver.start()
 
     def start_spike(self) -> None:
@@ -172,6 +177,13 @@ class Demo:
 
     def drain(self) -> None:
         """Wait until every accepted event is stored (nothing to wait for without a database)."""
+        try:
+            self._wait_until_stored()
+        finally:
+            if self.cpu is not None:
+                self.cpu.stop(len(self.driver.accepted))
+
+    def _wait_until_stored(self) -> None:
         self.drained = self.database is None
         if self.database is None:
             return
@@ -356,7 +368,10 @@ def _start(
         config.target_url, tokens, shop, rate=options.step_rate, workers=options.workers,
         mix=Mix(pageview=0, order=0, payment=0, batch=1),
     )  # fmt: skip
-    return Demo(config, options, instances, mode, run_id, shop, driver, probes, database, memory, notes)
+    meter = cpu.Meter(partial(cpu.program_pids, config.stack)) if mode == "local" else None
+    return Demo(
+        config, options, instances, mode, run_id, shop, driver, probes, database, memory, meter, notes
+    )
 
 
 def _lag_back_to_zero(bootstrap: str, within_s: float = 60.0) -> Check:
@@ -514,6 +529,7 @@ def _markdown(
             f"{len(delays)} events stored; delay from the event's time to its row "
             f"p50 {p50} ms, p99 {p99} ms.",
             "",
+            *(demo.cpu.section if demo.cpu else []),
             "## Checks",
             "",
             *(check.line() for check in checks),

@@ -14,7 +14,9 @@ killed process's CPU went to supervisord. Its row says so.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,3 +97,46 @@ def cpu_section(rows: list[Usage], machine_s: float, wall_s: float, events: int,
         f"| the machine, busy | {machine_s:.1f} | | {busy} |",
     ]
     return "\n".join(lines) + "\n"
+
+
+def program_pids(stack: object) -> dict[str, int]:
+    """supervisord's program name -> pid (0: not running) for the local stack's settings."""
+    from ripple_stack.supervisor import Supervisor
+
+    return {info["name"]: info["pid"] for info in Supervisor(stack).processes().values()}
+
+
+class Meter:
+    """The stack's programs' CPU from `start()` to `stop()`, for a run's report.
+
+    Readings that fail (no supervisord: a cluster run) leave the section out rather than the run.
+    """
+
+    def __init__(self, pids: Callable[[], Mapping[str, int]]) -> None:
+        self._pids = pids
+        self._before: tuple[Snapshot, float, float] | None = None
+        self._section: list[str] = []
+
+    def _read(self) -> tuple[Snapshot, float, float] | None:
+        try:
+            return snapshot(self._pids()), machine_busy_seconds(), time.time()
+        except Exception:  # a report section, never a reason to fail the run
+            return None
+
+    def start(self) -> None:
+        self._before = self._read()
+
+    def stop(self, events: int) -> None:
+        """Read the programs again; `events` accepted in between give the ms-per-event column."""
+        after = self._read()
+        if self._before is None or after is None:
+            return
+        before = self._before
+        rows = usage(before[0], after[0])
+        wall_s = after[2] - before[2]
+        self._section = [cpu_section(rows, after[1] - before[1], wall_s, events, os.cpu_count() or 1)]
+
+    @property
+    def section(self) -> list[str]:
+        """The markdown section (empty when a reading failed or stop() was not called)."""
+        return self._section

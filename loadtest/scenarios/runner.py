@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -271,8 +270,7 @@ class Drill:
     t_end: float = 0.0
     converged_after: float | None = None
     totals_before: dict | None = None
-    cpu_before: tuple[cpu.Snapshot, float] | None = None  # programs' CPU and the machine's busy CPU
-    cpu_lines: list[str] = field(default_factory=list)  # the report's CPU section, read at the end
+    cpu: cpu.Meter | None = None  # the programs' CPU from the start of the load to the end
 
     @property
     def driver(self) -> LoadDriver:
@@ -388,7 +386,8 @@ def run_scenario(name: str, config: LoadConfig, options: Options) -> tuple[Path,
         walk(drill.steps(), drill.phase)
     finally:
         drill.stop()
-    drill.cpu_lines = _cpu_section(drill)
+    if drill.cpu is not None:
+        drill.cpu.stop(len(drill.driver.accepted))
     run = drill.run
     run.samples = [s for probe in drill.probes for s in probe.samples]
     outcomes = drill.driver.snapshot()
@@ -431,28 +430,10 @@ def _start(name: str, config: LoadConfig, options: Options) -> Drill:
     log.info("%s: watch it live: %s", name, dashboard_live_link(config.stack, time.time() - 60))
     drill.run.flink_before = _safe(flink.state)
     drill.totals_before = _safe(database.tenant_totals)
-    drill.cpu_before = _safe(lambda: (cpu.snapshot(_program_pids(config)), cpu.machine_busy_seconds()))
+    drill.cpu = cpu.Meter(partial(cpu.program_pids, config.stack))
+    drill.cpu.start()
     drill.mark = drill.t0 = time.time()
     return drill
-
-
-def _program_pids(config: LoadConfig) -> dict[str, int]:
-    from ripple_stack.supervisor import Supervisor
-
-    return {info["name"]: info["pid"] for info in Supervisor(config.stack).processes().values()}
-
-
-def _cpu_section(drill: Drill) -> list[str]:
-    """Where the run's CPU went (scenarios/cpu.py), from the start of the load to now."""
-    if drill.cpu_before is None:
-        return []
-    after = _safe(lambda: (cpu.snapshot(_program_pids(drill.config)), cpu.machine_busy_seconds()))
-    if after is None:
-        return []
-    rows = cpu.usage(drill.cpu_before[0], after[0])
-    machine_s = after[1] - drill.cpu_before[1]
-    events = len(drill.driver.accepted)
-    return [cpu.cpu_section(rows, machine_s, time.time() - drill.t0, events, os.cpu_count() or 1)]
 
 
 def _checks(drill: Drill) -> tuple[list[Check], bool]:
@@ -570,7 +551,7 @@ def _report(
         run.notes,
         reasons=dict(driver.reasons),
         backlog_left=backlog_left,
-        sections=[*drill.sections(), *drill.cpu_lines],
+        sections=[*drill.sections(), *(drill.cpu.section if drill.cpu else [])],
     )
     (directory / "report.md").write_text(markdown)
     drill.database.close()

@@ -6,7 +6,14 @@ import os
 
 import pytest
 
-from loadtest.scenarios.cpu import Usage, cpu_section, machine_busy_seconds, tree_cpu_seconds, usage
+from loadtest.scenarios.cpu import (
+    Meter,
+    Usage,
+    cpu_section,
+    machine_busy_seconds,
+    tree_cpu_seconds,
+    usage,
+)
 
 
 @pytest.mark.parametrize(
@@ -58,3 +65,22 @@ def test_this_process_and_the_machine_have_used_some_cpu():
     assert tree_cpu_seconds(os.getpid()) > 0
     assert tree_cpu_seconds(2**22 + 12345) is None  # no such process
     assert machine_busy_seconds() > 0
+
+
+def test_meter_reads_the_programs_between_start_and_stop() -> None:
+    meter = Meter(lambda: {"this-test": os.getpid()})
+    meter.start()
+    sum(range(200_000))  # some CPU of this process between the readings
+    meter.stop(events=1000)
+    assert meter.section and "## Where the CPU went" in meter.section[0]
+    assert "per event accepted (1000)" in meter.section[0]
+
+
+def test_meter_leaves_the_section_out_when_it_cannot_read() -> None:
+    def no_supervisor() -> dict[str, int]:
+        raise ConnectionRefusedError("supervisord is not running")
+
+    meter = Meter(no_supervisor)
+    meter.start()
+    meter.stop(events=10)
+    assert meter.section == []
