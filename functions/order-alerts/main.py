@@ -23,13 +23,13 @@ from order_alerts.alerts import (
     ORDER_PLACED,
     PermanentError,
     above_threshold,
-    alert_event,
+    alert_message,
     mark_emitted,
     order_delay_s,
     record_alert,
 )
 from order_alerts.config import Config
-from order_alerts.emit import AlertPublisher
+from order_alerts.emit import AlertPublisher, KafkaUnacknowledged
 from prometheus_client import Counter, Histogram
 from ripple_server import aio
 from sqlalchemy.exc import SQLAlchemyError
@@ -50,7 +50,7 @@ ORDER_TO_ALERT = Histogram(
     "Delay from an order event's time to its alert confirmed by Kafka and the notifications Broker",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
 )
-PUBLISHER = AlertPublisher(CONFIG)
+PUBLISHER = or_exit("order-alerts", lambda: AlertPublisher(CONFIG))
 
 engine = LazyEngine(CONFIG)
 
@@ -73,18 +73,19 @@ async def handle(event: CloudEvent) -> None:
 
 
 def raise_alert(event: CloudEvent) -> None:
-    from kafka.errors import KafkaError  # imported by the first alert, not at the cold start (issue 22)
-
     try:
-        alert = record_alert(engine(), event, CONFIG.threshold)
-        if alert is None:  # unreachable after above_threshold; kept for the function's own contract
-            HANDLED.labels("below_threshold").inc()
-            return
-        if alert.emitted:
-            HANDLED.labels("duplicate").inc()
-            return
-        PUBLISHER.publish(alert_event(alert, CONFIG.alert_source))
-        mark_emitted(engine(), alert)
+        # One pooled connection (one checkout, one liveness ping) for the alert row and, once Kafka
+        # and the Broker confirmed it, its mark, as the notifier's outbox does.
+        with engine().connect() as connection:
+            alert = record_alert(connection, event, CONFIG.threshold)
+            if alert is None:  # unreachable after above_threshold; kept for the function's own contract
+                HANDLED.labels("below_threshold").inc()
+                return
+            if alert.emitted:
+                HANDLED.labels("duplicate").inc()
+                return
+            PUBLISHER.publish(alert_message(alert, CONFIG.alert_source))
+            mark_emitted(connection, alert)
         delay = order_delay_s(event, datetime.now(UTC))
         if delay is not None:
             ORDER_TO_ALERT.observe(delay)
@@ -97,7 +98,7 @@ def raise_alert(event: CloudEvent) -> None:
         raise problem(
             503, "database-unavailable", "Database unavailable", "the alert state was not written"
         ) from None
-    except KafkaError as error:
+    except KafkaUnacknowledged as error:
         HANDLED.labels("kafka_unavailable").inc()
         log.warning("Kafka did not acknowledge the alert: %s", error)
         raise problem(

@@ -1,7 +1,16 @@
-"""The decision (is this order an alert?), the idempotent state, and the alert event."""
+"""The decision (is this order an alert?), the idempotent state, and the alert event.
+
+The statements are built once, with bound parameters, so SQLAlchemy compiles each once: built per
+call, the alert row's INSERT ... ON CONFLICT DO NOTHING RETURNING was compiled at every alert
+(SQLAlchemy has no cache key for its ON CONFLICT construct) and, with the UPDATE built per call,
+cost ~1 ms of CPU of the ~5.5 ms a flagged order took (issue 19, loadtest/broker/alert_cpu.py).
+The alert event is built as its wire form (AlertMessage) rather than as an SDK CloudEvent that the
+SDK's Kafka and HTTP conversions then took apart again (order_alerts/emit.py).
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -9,9 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from cloudevents.abstract import AnyCloudEvent
-from cloudevents.http import CloudEvent
-from sqlalchemy import Engine, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from .schema import order_alerts
 
@@ -63,8 +70,31 @@ def above_threshold(event: AnyCloudEvent, threshold: float) -> bool:
     return order_of(event)[2] > Decimal(str(threshold))
 
 
-def record_alert(engine: Engine, event: AnyCloudEvent, threshold: float) -> Alert | None:
-    """The alert for this order (created once per tenant/order), or None below the threshold."""
+# The alert row, created once per (tenant, orderId). Written as SQL because SQLAlchemy 2.0 cannot
+# cache insert().on_conflict_do_nothing() (it compiles it at every execution, even built once);
+# tests/test_order_alerts_alerts.py checks it names the table's columns. Any unique conflict (the
+# key, or the alert id) returns nothing, as the construct's ON CONFLICT DO NOTHING did.
+RECORD = text(
+    "INSERT INTO order_alerts"
+    " (tenant, order_id, alert_id, trigger_source, trigger_id, amount, currency, threshold)"
+    " VALUES (:tenant, :order_id, :alert_id, :trigger_source, :trigger_id, :amount, :currency, :threshold)"
+    " ON CONFLICT DO NOTHING"
+    " RETURNING tenant, order_id, alert_id, amount, currency, threshold, created_at, emitted_at"
+)
+_KEY = (
+    order_alerts.c.tenant == bindparam("key_tenant"),
+    order_alerts.c.order_id == bindparam("key_order_id"),
+)
+# A redelivery's row (the INSERT returned nothing: it was there).
+STORED = select(order_alerts).where(*_KEY)
+MARK_EMITTED = update(order_alerts).where(*_KEY).values(emitted_at=func.now())
+
+
+def record_alert(connection: Connection, event: AnyCloudEvent, threshold: float) -> Alert | None:
+    """The alert for this order (created once per tenant/order), or None below the threshold.
+
+    In a transaction of its own on `connection` (which the caller keeps for mark_emitted).
+    """
     tenant, order_id, amount, currency = order_of(event)
     limit = Decimal(str(threshold))
     if amount <= limit:
@@ -79,15 +109,12 @@ def record_alert(engine: Engine, event: AnyCloudEvent, threshold: float) -> Aler
         "currency": currency,
         "threshold": limit,
     }
-    with engine.begin() as connection:
+    with connection.begin():
         # A new alert comes back from the INSERT itself; only a redelivery (the row was there)
         # needs the second round trip to read the stored one.
-        stored = connection.execute(
-            insert(order_alerts).values(**row).on_conflict_do_nothing().returning(*order_alerts.c)
-        ).one_or_none()
+        stored = connection.execute(RECORD, row).one_or_none()
         if stored is None:
-            key = (order_alerts.c.tenant == tenant, order_alerts.c.order_id == order_id)
-            stored = connection.execute(select(order_alerts).where(*key)).one()
+            stored = connection.execute(STORED, {"key_tenant": tenant, "key_order_id": order_id}).one()
     return Alert(
         tenant=stored.tenant,
         order_id=stored.order_id,
@@ -100,13 +127,10 @@ def record_alert(engine: Engine, event: AnyCloudEvent, threshold: float) -> Aler
     )
 
 
-def mark_emitted(engine: Engine, alert: Alert) -> None:
-    with engine.begin() as connection:
-        connection.execute(
-            update(order_alerts)
-            .where(order_alerts.c.tenant == alert.tenant, order_alerts.c.order_id == alert.order_id)
-            .values(emitted_at=func.now())
-        )
+def mark_emitted(connection: Connection, alert: Alert) -> None:
+    """The alert was confirmed by Kafka and the Broker: a redelivery now emits nothing."""
+    with connection.begin():
+        connection.execute(MARK_EMITTED, {"key_tenant": alert.tenant, "key_order_id": alert.order_id})
 
 
 def order_delay_s(event: AnyCloudEvent, now: datetime) -> float | None:
@@ -127,25 +151,39 @@ def order_delay_s(event: AnyCloudEvent, now: datetime) -> float | None:
     return max((now - placed).total_seconds(), 0.0)
 
 
-def alert_event(alert: Alert, source: str) -> CloudEvent:
+@dataclass(frozen=True)
+class AlertMessage:
+    """The dev.ripple.shop.order.flagged event as it travels: what order_alerts/emit.py writes to the
+    Kafka record and the Broker's request, each in its binding (binary mode)."""
+
+    # Every attribute, datacontenttype and the partitionkey extension included, as strings.
+    attributes: dict[str, str]
+    data: dict[str, Any]
+    # The data as the SDK's conversions marshal it (json.dumps, UTF-8): one body for both.
+    body: bytes
+    # The Kafka record key: the partitionkey.
+    key: bytes
+
+
+def alert_message(alert: Alert, source: str) -> AlertMessage:
     """The dev.ripple.shop.order.flagged event: same id and time whenever it is (re)built."""
-    return CloudEvent(
-        {
-            "specversion": "1.0",
-            "id": alert.alert_id,
-            "source": source,
-            "type": ORDER_FLAGGED,
-            "subject": alert.order_id,
-            "time": alert.created_at.isoformat(),
-            "datacontenttype": "application/json",
-            "tenant": alert.tenant,
-            "partitionkey": f"{alert.tenant}/{alert.order_id}",
-        },
-        {
-            "orderId": alert.order_id,
-            "amount": float(alert.amount),
-            "currency": alert.currency,
-            "threshold": float(alert.threshold),
-            "reason": f"amount {alert.amount} above the threshold {alert.threshold}",
-        },
-    )
+    partition_key = f"{alert.tenant}/{alert.order_id}"
+    data = {
+        "orderId": alert.order_id,
+        "amount": float(alert.amount),
+        "currency": alert.currency,
+        "threshold": float(alert.threshold),
+        "reason": f"amount {alert.amount} above the threshold {alert.threshold}",
+    }
+    attributes = {
+        "specversion": "1.0",
+        "id": alert.alert_id,
+        "source": source,
+        "type": ORDER_FLAGGED,
+        "subject": alert.order_id,
+        "time": alert.created_at.isoformat(),
+        "datacontenttype": "application/json",
+        "tenant": alert.tenant,
+        "partitionkey": partition_key,
+    }
+    return AlertMessage(attributes, data, json.dumps(data).encode(), partition_key.encode())
