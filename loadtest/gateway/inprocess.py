@@ -1,14 +1,18 @@
 """The gateway's CPU per request without sockets, Kafka or Keycloak: for profiling changes fast.
 
-Drives binary-mode order events through the gateway's `Gateway.handle` (`--app handler`) or the
-functions-framework ASGI app around it (`--app asgi`: Starlette, the framework's middleware, as
-uvicorn would call it), `--concurrency` requests at a time on uvloop, with a stand-in producer
-that acknowledges every record on its report thread (as librdkafka's delivery reports arrive)
-and a token signed by a key generated here. Prints the CPU time per request of the process.
-Nothing leaves the process, so it needs no stack and no lock; wall times on a shared machine
-mean little, compare CPU per request of builds run in turn (PYTHONPATH=<checkout>/functions).
+Drives binary-mode order events (or, with `--batch N`, batches of N structured order events
+built as loadtest/gateway/events.lua builds them for `make bench-peers`) through the gateway's
+`Gateway.handle` (`--app handler`) or the ASGI app ripple_server serves (`--app asgi`: POST /
+straight to the gateway, as uvicorn would call it), `--concurrency` requests at a time on uvloop,
+with a stand-in producer that acknowledges every record on its report thread (as librdkafka's
+delivery reports arrive) and a token signed by a key generated here. Prints the CPU time per
+request of the process (and per event, with `--batch`). Nothing leaves the process, so it needs
+no stack; it keeps a core busy, so on the shared machine a run longer than a few seconds takes
+the stack lock like any benchmark. Wall times on a shared machine mean little: compare CPU per
+request of builds run in turn (PYTHONPATH=<checkout>/functions, --gateway-dir).
 
     .venv/bin/python -m loadtest.gateway.inprocess [--app asgi] [--requests 20000] [--gc-tune]
+    .venv/bin/python -m loadtest.gateway.inprocess --app asgi --batch 100 --requests 2000 --gc-tune
     .venv/bin/py-spy record -r 500 -o handler.svg -- .venv/bin/python -m loadtest.gateway.inprocess
 
 Issue 22's profile notes: loadtest/gateway/profiles/issue22/README.md.
@@ -28,6 +32,32 @@ BODY = (
     b'{"orderId":"o-1","customerId":"c-1","items":[{"sku":"sku-1","quantity":1,"unitPrice":12.5}],'
     b'"amount":12.5,"currency":"EUR"}'
 )
+
+
+BATCH_TYPE = b"application/cloudevents-batch+json"
+
+
+# The RUN_ID loadtest/gateway/run.py gives events.lua ("wrk" and time.time_ns()): its 19-digit run
+# is in every id, and such runs are what the gateway's JSON reading looks for (LONG_NUMBER).
+RUN_ID = "wrk1764777600123456789"
+
+
+def batch_body(request: int, size: int, thread: int = 1, run_id: str = RUN_ID) -> bytes:
+    """The body events.lua sends with BATCH=size: a JSON array of structured order.placed events
+    with ids "<run>-<thread>-<n>" and customers c-<n mod 1000> (n counts this thread's events)."""
+    events = []
+    for i in range(size):
+        counter = request * size + i + 1
+        event_id = f"{run_id}-{thread}-{counter}"
+        data = (
+            f'{{"orderId":"o-{event_id}","customerId":"c-{counter % 1000}","items":[{{"sku":"sku-1",'
+            f'"quantity":1,"unitPrice":12.5}}],"amount":12.5,"currency":"EUR"}}'
+        )
+        events.append(
+            f'{{"specversion":"1.0","id":"{event_id}","source":"/loadtest/wrk",'
+            f'"type":"dev.ripple.shop.order.placed","data":{data}}}'
+        )
+    return ("[" + ",".join(events) + "]").encode()
 
 
 class StandInProducer:
@@ -79,17 +109,26 @@ def build(gateway_dir: Path) -> tuple[Any, str]:
     return gateway, token
 
 
-def scope(index: int, token: str) -> dict:
-    headers = [
-        (b"host", b"gateway"),
-        (b"authorization", f"Bearer {token}".encode()),
-        (b"content-type", b"application/json"),
-        (b"ce-specversion", b"1.0"),
-        (b"ce-id", f"inprocess-{index}".encode()),
-        (b"ce-source", b"/loadtest/inprocess"),
-        (b"ce-type", b"dev.ripple.shop.order.placed"),
-        (b"content-length", str(len(BODY)).encode()),
-    ]
+def scope(index: int, token: str, body: bytes | None = None) -> dict:
+    """The ASGI scope of request `index`: a binary-mode event, or a batch when `body` is given."""
+    if body is None:
+        headers = [
+            (b"host", b"gateway"),
+            (b"authorization", f"Bearer {token}".encode()),
+            (b"content-type", b"application/json"),
+            (b"ce-specversion", b"1.0"),
+            (b"ce-id", f"inprocess-{index}".encode()),
+            (b"ce-source", b"/loadtest/inprocess"),
+            (b"ce-type", b"dev.ripple.shop.order.placed"),
+            (b"content-length", str(len(BODY)).encode()),
+        ]
+    else:
+        headers = [
+            (b"host", b"gateway"),
+            (b"authorization", f"Bearer {token}".encode()),
+            (b"content-type", BATCH_TYPE),
+            (b"content-length", str(len(body)).encode()),
+        ]
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -110,6 +149,15 @@ async def receive() -> dict:
     return {"type": "http.request", "body": BODY, "more_body": False}
 
 
+def receiver(body: bytes) -> Any:
+    """An ASGI receive() that hands over `body` in one message."""
+
+    async def receive_body() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive_body
+
+
 async def drive(call: Any, requests: int, concurrency: int) -> float:
     await call(0)  # first request: caches, lazy imports
     started = time.process_time()
@@ -123,6 +171,7 @@ def main() -> None:
     parser.add_argument("--app", choices=["handler", "asgi"], default="handler")
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=1, help="events per request; above 1 a batch")
     parser.add_argument("--gc-tune", action="store_true", help="apply the gateway's GC tuning, as it does")
     parser.add_argument(
         "--gateway-dir",
@@ -138,8 +187,18 @@ def main() -> None:
         app._tune_gc(gateway.config.gc_gen0_threshold)
     from starlette.requests import Request
 
+    # Batch bodies are built before the clock starts (wrk builds them, not the gateway); a few
+    # hundred distinct ones, reused, keep the memory small.
+    bodies = [batch_body(i, args.batch) for i in range(256)] if args.batch > 1 else []
+
+    def request_of(index: int) -> tuple[dict, Any]:
+        if not bodies:
+            return scope(index, token), receive
+        body = bodies[index % len(bodies)]
+        return scope(index, token, body), receiver(body)
+
     async def handler(index: int) -> None:
-        response = await gateway.handle(Request(scope(index, token), receive))
+        response = await gateway.handle(Request(*request_of(index)))
         assert response.status_code == 202, response.body
 
     if args.app == "asgi":
@@ -159,14 +218,18 @@ def main() -> None:
             async def send(message: dict) -> None:
                 sent.append(message)
 
-            await asgi(scope(index, token), receive, send)
+            await asgi(*request_of(index), send)
             assert sent[0]["status"] == 202, sent
     else:
         call = handler
     import uvloop
 
     cpu = uvloop.run(drive(call, args.requests, args.concurrency))
-    print(f"{args.app}: {args.requests} requests, {cpu * 1e6:.0f} µs CPU per request")
+    per_event = f", {cpu * 1e6 / args.batch:.1f} µs per event" if args.batch > 1 else ""
+    print(
+        f"{args.app}: {args.requests} requests of {args.batch} event(s), "
+        f"{cpu * 1e6:.0f} µs CPU per request{per_event}"
+    )
 
 
 if __name__ == "__main__":
