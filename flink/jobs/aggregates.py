@@ -19,7 +19,21 @@ Configuration (environment variables, read only here; defaults are the cluster a
   RIPPLE_IDLE_TIMEOUT         a partition without records this long stops holding the
                               watermark back               5 s
   RIPPLE_SINK_FLUSH_INTERVAL  JDBC sink flush interval     1 s
+  RIPPLE_MINI_BATCH           buffer records and touch each aggregate's state, and emit its row,
+                              once per key per batch instead of once per record   true
+  RIPPLE_MINI_BATCH_LATENCY   a batch ends when event time (the watermark) crosses a multiple of
+                              this, before every checkpoint, or at RIPPLE_MINI_BATCH_SIZE records;
+                              should divide a minute (window ends are then batch ends; otherwise a
+                              per-minute row is written up to this much later)   1 s
+  RIPPLE_MINI_BATCH_SIZE      records buffered per batch and operator at most   5000
   RIPPLE_JOB_NAME             the job's name (how `make up` finds it)   ripple-aggregates
+
+Mini-batch (flink/README.md "Mini-batch"): the running aggregates have a handful of keys (tenants,
+skus) and got one state update and one upsert per record; batched, they get one per key per batch.
+The latency default matches the JDBC sink's 1 s flush, so a running total shows at most about a
+second later; the size bounds the buffers (the de-duplication's holds whole records) while a
+backlog is read. Switching mini-batch on or off changes the job graph, so the job cannot resume
+from its state across the switch: start it fresh (flink/README.md "Upgrade path").
 """
 
 from __future__ import annotations
@@ -88,6 +102,9 @@ class JobConfig:
     lateness_s: int
     idle_timeout: str
     sink_flush_interval: str
+    mini_batch: bool
+    mini_batch_latency: str
+    mini_batch_size: int
     job_name: str
 
     @classmethod
@@ -108,8 +125,73 @@ class JobConfig:
             lateness_s=int(env.get("RIPPLE_LATENESS_S", "30")),
             idle_timeout=env.get("RIPPLE_IDLE_TIMEOUT", "5 s"),
             sink_flush_interval=env.get("RIPPLE_SINK_FLUSH_INTERVAL", "1 s"),
+            mini_batch=_flag(env.get("RIPPLE_MINI_BATCH", "true"), "RIPPLE_MINI_BATCH"),
+            mini_batch_latency=env.get("RIPPLE_MINI_BATCH_LATENCY", "1 s"),
+            mini_batch_size=_positive(env.get("RIPPLE_MINI_BATCH_SIZE", "5000"), "RIPPLE_MINI_BATCH_SIZE"),
             job_name=env.get("RIPPLE_JOB_NAME", "ripple-aggregates"),
         )
+
+
+def _flag(value: str, name: str) -> bool:
+    """A boolean setting: true/false (any case), as Flink's own options."""
+    if value.strip().lower() not in ("true", "false"):
+        sys.exit(f"ripple-aggregates: {name} must be true or false, not {value!r}.")
+    return value.strip().lower() == "true"
+
+
+def _positive(value: str, name: str) -> int:
+    """A count setting: a whole number above 0."""
+    if not value.strip().isdigit() or int(value) < 1:
+        sys.exit(f"ripple-aggregates: {name} must be a whole number above 0, not {value!r}.")
+    return int(value)
+
+
+def table_settings(config: JobConfig) -> dict[str, str]:
+    """The Flink configuration the job sets on its TableEnvironment (pure, so unit-testable)."""
+    settings = {
+        "pipeline.name": config.job_name,
+        "table.local-time-zone": "UTC",
+        # Exactly-once checkpoints: Kafka offsets and all aggregate state are snapshotted together;
+        # after a failure the job resumes from the last one and replays from its offsets.
+        "execution.checkpointing.interval": config.checkpoint_interval,
+        "execution.checkpointing.mode": "EXACTLY_ONCE",
+        "execution.checkpointing.min-pause": "1 s",
+        "table.exec.source.idle-timeout": config.idle_timeout,
+        # Each aggregate's GROUP BY is its sink's primary key, so updates arrive keyed and in order:
+        # the extra state of a SinkUpsertMaterializer would buy nothing.
+        "table.exec.sink.upsert-materialize": "NONE",
+        # The INSERTs read the same views (the de-duplicated topics, their union): optimized per
+        # INSERT, every INSERT got its own copy of each view's check, exchange and
+        # de-duplication (7 for 3 topics, each with its own state). Found by digest, each view
+        # is optimized once and its output shared: one check and one de-duplication per topic.
+        "table.optimizer.reuse-optimize-block-with-digest-enabled": "true",
+        "table.exec.mini-batch.enabled": "true" if config.mini_batch else "false",
+    }
+    if config.mini_batch:
+        # The window aggregate needs the event-time watermark, so the planner makes the batches
+        # event-time ones (a RowTime MiniBatchAssigner after each source forwards the watermark
+        # only when it crosses a multiple of the latency): a window end, a multiple of a minute,
+        # is always such a crossing, so the per-minute rows fire as before. Every batching
+        # operator (de-duplication, both GROUP BYs) flushes its buffer before it forwards a
+        # watermark and before a checkpoint barrier (prepareSnapshotPreBarrier), so a checkpoint
+        # holds every record before its barrier in state, as without batches: exactly once holds.
+        # The agg-phase strategy stays AUTO: with mini-batch it splits both GROUP BYs into a
+        # local pre-aggregate chained before the keyed exchange and a global one after it, so
+        # only one row per key per batch crosses the exchange.
+        settings["table.exec.mini-batch.allow-latency"] = config.mini_batch_latency
+        settings["table.exec.mini-batch.size"] = str(config.mini_batch_size)
+    return settings
+
+
+def batches_on_processing_time(plan: str) -> bool:
+    """Whether an EXPLAIN of the job puts a processing-time mini-batch assigner anywhere.
+
+    Such an assigner drops the source watermarks and emits wall-clock ones, so the window behind
+    it would close on the wall clock instead of event time. Flink 2.0 gives a view shared by
+    several INSERTs the mini-batch mode of the INSERT planned last (aggregates.sql keeps the
+    window's last); this check catches a Flink version or an SQL change where that no longer holds.
+    """
+    return any("MiniBatchAssigner(" in line and "mode=[ProcTime]" in line for line in plan.splitlines())
 
 
 def _quote(value: str) -> str:
@@ -171,17 +253,8 @@ def build(config: JobConfig) -> TableEnvironment:
 
     tables = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     settings = tables.get_config()
-    settings.set("pipeline.name", config.job_name)
-    settings.set("table.local-time-zone", "UTC")
-    # Exactly-once checkpoints: Kafka offsets and all aggregate state are snapshotted together;
-    # after a failure the job resumes from the last one and replays from its offsets.
-    settings.set("execution.checkpointing.interval", config.checkpoint_interval)
-    settings.set("execution.checkpointing.mode", "EXACTLY_ONCE")
-    settings.set("execution.checkpointing.min-pause", "1 s")
-    settings.set("table.exec.source.idle-timeout", config.idle_timeout)
-    # Each aggregate's GROUP BY is its sink's primary key, so updates arrive keyed and in order:
-    # the extra state of a SinkUpsertMaterializer would buy nothing.
-    settings.set("table.exec.sink.upsert-materialize", "NONE")
+    for key, value in table_settings(config).items():
+        settings.set(key, value)
     return tables
 
 
@@ -195,6 +268,12 @@ def main() -> None:
             inserts.add_insert_sql(statement)
         else:
             tables.execute_sql(statement)
+    if config.mini_batch and batches_on_processing_time(inserts.explain()):
+        sys.exit(
+            "ripple-aggregates: the plan batches on processing time, which would close the per-minute "
+            "windows on the wall clock; keep the windowed INSERT last in aggregates.sql, or set "
+            "RIPPLE_MINI_BATCH=false (flink/README.md, Mini-batch)."
+        )
     # All INSERTs form one job: one set of sources, one checkpoint covering every aggregate.
     inserts.execute()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 import urllib.parse
@@ -168,8 +169,8 @@ def _dropped_by_checks(stack, job_id: str) -> dict[str, int]:
     for vertex in rest_get(stack.settings, f"/jobs/{job_id}")["vertices"]:
         if not vertex["name"].startswith("Source: "):
             continue
-        # "Source: orders_source[1] -> (Calc[2], ...)": every Calc there holds the same filter.
-        calc = vertex["name"].split("(", 1)[1].split(",")[0].rstrip(")")
+        # "Source: orders_source[41] -> MiniBatchAssigner[42] -> Calc[43]": the source's one check.
+        calc = re.search(r"Calc\[\d+\]", vertex["name"]).group(0)
         names = f"{calc}.numRecordsIn,{calc}.numRecordsOut"
         found = rest_get(
             stack.settings,

@@ -97,6 +97,66 @@ def test_defaults_are_the_cluster_addresses():
     assert (job.checkpoint_interval, job.lateness_s, job.job_name) == ("5 s", 30, "ripple-aggregates")
 
 
+def test_mini_batch_is_on_by_default_and_configurable():
+    settings = aggregates.table_settings(config())
+    assert settings["table.exec.mini-batch.enabled"] == "true"
+    assert settings["table.exec.mini-batch.allow-latency"] == "1 s"
+    assert settings["table.exec.mini-batch.size"] == "5000"
+    # Exactly once stays whatever the batches.
+    assert settings["execution.checkpointing.mode"] == "EXACTLY_ONCE"
+    tuned = aggregates.table_settings(config(RIPPLE_MINI_BATCH_LATENCY="2 s", RIPPLE_MINI_BATCH_SIZE="100"))
+    assert (tuned["table.exec.mini-batch.allow-latency"], tuned["table.exec.mini-batch.size"]) == (
+        "2 s",
+        "100",
+    )
+    off = aggregates.table_settings(config(RIPPLE_MINI_BATCH="False"))
+    assert off["table.exec.mini-batch.enabled"] == "false"
+    assert not any(
+        key.startswith("table.exec.mini-batch.") and key != "table.exec.mini-batch.enabled" for key in off
+    )
+
+
+def test_views_are_optimized_once_for_every_insert():
+    # Without it every INSERT had its own check and de-duplication of each topic it reads.
+    settings = aggregates.table_settings(config(RIPPLE_MINI_BATCH="false"))
+    assert settings["table.optimizer.reuse-optimize-block-with-digest-enabled"] == "true"
+
+
+def test_the_windowed_insert_is_planned_last():
+    # Flink 2.0 gives a shared view the mini-batch mode of the INSERT planned last; only the
+    # window's (event time) keeps the source watermarks (aggregates.sql, Aggregates).
+    inserts = [s for s in aggregates.render_statements(config()) if s.startswith("INSERT INTO")]
+    assert inserts[-1].startswith("INSERT INTO agg_events_per_minute")
+
+
+# Lines of `StatementSet.explain()` of this job on Flink 2.0.2 (shortened): the SQL as committed,
+# and with the windowed INSERT first, where the shared views got the processing-time mode.
+EVENT_TIME_PLAN = """== Optimized Execution Plan ==
+Calc(select=[tenant, ce_type, event_time, orderId, items, amount])(reuse_id=[1])
++- Deduplicate(keep=[FirstRow], key=[ce_id, ce_source], order=[PROCTIME])
+   +- Exchange(distribution=[hash[ce_id, ce_source]])
+      +- Calc(select=[orderId, items, amount, ...])
+         +- MiniBatchAssigner(interval=[1000ms], mode=[RowTime])
+            +- TableSourceScan(table=[[default_catalog, default_database, orders_source, ...]])
+"""
+PROCESSING_TIME_PLAN = EVENT_TIME_PLAN.replace("mode=[RowTime]", "mode=[ProcTime]")
+
+
+def test_a_plan_batching_on_processing_time_is_refused():
+    assert not aggregates.batches_on_processing_time(EVENT_TIME_PLAN)
+    assert aggregates.batches_on_processing_time(PROCESSING_TIME_PLAN)
+    assert not aggregates.batches_on_processing_time("Deduplicate(keep=[FirstRow], order=[PROCTIME])")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("RIPPLE_MINI_BATCH", "yes"), ("RIPPLE_MINI_BATCH_SIZE", "0"), ("RIPPLE_MINI_BATCH_SIZE", "1k")],
+)
+def test_bad_mini_batch_settings_stop_with_a_message(name, value):
+    with pytest.raises(SystemExit, match=name):
+        config(**{name: value})
+
+
 def test_restore_point_is_the_newest_complete_checkpoint_of_our_jobs(tmp_path, monkeypatch):
     monkeypatch.setenv("RIPPLE_HOME", str(tmp_path))
     settings = load_settings()

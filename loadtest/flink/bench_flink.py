@@ -8,6 +8,10 @@ and measure for every event the delay from its event time until it is visible in
 in the running totals (polled every 0.2 s) and in its per-minute row (written_at, set by
 PostgreSQL when the row is written; a window row is written once the watermark passes its end,
 so this delay includes the rest of the minute and the allowed lateness by design).
+The delay phase also reads the TaskManager's CPU (its process tree in /proc, via supervisord's
+pid) from the first event sent to the last counted: CPU ms per event and cores used, what the job
+costs the stack per event at that rate (issue 22). Not in the backlog phase: its window (first to
+last count, 2-7 s) starts after up to a second of work whose counts land inside it.
 
 Runs against the local stack (make up); the events of the bench tenant stay in the tables.
 
@@ -23,6 +27,7 @@ caught up (`isolation.wait_for_zero_lag`, up to --lag-within s): it prints each 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -43,6 +48,7 @@ from flink_testkit import (  # the test kit writes events as the gateway does
 
 from loadtest import isolation
 from loadtest.measure import percentile
+from loadtest.scenarios import cpu
 from ripple_stack import flink_job
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import load_settings
@@ -60,6 +66,26 @@ def counted(engine: sa.Engine, tenant: str, before: int = 0) -> int:
     except sa.exc.OperationalError:
         return before
     return int(rows[0][0]) if rows else 0
+
+
+TASKMANAGER = "flink-taskmanager"  # the supervisord program (infra/local/ripple_stack/components/flink.py)
+
+
+def taskmanager_cpu(settings) -> tuple[int, float] | None:
+    """(pid, CPU seconds so far of its process tree) of the TaskManager; None without one."""
+    try:
+        pid = cpu.program_pids(settings).get(TASKMANAGER, 0)
+    except Exception:  # no supervisord (a cluster run): the CPU lines are left out, not the run
+        return None
+    seconds = cpu.tree_cpu_seconds(pid) if pid else None
+    return (pid, seconds) if seconds is not None else None
+
+
+def cpu_used(before: tuple[int, float] | None, after: tuple[int, float] | None) -> float | None:
+    """The TaskManager's CPU seconds between two readings; None if it restarted in between."""
+    if before is None or after is None or before[0] != after[0]:
+        return None
+    return after[1] - before[1]
 
 
 def throughput(settings, secrets, engine: sa.Engine, events: int) -> dict:
@@ -105,6 +131,7 @@ def delay(settings, engine: sa.Engine, rate: float, seconds: float) -> dict:
     kafka = producer(settings.kafka_bootstrap)
     sent: list = []
     visible: list[tuple[float, int]] = []  # (wall clock, count) samples of the running totals
+    start_cpu = taskmanager_cpu(settings)
     start = time.monotonic()
     with Heartbeat(settings.kafka_bootstrap):
         next_poll = 0.0
@@ -126,6 +153,10 @@ def delay(settings, engine: sa.Engine, rate: float, seconds: float) -> dict:
         while visible[-1][1] < total:
             time.sleep(0.2)
             visible.append((time.time(), counted(engine, tenant, visible[-1][1] if visible else 0)))
+        # From the first event sent to the last counted: the steady cost, the job's own timers,
+        # checkpoints and the heartbeat's few events included.
+        cpu_s = cpu_used(start_cpu, taskmanager_cpu(settings))
+        cpu_wall_s = time.monotonic() - start
         # Every per-minute row of the tenant written (the heartbeat moves the watermark on).
         windows = {(e.type, minute(e.time)) for e in sent}
         rows: list = []
@@ -144,7 +175,13 @@ def delay(settings, engine: sa.Engine, rate: float, seconds: float) -> dict:
             index += 1
         running.append(visible[index][0] - event.time.timestamp())
         windowed.append((written[(event.type, minute(event.time))] - event.time).total_seconds())
-    return {"events": total, "running": running, "windowed": windowed}
+    return {
+        "events": total,
+        "running": running,
+        "windowed": windowed,
+        "cpu_ms_per_event": 1000 * cpu_s / total if cpu_s is not None and total else None,
+        "cores": cpu_s / cpu_wall_s if cpu_s is not None and cpu_wall_s > 0 else None,
+    }
 
 
 def main() -> int:
@@ -164,6 +201,7 @@ def main() -> int:
     secrets = load_secrets(settings)
     engine = sa.create_engine(settings.postgres_url(secrets["RIPPLE_POSTGRES_PASSWORD"]), pool_pre_ping=True)
     flink_job.ensure_running(settings, secrets, say)
+    say("load average (1, 5, 15 min) at the start: " + ", ".join(f"{load:.2f}" for load in os.getloadavg()))
 
     speed = throughput(settings, secrets, engine, arguments.events)
     latency = delay(settings, engine, arguments.rate, arguments.seconds)
@@ -183,6 +221,12 @@ def main() -> int:
         table = "running totals" if name == "running" else "per-minute row"
         print(f"{f'event time -> {table} visible, p50 s':52} {statistics.median(values):>12.2f}")
         print(f"{f'event time -> {table} visible, p99 s':52} {percentile(values, 99):>12.2f}")
+    if latency["cpu_ms_per_event"] is not None:
+        print(f"{'TaskManager CPU, delay phase, ms per event':52} {latency['cpu_ms_per_event']:>12.3f}")
+        print(f"{'TaskManager CPU, delay phase, cores':52} {latency['cores']:>12.2f}")
+    print(
+        f"{'load average at the end (1, 5, 15 min)':52} {', '.join(f'{x:.2f}' for x in os.getloadavg()):>12}"
+    )
     print()
     print(
         f"stack consumer lag (the bench wrote its topics), waiting up to {arguments.lag_within:.0f} s for 0:"
