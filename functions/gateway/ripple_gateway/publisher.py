@@ -184,20 +184,19 @@ class Publisher:
                 raise KafkaUnavailable("Kafka is unreachable", self._config.retry_after_s) from None
             return self._current
 
-    async def publish(self, records: Sequence[KafkaRecord]) -> None:
-        """Return once Kafka acknowledged every record; KafkaUnavailable (503) otherwise."""
-        producer = self._get().producer
-        started = time.perf_counter()
-        acks = _Acks(len(records), asyncio.get_running_loop())
+    def _produce(self, producer: Any, records: Sequence[KafkaRecord], acks: _Acks) -> None:
+        """Hand every record to the producer, each reporting to `acks`; 413 or 503 if it refuses one."""
         try:
             prefix = self._prefix
+            produce = producer.produce
+            report = acks.report  # one bound method for all the request's records
             for record in records:
-                producer.produce(
+                produce(
                     prefix + record.topic,
                     value=record.value,
                     key=record.key,
                     headers=record.headers,
-                    on_delivery=acks.report,
+                    on_delivery=report,
                 )
         except KafkaException as error:
             if error.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
@@ -207,6 +206,19 @@ class Publisher:
         except BufferError:
             log.warning("the Kafka producer's queue is full; answering 503")
             raise KafkaUnavailable("the gateway's Kafka queue is full", self._config.retry_after_s) from None
+
+    async def publish(self, records: Sequence[KafkaRecord]) -> None:
+        """Return once Kafka acknowledged every record; KafkaUnavailable (503) otherwise.
+
+        The records are not referenced from here once produced (librdkafka holds copies), so a
+        caller that drops its own reference lets them die before the wait (app.post_events).
+        """
+        producer = self._get().producer
+        started = time.perf_counter()
+        count = len(records)
+        acks = _Acks(count, asyncio.get_running_loop())
+        self._produce(producer, records, acks)
+        del records
         # A record is failed by the producer at delivery.timeout.ms; the margin covers the
         # report thread noticing it. The wait never lasts longer than that. (A timer on the loop
         # rather than asyncio.wait, which builds a task set per request.)
@@ -221,7 +233,7 @@ class Publisher:
         if error is not None:
             if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
                 raise _too_large()
-            log.warning("Kafka did not acknowledge %d record(s): %s", len(records), error)
+            log.warning("Kafka did not acknowledge %d record(s): %s", count, error)
             raise KafkaUnavailable("Kafka did not acknowledge the events", self._config.retry_after_s)
         KAFKA_ACK_SECONDS.observe(time.perf_counter() - started)
         self._down_logged = False

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from cloudevents.http import from_http
+from cloudevents.http import from_dict, from_http
 from cloudevents.kafka import to_binary
 
 from ripple_auth import Problem
@@ -99,6 +99,33 @@ def test_kafka_headers_are_to_binary_headers_for_a_structured_event():
 def test_ids_with_long_digit_runs_stay_on_the_fast_path():
     assert not events.LONG_NUMBER.search(b'{"orderId":"o-wrk1764745200123456789-1-1","n":12}')
     assert events.LONG_NUMBER.search(b'{"a": [0, -99999999999999999999]}')
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"orderId":"o-wrk1764745200123456789-1-1","n":12}',
+        b'{"a": [0, -99999999999999999999]}',
+        b"1234567890123456789",
+        b" \n-1234567890123456789",
+        b'{"a":"x", "b" :\t-12345678901234567890123456789012345678901}',
+        b'["123456789012345678", 1234567890123456789012345678901234567890]',
+        b"[-x1234567890123456789]",
+        b"[1.1234567890123456789]",
+    ],
+)
+def test_long_number_finds_what_the_regex_finds(body):
+    assert events._long_number(body) == bool(events.LONG_NUMBER.search(body))
+
+
+def test_long_number_finds_what_the_regex_finds_anywhere():
+    import random
+
+    pieces = [b"1234567890", b"123456789", b"0", b"-", b" ", b"\n", b"[", b",", b":", b'"', b"x"]
+    draw = random.Random(22)
+    for _ in range(20000):
+        body = b"".join(draw.choices(pieces, k=draw.randrange(13)))
+        assert events._long_number(body) == bool(events.LONG_NUMBER.search(body)), body
 
 
 def stdlib(body: bytes):
@@ -204,3 +231,85 @@ def test_access_lines_go_to_the_gateway_handler_or_through_logging(monkeypatch):
     app._access('{"status":400}')
     assert own.stream.getvalue().endswith('{"status":400}\n')
     assert other.stream.getvalue() == '{"status":400}\n'
+
+
+BATCH_ELEMENTS = [
+    {},
+    {"time": "2026-01-01T10:00:00Z", "subject": "o", "zeta": "1"},
+    {"count": 3, "flag": True, "ratio": 7.0, "dataschema": "https://s/x"},
+    {"tenant": "evil", "partitionkey": "mine", "datacontenttype": "application/json"},
+    {"alpha": "x", "subject": None, "traceparent": "00-1", "datacontenttype": "application/vnd.x+json"},
+]
+
+
+@pytest.mark.parametrize("extra", BATCH_ELEMENTS)
+def test_batch_fast_path_makes_the_sdk_record(extra):
+    """A batch element is the event the SDK's from_dict made of it, and so is its record."""
+    document = {**{name[3:]: value for name, value in BASE.items()}, **extra, "data": json.loads(ORDER)}
+    body = json.dumps([document, document]).encode()
+    incomings = events.parse_request({"Content-Type": events.BATCH}, body, 500)
+    entry = load_catalog().get("dev.ripple.shop.order.placed")
+    records = [events.to_record(incoming, entry, "acme", NOW) for incoming in incomings]
+
+    attributes = {
+        name: events._attribute_string(value)
+        for name, value in document.items()
+        if name != "data" and value is not None
+    }
+    sdk_event = from_dict({**attributes, "data": None})
+    key = entry.partition_key_of(document["data"], "acme")
+    sdk_event["tenant"] = "acme"
+    sdk_event["partitionkey"] = key
+    if "time" not in document:
+        sdk_event["time"] = NOW
+    if not sdk_event.get("datacontenttype"):
+        sdk_event["datacontenttype"] = events.JSON
+    message = to_binary(sdk_event, data_marshaller=lambda data: data)
+    for incoming, record in zip(incomings, records, strict=True):
+        assert list(incoming.event.get_attributes()) == list(sdk_event.get_attributes())
+        assert record.headers == [*message.headers.items(), ("ce_partitionkey", key.encode())]
+        assert record.value == json.dumps(document["data"], separators=(",", ":")).encode()
+
+
+def standard_compact(value):
+    """The record value before orjson wrote it: the standard library's compact JSON."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [1, 2], "b": "é", "c": None, "d": True, "e": {}},
+        [1e-05, 1e-07, -1e-05, 9.5e-05, 0.0001, 0.00012, 1e-4],
+        [1e16, 1e22, 1.2345678901234568e17, 1e15, 5e-324, 1.7976931348623157e308, -0.0, 0.1, 12.5],
+        {"unitPrice": 4.9305051314766004e-05, "amount": 1.719426439093941e-09},
+        [2**63 - 1, -(2**63), 2**64, -(2**63) - 1, 12345678901234567890123],
+        ["\x00\x1f\x7f\x80\x9f", "\u2028\u2029", '😀 \\ " /', "\t\n\r\b\f", "1e5", ",1e-05", "0.00001"],
+        {"e": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "1e": [0.0000, 10.00001]},
+        [[[[[[[[[[{"x": [1.5e-06]}]]]]]]]]]],
+    ],
+)
+def test_compact_json_is_the_standard_librarys(value):
+    assert events._compact(value) == standard_compact(value)
+
+
+def test_compact_json_of_deep_nesting_is_the_standard_librarys():
+    value: list = [1e-07]
+    for _ in range(300):  # orjson writes 254 levels at most
+        value = [value]
+    assert events._compact(value) == standard_compact(value)
+
+
+def test_compact_json_of_any_float_is_the_standard_librarys():
+    from hypothesis import given, seed, settings
+    from hypothesis import strategies as st
+
+    @seed(22)
+    @settings(max_examples=2000, deadline=None)
+    @given(st.floats(allow_nan=False, allow_infinity=False))
+    def same_bytes(number):
+        assert events._compact({"n": number, "l": [number, -number]}) == standard_compact(
+            {"n": number, "l": [number, -number]}
+        )
+
+    same_bytes()
