@@ -5,9 +5,11 @@ orders, ~5.5 ms each) and the first long hop of the order -> notification delay.
 function's `raise_alert` directly, one flagged order after another on one thread, as its worker
 thread does (the alert row, the alert to Kafka with acks=all and to the Broker, both awaited, the
 row marked emitted), and prints the process's CPU time and wall time per alert, and beside it the
-CPU the PostgreSQL backend and the Broker stand-in spent on each. `--through asgi` posts binary-mode
+CPU the PostgreSQL backends and the Broker stand-in spent on each. `--through asgi` posts binary-mode
 CloudEvents into the function's ASGI app instead (main.py as it is served, without uvicorn's HTTP
-parsing: the app, the CloudEvent decoding and the worker-thread hop on top). Compare builds run in
+parsing: the app, the CloudEvent decoding and the worker-thread hop on top), `--in-flight N` of them
+at once as the KafkaSource's unordered dispatch sends them (the worker threads then share the
+producer, the pool and the Broker client). Compare builds run in
 turn with `--function-dir` (e.g. functions/order-alerts of a `git worktree` of the commit before);
 `--profile` writes cProfile's stats of the measured calls.
 
@@ -24,7 +26,7 @@ user), with order-alerts' migrations:
     (cd functions/order-alerts && ../../.venv/bin/python -c \\
         'import sys, pathlib; sys.path[:0] = [".", ".."]; from ripple_consumer.serve import migrate
         migrate(pathlib.Path("."))')
-    .venv/bin/python -m loadtest.broker.alert_cpu [--alerts 2000] [--through asgi] [--profile p]
+    .venv/bin/python -m loadtest.broker.alert_cpu [--alerts 2000] [--through asgi [--in-flight 16]]
 """
 
 from __future__ import annotations
@@ -132,8 +134,8 @@ def direct() -> Driver:
     return prepare
 
 
-def through_asgi(app: Any) -> Driver:
-    """Binary-mode POSTs into the function's ASGI app, one after another."""
+def through_asgi(app: Any, in_flight: int) -> Driver:
+    """Binary-mode POSTs into the function's ASGI app, `in_flight` at a time (1: one after another)."""
     statuses: list[int] = []
 
     async def post(headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -172,8 +174,15 @@ def through_asgi(app: Any) -> Driver:
             requests.append((headers, body))
 
         async def post_all() -> None:
-            for headers, body in requests:
-                await post(headers, body)
+            # As the KafkaSource's unordered dispatch keeps many deliveries in flight: the worker
+            # threads (asyncio.to_thread's pool) then share one producer, pool and Broker client.
+            pending = iter(requests)
+
+            async def poster() -> None:
+                for headers, body in pending:
+                    await post(headers, body)
+
+            await asyncio.gather(*(poster() for _ in range(in_flight)))
 
         def run() -> None:
             asyncio.run(post_all())
@@ -204,6 +213,9 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=2000, help="measured flagged orders")
     parser.add_argument("--warmup", type=int, default=50, help="alerts before measuring (pools, caches)")
     parser.add_argument("--through", choices=["raise_alert", "asgi"], default="raise_alert")
+    parser.add_argument(
+        "--in-flight", type=int, default=1, help="with --through asgi: requests in flight at once"
+    )
     parser.add_argument(
         "--function-dir",
         type=Path,
@@ -237,7 +249,7 @@ def main() -> None:
         if args.through == "asgi":
             from ripple_consumer.http import create_app
 
-            prepare = through_asgi(create_app(str(function_dir / "main.py")))
+            prepare = through_asgi(create_app(str(function_dir / "main.py")), args.in_flight)
         else:
             from ripple_server.aio import load_app
 
@@ -248,9 +260,15 @@ def main() -> None:
         measured = [f"o-{run_id}-{index}" for index in range(args.alerts)]
         prepare(warmup)()
         run = prepare(measured)
-        # One thread: the pool hands out the same connection every time, so one backend does the work.
+        # The backends of the function's pooled connections (the warm-up opened them, this one is
+        # one of them): every client backend of the database, hence a PostgreSQL of its own (above).
         with engine.connect() as connection:
-            postgres_pids = [connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()]
+            postgres_pids = list(
+                connection.exec_driver_sql(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND backend_type = 'client backend'"
+                ).scalars()
+            )
         server_ticks = ticks(postgres_pids), ticks([broker.pid])
         profiler = cProfile.Profile() if args.profile else None
         threads_before = thread_ticks()
@@ -275,10 +293,12 @@ def main() -> None:
         assert done == args.alerts, f"{done} of {args.alerts} alerts marked emitted"
         load = os.getloadavg()
         print(
-            f"{args.label or function_dir} through {args.through}: {args.alerts} alerts, "
+            f"{args.label or function_dir} through {args.through}"
+            f"{f' ({args.in_flight} in flight)' if args.through == 'asgi' else ''}: {args.alerts} alerts, "
             f"CPU {cpu / args.alerts * 1000:.3f} ms, wall {wall / args.alerts * 1000:.3f} ms "
             f"per alert{' (under cProfile)' if profiler else ''}; servers' CPU per alert: "
-            f"PostgreSQL backend {postgres_ms:.3f} ms, Broker stand-in {broker_ms:.3f} ms; "
+            f"PostgreSQL backends ({len(postgres_pids)}) {postgres_ms:.3f} ms, "
+            f"Broker stand-in {broker_ms:.3f} ms; "
             f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
         )
         busiest = sorted(threads.items(), key=lambda item: -item[1])
