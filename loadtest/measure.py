@@ -235,3 +235,49 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     if low == high:
         return ordered[low]
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def asgi_post_scope(headers: list[tuple[bytes, bytes]], path: str = "/") -> dict:
+    """The ASGI scope of an HTTP/1.1 POST as uvicorn hands it to an app: for the in-process CPU
+    harnesses (loadtest/gateway/inprocess.py, loadtest/broker/*_cpu.py), which call a function's
+    app without sockets."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "server": ("127.0.0.1", 8080),
+        "client": ("127.0.0.1", 50000),
+    }
+
+
+def binary_event_headers(host: str, attributes: Mapping[str, str], body: bytes) -> list[tuple[bytes, bytes]]:
+    """A binary-mode CloudEvent request's headers (ASCII attribute values): `datacontenttype` as
+    Content-Type, every other attribute as ce-<name>."""
+    headers = [(b"host", host.encode()), (b"content-length", str(len(body)).encode())]
+    headers += [
+        (b"content-type" if name == "datacontenttype" else f"ce-{name}".encode(), value.encode())
+        for name, value in attributes.items()
+    ]
+    return headers
+
+
+async def asgi_post(app: Callable, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+    """POST `body` into an ASGI `app` in-process; the response's status."""
+    statuses: list[int] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(asgi_post_scope(headers), receive, send)
+    return statuses[0]

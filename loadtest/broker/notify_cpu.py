@@ -46,7 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loadtest.measure import cpu_ticks, processes_on_port
+from loadtest.measure import asgi_post, binary_event_headers, cpu_ticks, processes_on_port
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -110,44 +110,15 @@ def through_asgi(notifier_dir: Path) -> Driver:
     app = create_app(str(notifier_dir / "main.py"))
     statuses: list[int] = []
 
-    async def post(headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        async def receive() -> dict:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                statuses.append(message["status"])
-
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/",
-            "raw_path": b"/",
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
-            "server": ("127.0.0.1", 8080),
-            "client": ("127.0.0.1", 50000),
-        }
-        await app(scope, receive, send)
-
     def prepare(order_ids: list[str]) -> Callable[[], None]:
         requests = []
         for order_id in order_ids:
             body = json.dumps(ORDER | {"orderId": order_id}).encode()
-            headers = [(b"host", b"notifier"), (b"content-length", str(len(body)).encode())]
-            headers += [
-                (b"content-type" if name == "datacontenttype" else f"ce-{name}".encode(), value.encode())
-                for name, value in attributes(order_id).items()
-            ]
-            requests.append((headers, body))
+            requests.append((binary_event_headers("notifier", attributes(order_id), body), body))
 
         async def post_all() -> None:
             for headers, body in requests:
-                await post(headers, body)
+                statuses.append(await asgi_post(app, headers, body))
 
         def run() -> None:
             asyncio.run(post_all())

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadtest.measure import asgi_post_scope
+
 BODY = (
     b'{"orderId":"o-1","customerId":"c-1","items":[{"sku":"sku-1","quantity":1,"unitPrice":12.5}],'
     b'"amount":12.5,"currency":"EUR"}'
@@ -129,20 +131,7 @@ def scope(index: int, token: str, body: bytes | None = None) -> dict:
             (b"content-type", BATCH_TYPE),
             (b"content-length", str(len(body)).encode()),
         ]
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "root_path": "",
-        "query_string": b"",
-        "headers": headers,
-        "server": ("127.0.0.1", 8080),
-        "client": ("127.0.0.1", 50000),
-    }
+    return asgi_post_scope(headers)
 
 
 async def receive() -> dict:

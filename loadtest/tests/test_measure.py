@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from loadtest import measure
@@ -55,3 +57,29 @@ def test_count_until_stops_when_the_process_exits(tmp_path):
 
     with pytest.raises(SystemExit, match=r"exited \(3\)"):
         measure.count_until(lambda: 0, 10, Exited(), tmp_path / "log")
+
+
+def test_asgi_post_hands_the_app_a_post_with_the_binary_event_headers() -> None:
+    seen: list[tuple[dict, bytes]] = []
+
+    async def app(scope: dict, receive, send) -> None:
+        message = await receive()
+        seen.append((scope, message["body"]))
+        await send({"type": "http.response.start", "status": 202, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    body = b'{"orderId":"o-1"}'
+    attributes = {"specversion": "1.0", "id": "e-1", "datacontenttype": "application/json"}
+    headers = measure.binary_event_headers("event-store", attributes, body)
+    status = asyncio.run(measure.asgi_post(app, headers, body))
+
+    assert status == 202
+    scope, received = seen[0]
+    assert (scope["method"], scope["path"], received) == ("POST", "/", body)
+    assert scope["headers"] == [
+        (b"host", b"event-store"),
+        (b"content-length", b"17"),
+        (b"ce-specversion", b"1.0"),
+        (b"ce-id", b"e-1"),
+        (b"content-type", b"application/json"),
+    ]
