@@ -107,6 +107,11 @@ def cpu_ticks(pid: int) -> tuple[int, int] | None:
     return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
 
 
+def own_ticks(pids: Iterable[int]) -> int:
+    """Clock ticks the processes have used themselves so far (those gone count 0)."""
+    return sum((cpu_ticks(pid) or (0, 0))[0] for pid in pids)
+
+
 def _is_activator(pid: int) -> bool:
     try:
         return b"knative_standins.serving.activator" in Path(f"/proc/{pid}/cmdline").read_bytes()

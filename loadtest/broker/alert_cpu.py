@@ -45,7 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loadtest.measure import asgi_post, binary_event_headers, cpu_ticks, free_port
+from loadtest.measure import asgi_post, binary_event_headers, free_port, own_ticks
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -70,11 +70,6 @@ class Accept(BaseHTTPRequestHandler):
 
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Accept).serve_forever()
 """
-
-
-def ticks(pids: list[int]) -> int:
-    """Clock ticks the processes have used so far (those gone count 0)."""
-    return sum((cpu_ticks(pid) or (0, 0))[0] for pid in pids)
 
 
 def thread_ticks() -> dict[str, int]:
@@ -240,7 +235,7 @@ def main() -> None:
                     " WHERE datname = current_database() AND backend_type = 'client backend'"
                 ).scalars()
             )
-        server_ticks = ticks(postgres_pids), ticks([broker.pid])
+        server_ticks = own_ticks(postgres_pids), own_ticks([broker.pid])
         profiler = cProfile.Profile() if args.profile else None
         threads_before = thread_ticks()
         wall, cpu = time.perf_counter(), time.process_time()
@@ -255,7 +250,7 @@ def main() -> None:
             for name, used in thread_ticks().items()
         }
         postgres_ms, broker_ms = (
-            (ticks(pids) - before) * TICK_S / args.alerts * 1000
+            (own_ticks(pids) - before) * TICK_S / args.alerts * 1000
             for pids, before in zip((postgres_pids, [broker.pid]), server_ticks, strict=True)
         )
         if profiler:

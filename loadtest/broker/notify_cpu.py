@@ -46,15 +46,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loadtest.measure import asgi_post, binary_event_headers, cpu_ticks, processes_on_port
+from loadtest.measure import asgi_post, binary_event_headers, own_ticks, processes_on_port
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
-
-
-def ticks(pids: list[int]) -> int:
-    """Clock ticks the processes have used so far (those gone count 0)."""
-    return sum((cpu_ticks(pid) or (0, 0))[0] for pid in pids)
 
 
 ORDER = {"amount": 5000, "currency": "EUR", "reason": "amount above 1000"}
@@ -162,7 +157,7 @@ def main() -> None:
     from notifier.config import Config
 
     smtp_pids = processes_on_port(Config.from_env().smtp_port)
-    server_ticks = ticks(postgres_pids), ticks(smtp_pids)
+    server_ticks = own_ticks(postgres_pids), own_ticks(smtp_pids)
     profiler = cProfile.Profile() if args.profile else None
     wall, cpu = time.perf_counter(), time.process_time()
     if profiler:
@@ -172,7 +167,7 @@ def main() -> None:
         profiler.disable()
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     postgres_ms, smtp_ms = (
-        (ticks(pids) - before) * TICK_S / args.notifications * 1000
+        (own_ticks(pids) - before) * TICK_S / args.notifications * 1000
         for pids, before in zip((postgres_pids, smtp_pids), server_ticks, strict=True)
     )
     if profiler:
