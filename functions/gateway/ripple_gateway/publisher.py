@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from ripple_kafka import ReportedProducer
 
 from ripple_auth import Problem
 
@@ -41,8 +42,6 @@ from .metrics import KAFKA_ACK_SECONDS
 
 log = logging.getLogger(__name__)
 
-# How long the delivery-report thread blocks in one poll (it wakes at once on a report).
-POLL_INTERVAL_S = 0.2
 # Bound of the readiness probe's metadata request.
 READY_TIMEOUT_S = 2.0
 
@@ -94,35 +93,11 @@ class _Acks:
             self.done.set_result(None)
 
 
-class _Producer:
-    """A librdkafka producer and the thread that serves its delivery reports."""
-
-    def __init__(self, producer: Any) -> None:
-        self.producer = producer
-        self.pid = os.getpid()
-        self.closed = threading.Event()
-        self.thread = threading.Thread(target=self._serve, name="kafka-delivery-reports", daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.closed.is_set():
-            self.producer.poll(POLL_INTERVAL_S)
-
-    def close(self) -> None:
-        self.closed.set()
-        try:
-            # Pending records of a failed producer are dropped: their requests answer 503.
-            self.producer.purge()
-            self.producer.flush(0)
-        except (KafkaException, RuntimeError) as error:
-            log.debug("closing the failed producer: %s", error)
-
-
 class Publisher:
     def __init__(self, config: Config, factory: Callable[[dict[str, Any]], Any] = Producer) -> None:
         self._config = config
         self._factory = factory
-        self._current: _Producer | None = None
+        self._current: ReportedProducer | None = None
         self._lock = threading.Lock()
         self._fatal = False
         self._down_logged = False
@@ -166,7 +141,7 @@ class Publisher:
         else:
             log.debug("Kafka producer: %s", error)
 
-    def _get(self) -> _Producer:
+    def _get(self) -> ReportedProducer:
         current = self._current
         if current is not None and current.pid == os.getpid() and not self._fatal:
             return current
@@ -178,7 +153,7 @@ class Publisher:
                 current.close()
             try:
                 self._fatal = False
-                self._current = _Producer(self._factory(self.producer_options()))
+                self._current = ReportedProducer(self._factory(self.producer_options()))
             except (KafkaException, ValueError, TypeError) as error:
                 log.warning("Kafka producer could not start: %s", error)
                 raise KafkaUnavailable("Kafka is unreachable", self._config.retry_after_s) from None

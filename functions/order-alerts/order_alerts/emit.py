@@ -41,6 +41,8 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
+from ripple_kafka import ReportedProducer
+
 from ripple_cloudevents import encode_value
 from ripple_consumer.database import ConfigError, env_number
 from ripple_consumer.http import problem
@@ -50,8 +52,6 @@ from .config import Config
 
 log = logging.getLogger("order-alerts")
 
-# How long the delivery-report thread blocks in one poll (it wakes at once on a report).
-POLL_INTERVAL_S = 0.2
 # Beyond KAFKA_ACK_TIMEOUT_S (librdkafka's delivery.timeout.ms), for the report of the expiry.
 REPORT_MARGIN_S = 1.0
 
@@ -106,34 +106,10 @@ class _Delivery:
         return self._reported.acquire(timeout=timeout_s)
 
 
-class _Producer:
-    """A librdkafka producer and the thread that serves its delivery reports."""
-
-    def __init__(self, producer: Any) -> None:
-        self.producer = producer
-        self.pid = os.getpid()
-        self.closed = threading.Event()
-        self.thread = threading.Thread(target=self._serve, name="kafka-delivery-reports", daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while not self.closed.is_set():
-            self.producer.poll(POLL_INTERVAL_S)
-
-    def close(self) -> None:
-        self.closed.set()
-        try:
-            # Pending records of a failed producer are dropped: their requests answer 503.
-            self.producer.purge()
-            self.producer.flush(0)
-        except Exception as error:  # closing a failed producer: nothing is left to do
-            log.debug("closing the failed producer: %s", error)
-
-
 class AlertPublisher:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._current: _Producer | None = None
+        self._current: ReportedProducer | None = None
         self._fatal = False
         self._lock = threading.Lock()
         self.broker_url = os.environ.get("BROKER_URL", "").strip()
@@ -194,7 +170,7 @@ class AlertPublisher:
 
                 self._fatal = False
                 try:
-                    current = self._current = _Producer(Producer(self.producer_options()))
+                    current = self._current = ReportedProducer(Producer(self.producer_options()))
                 except (KafkaException, ValueError, TypeError) as error:
                     raise KafkaUnacknowledged(f"the producer could not start: {error}") from None
             return current.producer
