@@ -12,7 +12,7 @@ GIL; librdkafka does that work in its own C threads. Records are partitioned wit
 kafka-python and the Java client do, so a key keeps its partition (and its order).
 
 The gateway is asynchronous: a request awaits the delivery reports of its records, which
-librdkafka hands to a thread of this module (poll); the thread settles the request's future on
+librdkafka hands to ripple_kafka's report thread (poll); the thread settles the request's future on
 its event loop. The producer is created lazily, on first use (a server that imports the function and then
 forks workers would lose a producer's threads in the fork), and replaced after a fatal
 error (e.g. the idempotent producer's state is lost).
@@ -32,9 +32,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from ripple_kafka import ReportedProducer
 
 from ripple_auth import Problem
+from ripple_kafka import ReportedProducer
 
 from .config import Config
 from .events import KafkaRecord

@@ -14,7 +14,7 @@
 | BROKER_TIMEOUT_S | 10 | a Broker that does not answer in time fails the request (503, retried) |
 
 The Kafka producer is confluent-kafka (librdkafka), as the gateway's: acks=all and idempotence,
-each alert waiting for its own delivery report (served by a thread of this module), bounded by
+each alert waiting for its own delivery report (served by ripple_kafka's report thread), bounded by
 KAFKA_ACK_TIMEOUT_S, after which librdkafka expires the record unsent. kafka-python's pure-Python
 accumulator, sender thread and future were ~1.8 ms of the ~5.5 ms of CPU a flagged order cost
 (issue 19, loadtest/broker/alert_cpu.py); librdkafka does that work in C, outside the GIL.
@@ -41,11 +41,10 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from ripple_kafka import ReportedProducer
-
 from ripple_cloudevents import encode_value
 from ripple_consumer.database import ConfigError, env_number
 from ripple_consumer.http import problem
+from ripple_kafka import ReportedProducer
 
 from .alerts import AlertMessage
 from .config import Config
