@@ -1,8 +1,9 @@
 """Consume a KafkaSource's topics and deliver each record to its sink, Knative-style.
 
-One asyncio event loop does the scheduling, the HTTP deliveries (deliver.py, over pooled
-keep-alive connections) and the offset bookkeeping (offsets.py); the KafkaConsumer is only ever
-called from one extra thread (kafka-python is not thread-safe and blocks), one call at a time.
+One asyncio event loop (uvloop when installed) does the scheduling, the HTTP deliveries
+(deliver.py, over pooled keep-alive connections) and the offset bookkeeping (offsets.py); the
+KafkaConsumer is only ever called from one extra thread (kafka-python is not thread-safe and
+blocks), one call at a time.
 
 - When each record goes out is its ordering's choice (orderings.py: one class per ordering, as
   upstream has one verticle each). In both at most `max_in_flight` records are outstanding
@@ -159,8 +160,14 @@ class Dispatcher:
     # --- entry points --------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Dispatch until SIGTERM or SIGINT."""
-        asyncio.run(self._main())
+        """Dispatch until SIGTERM or SIGINT, on uvloop when it is installed (as the activator):
+        libuv's loop and transports cost less CPU per delivery than asyncio's selector loop
+        (loadtest/dispatcher/profiles/README.md, 2026-12-03)."""
+        try:
+            import uvloop
+        except ImportError:  # an image without it: the stdlib loop, same behaviour
+            uvloop = None
+        (uvloop.run if uvloop else asyncio.run)(self._main())
 
     async def _kafka(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a KafkaConsumer call on the consumer's own thread (one at a time)."""
