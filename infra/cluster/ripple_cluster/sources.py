@@ -15,12 +15,12 @@ would return for a ``serving.knative.dev/v1`` Service (``http://<name>.<namespac
 **The image** is built the way ripple's function images are (``infra/delivery``: podman on the
 same Python base, the stand-in of UBI python-311 on these machines, multi-stage, pinned
 requirements, root-owned compiled code, user 1001) rather than with ko-like layering: the
-dispatcher is Python with compiled wheels (aiohttp, crc32c), so it needs a Python userland that
-the static Go base does not have, and the project already makes one. ``infra/cluster/images/kafkasource/``
-holds its Containerfile and requirements; the build context is staged under
-``$RIPPLE_HOME/cluster/images/kafkasource-context`` (the repository's ``.dockerignore`` admits only
-``functions/`` and ``flink/``), tagged with a hash of that context, pushed to the cluster's registry
-and referenced by digest.
+dispatcher is Python with compiled wheels (uvloop, httptools, crc32c), so it needs a Python
+userland that the static Go base does not have, and the project already makes one.
+``infra/cluster/images/kafkasource/`` holds its Containerfile and requirements; the build context
+is staged under ``$RIPPLE_HOME/cluster/images/kafkasource-context`` (the repository's
+``.dockerignore`` admits only ``functions/`` and ``flink/``), tagged with a hash of that context,
+pushed to the cluster's registry and referenced by digest.
 """
 
 from __future__ import annotations
