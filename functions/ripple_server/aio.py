@@ -18,6 +18,8 @@ function that returns None: 500; an uncaught exception: logged, 500 text/plain w
 functions-framework's execution ids (the `Function-Execution-Id` header it adds and its
 LOG_EXECUTION_ID logging); ripple's functions log their own request ids.
 
+A CloudEvent function's POSTs are read and answered without Starlette's middleware stack and
+router (`_CloudEventApp`: ~15 % of a consumer's CPU per event), with the same answers.
 `from_http` is looked up here at each request, as functions-framework looks up its own:
 ripple_consumer.http replaces it with the HTTP binding's attribute decoding.
 A source module may define `wrap_app(app)`: ripple_server then serves what it returns (the gateway
@@ -41,7 +43,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -95,26 +97,27 @@ def _http_endpoint(function: Callable[..., Any]) -> Callable[[Request], Any]:
     return endpoint
 
 
-def _cloud_event_endpoint(function: Callable[..., Any]) -> Callable[[Request], Any]:
-    async def endpoint(request: Request) -> Response:
-        data = await request.body()
-        try:
-            # The module's from_http at each request: ripple_consumer.http may have replaced it.
-            event = from_http(request.headers, data)
-        except Exception as error:
-            raise HTTPException(400, detail=f"Bad Request: Got CloudEvent exception: {error!r}") from None
-        await _call(function, event)
-        return Response("OK")
-
-    return endpoint
+async def _posted_elsewhere(_: Request) -> Response:
+    # The routes of a CloudEvent function only make other methods a 405: _CloudEventApp answers POSTs.
+    raise AssertionError("a CloudEvent function's POST is served by _CloudEventApp")
 
 
 async def _not_found(_: Request) -> Response:
     raise HTTPException(status_code=404, detail="Not Found")
 
 
-class _CrashAnswer:
+async def _answer_crash(scope: Scope, send: Send, error: Exception) -> None:
     """An uncaught exception: its trace to the log, a plain 500 marked `X-Google-Status: crash`."""
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    where = f"{scope.get('path', '/')} [{scope.get('method', 'GET')}]"
+    logging.getLogger().error(f"Exception on {where}\n{trace}".rstrip())
+    headers = [(b"content-type", b"text/plain"), (STATUS_HEADER, b"crash")]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": b"Internal Server Error"})
+
+
+class _CrashAnswer:
+    """Middleware: an uncaught exception answered by _answer_crash."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -126,12 +129,88 @@ class _CrashAnswer:
         try:
             await self.app(scope, receive, send)
         except Exception as error:
-            trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-            where = f"{scope.get('path', '/')} [{scope.get('method', 'GET')}]"
-            logging.getLogger().error(f"Exception on {where}\n{trace}".rstrip())
-            headers = [(b"content-type", b"text/plain"), (STATUS_HEADER, b"crash")]
-            await send({"type": "http.response.start", "status": 500, "headers": headers})
-            await send({"type": "http.response.body", "body": b"Internal Server Error"})
+            await _answer_crash(scope, send, error)
+
+
+_OK_HEADERS = [(b"content-length", b"2")]  # Response("OK"): no media type
+
+
+class _CloudEventApp(Starlette):
+    """The app of a CloudEvent function, its POSTs answered without Starlette's stack.
+
+    Every POST goes to the function, whatever its path (the routes say so), and its answers are
+    few: "OK"; the 400 of a request that is no CloudEvent; an exception the function raises,
+    answered by the app's handler for it (Starlette's plain text for an HTTPException, or what
+    was registered, e.g. ripple_consumer's problems); else the crash answer. Starlette's
+    middleware stack, router and Request were ~15 % of a consumer instance's CPU per event
+    (event-store under the dispatcher bench, py-spy --gil, issue 22), so a POST is read and
+    answered here, with the answers the stack gives (tests/test_ripple_server_aio.py sends the
+    same table to functions_framework.aio's app). Other methods take the stack: 405, and the
+    probe routes a consumer adds.
+    """
+
+    def __init__(self, function: Callable[..., Any], routes: list[Route]) -> None:
+        super().__init__(routes=routes, middleware=[Middleware(_CrashAnswer)])
+        self._function = function
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            await self._post(scope, receive, send)
+        except Exception as error:
+            await _answer_crash(scope, send, error)
+
+    async def _post(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client went away: nobody to answer
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        try:
+            # The module's from_http at each request: ripple_consumer.http may have replaced it.
+            event = from_http(headers, body)
+        except Exception as error:
+            refused = HTTPException(400, detail=f"Bad Request: Got CloudEvent exception: {error!r}")
+            await self._answer_error(scope, receive, send, refused)
+            return
+        try:
+            await _call(self._function, event)
+        except Exception as error:
+            await self._answer_error(scope, receive, send, error)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": _OK_HEADERS})
+        await send({"type": "http.response.body", "body": b"OK"})
+
+    async def _answer_error(self, scope: Scope, receive: Receive, send: Send, error: Exception) -> None:
+        """As Starlette's ExceptionMiddleware: a handler by status code, then by class; HTTPException's
+        default is plain text; an exception without a handler is a crash."""
+        registered = self.exception_handlers.items()
+        handlers = {key: handler for key, handler in registered if key not in (500, Exception)}
+        handler = handlers.get(error.status_code) if isinstance(error, HTTPException) else None
+        if handler is None:
+            handler = next((handlers[cls] for cls in type(error).__mro__ if cls in handlers), None)
+        if handler is None and isinstance(error, HTTPException):
+            handler = _plain_http_exception
+        if handler is None:
+            raise error
+        response = handler(Request(scope, receive), error)
+        if inspect.isawaitable(response):
+            response = await response
+        await response(scope, receive, send)
+
+
+def _plain_http_exception(_: Request, error: Exception) -> Response:
+    """Starlette's default answer to an HTTPException (ExceptionMiddleware.http_exception)."""
+    assert isinstance(error, HTTPException)
+    if error.status_code in {204, 304}:
+        return Response(status_code=error.status_code, headers=error.headers)
+    return PlainTextResponse(error.detail, status_code=error.status_code, headers=error.headers)
 
 
 def create_app(function: Callable[..., Any], signature_type: str) -> Starlette:
@@ -145,11 +224,11 @@ def create_app(function: Callable[..., Any], signature_type: str) -> Starlette:
             Route("/{path:path}", endpoint=endpoint, methods=METHODS),
         ]
     elif signature_type == CLOUDEVENT:
-        endpoint = _cloud_event_endpoint(function)
         routes = [
-            Route("/{path:path}", endpoint=endpoint, methods=["POST"]),
-            Route("/", endpoint=endpoint, methods=["POST"]),
+            Route("/{path:path}", endpoint=_posted_elsewhere, methods=["POST"]),
+            Route("/", endpoint=_posted_elsewhere, methods=["POST"]),
         ]
+        return _CloudEventApp(function, routes)
     else:
         raise FunctionLoadError(
             f"ripple_server.aio: signature type {signature_type!r} is not served: use http or cloudevent."

@@ -14,6 +14,7 @@ import pytest
 import ripple_server
 from cloudevents.http import CloudEvent
 from ripple_server import aio
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.testclient import TestClient
@@ -45,6 +46,10 @@ def sync_http_function(request: Request):
 async def cloud_event_function(event: CloudEvent) -> None:
     if event["type"] == "raise":
         raise RuntimeError("boom")
+    if event["type"] == "refuse":
+        raise HTTPException(409, "taken", {"x-why": "duplicate"})
+    if event["type"] == "empty":
+        raise HTTPException(304)
 
 
 def both_apps(function, signature_type: str):
@@ -115,6 +120,20 @@ BINARY = {
         ("POST", "/", BINARY, b"{}"),
         ("POST", "/any/path", BINARY, b"{}"),
         ("POST", "/", {**BINARY, "ce-type": "raise"}, b"{}"),
+        ("POST", "/", {**BINARY, "ce-type": "refuse"}, b"{}"),
+        ("POST", "/", {**BINARY, "ce-type": "empty"}, b"{}"),
+        ("POST", "/", {**BINARY, "ce-specversion": "0.3"}, b"{}"),
+        ("POST", "/", {**BINARY, "ce-specversion": "2.0"}, b"{}"),
+        ("POST", "/", {**BINARY, "content-type": "text/plain"}, b"not json"),
+        ("POST", "/", {**BINARY, "ce-id": ""}, b""),
+        ("POST", "/healthz", BINARY, b"{}"),
+        ("PUT", "/", BINARY, b"{}"),
+        (
+            "POST",
+            "/",
+            {"content-type": "application/cloudevents+json"},
+            b'{"specversion": "1.0", "id": "1", "source": "/s", "type": "refuse"}',
+        ),
         ("POST", "/", {"content-type": "application/json"}, b"{}"),  # not a CloudEvent
         ("POST", "/", {"content-type": "application/cloudevents+json"}, b"{not json"),
         ("GET", "/", {}, b""),
