@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -259,6 +260,21 @@ def asgi_post_scope(headers: list[tuple[bytes, bytes]], path: str = "/") -> dict
         "headers": headers,
         "server": ("127.0.0.1", 8080),
         "client": ("127.0.0.1", 50000),
+    }
+
+
+def bench_event_attributes(event_type: str, source: str, **extensions: str) -> dict[str, str]:
+    """The attributes of one in-process harness event (tenant acme, JSON data, a fixed time, a
+    fresh id), with the extensions given (loadtest/broker/*_cpu.py)."""
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": source,
+        "type": event_type,
+        "datacontenttype": "application/json",
+        "time": "2026-12-03T17:00:00.123Z",
+        "tenant": "acme",
+        **extensions,
     }
 
 

@@ -45,7 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loadtest.measure import asgi_post, binary_event_headers, free_port, own_ticks
+from loadtest.measure import asgi_post, bench_event_attributes, binary_event_headers, free_port, own_ticks
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -89,16 +89,7 @@ def thread_ticks() -> dict[str, int]:
 
 
 def attributes(order_id: str) -> dict[str, str]:
-    return {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": SOURCE,
-        "type": "dev.ripple.shop.order.placed",
-        "datacontenttype": "application/json",
-        "time": "2026-12-03T17:00:00.123Z",
-        "tenant": "acme",
-        "partitionkey": f"acme/{order_id}",
-    }
+    return bench_event_attributes("dev.ripple.shop.order.placed", SOURCE, partitionkey=f"acme/{order_id}")
 
 
 def order(order_id: str) -> dict[str, Any]:

@@ -46,7 +46,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loadtest.measure import asgi_post, binary_event_headers, own_ticks, processes_on_port
+from loadtest.measure import (
+    asgi_post,
+    bench_event_attributes,
+    binary_event_headers,
+    own_ticks,
+    processes_on_port,
+)
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -57,15 +63,7 @@ SOURCE = "/loadtest/notify-cpu"
 
 
 def attributes(order_id: str) -> dict[str, str]:
-    return {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": SOURCE,
-        "type": "dev.ripple.shop.order.flagged",
-        "datacontenttype": "application/json",
-        "time": "2026-12-03T17:00:00.123Z",
-        "tenant": "acme",
-    }
+    return bench_event_attributes("dev.ripple.shop.order.flagged", SOURCE)
 
 
 # A driver: (prepare, engine). prepare(order ids) builds the deliveries of those orders and returns
