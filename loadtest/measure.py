@@ -22,6 +22,7 @@ Used by the benchmarks of loadtest/ (run as modules: `python -m loadtest.<folder
 
 from __future__ import annotations
 
+import cProfile
 import json
 import math
 import os
@@ -261,6 +262,22 @@ def asgi_post_scope(headers: list[tuple[bytes, bytes]], path: str = "/") -> dict
         "server": ("127.0.0.1", 8080),
         "client": ("127.0.0.1", 50000),
     }
+
+
+def timed_call(run: Callable[[], object], profile: Path | None = None) -> tuple[float, float]:
+    """(this process's CPU seconds, wall seconds) of one call of `run`; with `profile`, cProfile's
+    stats of the call written there (the in-process harnesses, loadtest/broker/*_cpu.py)."""
+    profiler = cProfile.Profile() if profile else None
+    wall, cpu = time.perf_counter(), time.process_time()
+    if profiler:
+        profiler.enable()
+    run()
+    if profiler:
+        profiler.disable()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    if profiler:
+        profiler.dump_stats(profile)
+    return cpu, wall
 
 
 def bench_event_attributes(event_type: str, source: str, **extensions: str) -> dict[str, str]:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import json
 import logging
 import os
@@ -45,7 +44,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loadtest.measure import asgi_post, bench_event_attributes, binary_event_headers, free_port, own_ticks
+from loadtest.measure import (
+    asgi_post,
+    bench_event_attributes,
+    binary_event_headers,
+    free_port,
+    own_ticks,
+    timed_call,
+)
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -227,15 +233,8 @@ def main() -> None:
                 ).scalars()
             )
         server_ticks = own_ticks(postgres_pids), own_ticks([broker.pid])
-        profiler = cProfile.Profile() if args.profile else None
         threads_before = thread_ticks()
-        wall, cpu = time.perf_counter(), time.process_time()
-        if profiler:
-            profiler.enable()
-        run()
-        if profiler:
-            profiler.disable()
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        cpu, wall = timed_call(run, args.profile)
         threads = {
             name: (used - threads_before.get(name, 0)) * TICK_S / args.alerts * 1000
             for name, used in thread_ticks().items()
@@ -244,8 +243,6 @@ def main() -> None:
             (own_ticks(pids) - before) * TICK_S / args.alerts * 1000
             for pids, before in zip((postgres_pids, [broker.pid]), server_ticks, strict=True)
         )
-        if profiler:
-            profiler.dump_stats(args.profile)
         done = emitted(engine, measured)
         assert done == args.alerts, f"{done} of {args.alerts} alerts marked emitted"
         load = os.getloadavg()
@@ -253,7 +250,7 @@ def main() -> None:
             f"{args.label or function_dir} through {args.through}"
             f"{f' ({args.in_flight} in flight)' if args.through == 'asgi' else ''}: {args.alerts} alerts, "
             f"CPU {cpu / args.alerts * 1000:.3f} ms, wall {wall / args.alerts * 1000:.3f} ms "
-            f"per alert{' (under cProfile)' if profiler else ''}; servers' CPU per alert: "
+            f"per alert{' (under cProfile)' if args.profile else ''}; servers' CPU per alert: "
             f"PostgreSQL backends ({len(postgres_pids)}) {postgres_ms:.3f} ms, "
             f"Broker stand-in {broker_ms:.3f} ms; "
             f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"

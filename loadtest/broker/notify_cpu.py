@@ -35,12 +35,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import json
 import logging
 import os
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +50,7 @@ from loadtest.measure import (
     binary_event_headers,
     own_ticks,
     processes_on_port,
+    timed_call,
 )
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
@@ -156,25 +155,16 @@ def main() -> None:
 
     smtp_pids = processes_on_port(Config.from_env().smtp_port)
     server_ticks = own_ticks(postgres_pids), own_ticks(smtp_pids)
-    profiler = cProfile.Profile() if args.profile else None
-    wall, cpu = time.perf_counter(), time.process_time()
-    if profiler:
-        profiler.enable()
-    run()
-    if profiler:
-        profiler.disable()
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    cpu, wall = timed_call(run, args.profile)
     postgres_ms, smtp_ms = (
         (own_ticks(pids) - before) * TICK_S / args.notifications * 1000
         for pids, before in zip((postgres_pids, smtp_pids), server_ticks, strict=True)
     )
-    if profiler:
-        profiler.dump_stats(args.profile)
     load = os.getloadavg()
     print(
         f"{args.label or args.notifier_dir} through {args.through}: {args.notifications} notifications, "
         f"CPU {cpu / args.notifications * 1000:.3f} ms, wall {wall / args.notifications * 1000:.3f} ms "
-        f"per notification{' (under cProfile)' if profiler else ''}; servers' CPU per notification: "
+        f"per notification{' (under cProfile)' if args.profile else ''}; servers' CPU per notification: "
         f"PostgreSQL backend {postgres_ms:.3f} ms, SMTP server {smtp_ms:.3f} ms"
         f"{'' if smtp_pids else ' (not on this machine)'}; "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"

@@ -83,3 +83,20 @@ def test_asgi_post_hands_the_app_a_post_with_the_binary_event_headers() -> None:
         (b"ce-id", b"e-1"),
         (b"content-type", b"application/json"),
     ]
+
+
+def test_timed_call_counts_the_calls_cpu_and_writes_its_profile(tmp_path) -> None:
+    import pstats
+
+    from loadtest.measure import bench_event_attributes, timed_call
+
+    profile = tmp_path / "run.prof"
+    cpu, wall = timed_call(lambda: sum(range(200_000)), profile)
+    assert cpu > 0 and wall > 0
+    assert any("sum" in name for _, _, name in pstats.Stats(str(profile)).stats)
+    assert timed_call(lambda: None)[0] >= 0  # without a path nothing is written
+
+    first, second = (bench_event_attributes("t", "/s", partitionkey="k") for _ in range(2))
+    assert first["id"] != second["id"]
+    assert {**first, "id": ""} == {**second, "id": ""}
+    assert first["partitionkey"] == "k" and first["tenant"] == "acme"
