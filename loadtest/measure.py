@@ -47,6 +47,7 @@ from ripple_stack.component import http_status
 __all__ = ["function_cpu_seconds", "http_status", "percentile", "run_wrk"]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+TICK_S = 1 / CLOCK_TICKS  # seconds of CPU per clock tick (/proc counts ticks)
 
 
 def run_wrk(

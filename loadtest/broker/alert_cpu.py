@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.measure import (
+    TICK_S,
     asgi_post,
     bench_event_attributes,
     binary_event_headers,
@@ -54,7 +55,6 @@ from loadtest.measure import (
 )
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
-TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 SOURCE = "/loadtest/alert-cpu"
 
 # The Broker stand-in: every POST answered 202 on a kept-alive HTTP/1.1 connection, body read.

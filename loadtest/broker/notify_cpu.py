@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.measure import (
+    TICK_S,
     asgi_post,
     bench_event_attributes,
     binary_event_headers,
@@ -54,7 +55,6 @@ from loadtest.measure import (
 )
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
-TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
 ORDER = {"amount": 5000, "currency": "EUR", "reason": "amount above 1000"}
