@@ -13,8 +13,9 @@ supervisord; the instances are its children.
 One request's way through: `serve` accounts for it (the concurrency the autoscaler sees), `forward`
 is the policy (hold until a slot, 499 when the client left meanwhile, 503 at the deadline, another
 slot when the instance was gone before it read the request, 504 and 502 otherwise), and `exchange`
-is the transport: proxy.py's asyncio protocols and httptools (~80 µs CPU per request; the first,
-aiohttp-based data path cost ~230 µs: loadtest/serving/profiles/).
+is the transport: proxy.py's asyncio protocols and httptools toward the client, the delivery
+package's pooled HTTP/1.1 client (delivery/http1.py) toward the instances (~80 µs CPU per request;
+the first, aiohttp-based data path cost ~230 µs: loadtest/serving/profiles/).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import aiohttp
 from aiohttp import web
 
 from .. import ConfigError
+from ..delivery.http1 import Http1Client, HttpClientError, NotAnswered
 from ..env import whole_number
 from . import proxy
 from .instances import READY, STARTING
@@ -44,6 +46,9 @@ RETRY_AFTER_S = 1
 MAX_BODY_BYTES = 64 * 1024**2
 # gunicorn closes an idle keep-alive connection after 2 s: reuse ours for less than that.
 UPSTREAM_KEEPALIVE_S = 1.5
+# The throttler already bounds the requests per instance (containerConcurrency); this only caps the
+# connections to one instance when that is unbounded (0).
+UPSTREAM_MAX_CONNECTIONS = 1024
 CLIENT_KEEPALIVE_S = 75.0
 
 
@@ -58,7 +63,7 @@ def problem(status: int, title: str, detail: str, retry_after: int | None = None
 class Activator:
     def __init__(self, spec: FunctionSpec, pod_start_s: float = 0.0) -> None:
         self.spec = spec
-        self.pool: proxy.UpstreamPool | None = None
+        self.upstream: Http1Client | None = None  # set by run(): it needs the running loop
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by run()
         self.metrics = ServingMetrics(spec.namespace, spec.name, Path(spec.cold_start_log))
         self.metrics.metric = spec.revision.metric
@@ -67,7 +72,6 @@ class Activator:
         self.throttler = Throttler(spec.revision.container_concurrency)
         self.scaler = Scaler(spec, self.metrics, self.throttler, pod_start_s)
         self.timeout_s = spec.revision.timeout_s
-        self.host = spec.host.encode()
 
     # --- the data path ---
     async def serve(self, request: proxy.Request, client: proxy.ClientConnection) -> proxy.Response:
@@ -115,15 +119,15 @@ class Activator:
                 )
             try:
                 return await self.exchange(request, instance.port, deadline)  # type: ignore[attr-defined]
-            except proxy.UpstreamGone:
-                # Never reached a live server (it just exited, or closed an idle connection):
-                # the request was not processed, so another slot may take it.
-                continue
-            except TimeoutError:
+            except TimeoutError:  # before OSError, of which it is one
                 return proxy.problem(
                     504, "Gateway Timeout", f"{self.spec.name} did not answer within {self.timeout_s:g} s."
                 )
-            except proxy.UpstreamBroken as error:
+            except (NotAnswered, OSError):
+                # Never reached a live server (refused: it just exited; or it closed the connection
+                # without a byte of an answer): not processed, so another slot may take it.
+                continue
+            except HttpClientError as error:  # the answer broke off, or was not valid HTTP
                 return proxy.problem(502, "Bad Gateway", f"{self.spec.name} failed the request: {error}.")
             finally:
                 throttler.release(instance)
@@ -133,25 +137,21 @@ class Activator:
 
     async def exchange(self, request: proxy.Request, port: int, deadline: float) -> proxy.Response:
         """The transport: the request to one instance over a pooled connection, its response back."""
-        pool = self.pool
-        assert pool is not None
-        head = request.method == b"HEAD"
-        upstream = await pool.get(port)
-        waiter = upstream.send(proxy.encode_request(request, b"%s:%d" % (self.host, port)), head)
-        timer = self.loop.call_at(deadline, upstream.timed_out)
-        try:
-            status, headers, body, keep_alive = await waiter
-        finally:
-            timer.cancel()
-        if keep_alive:
-            pool.put(upstream)
-        skip = proxy.RESPONSE_SKIP_HEAD if head else proxy.RESPONSE_SKIP
+        upstream = self.upstream
+        assert upstream is not None
+        method = request.method
+        status, headers, body = await upstream.exchange(
+            method, self.spec.host, port, request.path, proxy.forwarded_head(request), request.body, deadline
+        )
+        skip = proxy.RESPONSE_SKIP_HEAD if method == b"HEAD" else proxy.RESPONSE_SKIP
         return status, [h for h in headers if h[0].lower() not in skip], body
 
     def _sweep(self, server: proxy.ProxyServer) -> None:
-        """Close idle client connections and upstream connections the instances would close."""
-        assert self.pool is not None
-        self.pool.sweep({i.port for i in self.throttler.ready})  # type: ignore[attr-defined]
+        """Close idle client connections, and idle upstream ones to instances no longer ready (those
+        idle past UPSTREAM_KEEPALIVE_S the client closes itself, and never reuses)."""
+        assert self.upstream is not None
+        host = self.spec.host
+        self.upstream.close_idle({(host, i.port) for i in self.throttler.ready})  # type: ignore[attr-defined]
         server.sweep()
         asyncio.get_running_loop().call_later(proxy.SWEEP_INTERVAL_S, self._sweep, server)
 
@@ -191,7 +191,7 @@ class Activator:
         spec = self.spec
         # Readiness probes: no pooled connection may keep an instance's server busy at shutdown.
         self.scaler.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
-        self.pool = proxy.UpstreamPool(loop, spec.host, UPSTREAM_KEEPALIVE_S)
+        self.upstream = Http1Client(self.timeout_s, UPSTREAM_MAX_CONNECTIONS, UPSTREAM_KEEPALIVE_S)
         public = proxy.ProxyServer(loop, self.serve, MAX_BODY_BYTES, CLIENT_KEEPALIVE_S)
         self._sweep(public)
         factory = public.protocol
@@ -220,7 +220,7 @@ class Activator:
         await self.scaler.shutdown()
         scaler_task.cancel()
         servers[1].close()
-        self.pool.close()
+        self.upstream.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,9 +5,10 @@ server plus its pooled client spent ~185-265 µs of Python per proxied request (
 response objects, header multidicts, stream readers, tasks and timers for each side; flame graph
 in loadtest/serving/profiles/). Here the framing is all that is parsed: method, path, headers,
 Content-Length or chunked body and keep-alive come from httptools (the parser uvicorn uses), the
-body is buffered as bytes, and the request is written as one buffer on a pooled keep-alive
-connection to the chosen instance, whose response is parsed the same way and written back as one
-buffer. Headers stay bytes; hop-by-hop ones are dropped both ways.
+body is buffered as bytes, and the request goes to the chosen instance as one buffer on a pooled
+keep-alive connection of the delivery package's client (delivery/http1.py, which the KafkaSource
+dispatcher sends with: the same framing, one client), whose response is written back as one buffer.
+Headers stay bytes; hop-by-hop ones are dropped both ways.
 
 What is policy (slots, holding at zero, timeouts, metrics) stays in activator.py: this module
 calls its `handler(request, connection)` coroutine once per request, in order per connection.
@@ -23,7 +24,7 @@ from collections.abc import Awaitable, Callable
 
 import httptools
 
-# Hop-by-hop headers (RFC 9110 7.6.1) and the framing headers the proxy writes itself.
+# Hop-by-hop headers (RFC 9110 7.6.1) and the ones written anew: Host and framing (by the client).
 REQUEST_SKIP = frozenset(
     {
         b"connection",
@@ -89,16 +90,16 @@ def encode_response(status: int, headers: Headers, body: bytes, keep_alive: bool
     return b"".join(parts)
 
 
-def encode_request(request: Request, host: bytes) -> bytes:
-    parts = [request.method, b" ", request.path, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
-    for name, value in request.headers:
-        if name.lower() not in REQUEST_SKIP:
-            parts.append(name + b": " + value + b"\r\n")
-    if request.body or request.method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
-        parts.append(b"Content-Length: %d\r\n" % len(request.body))
-    parts.append(b"\r\n")
-    parts.append(request.body)
-    return b"".join(parts)
+def forwarded_head(request: Request) -> bytes:
+    """The request's header lines for the instance: end-to-end ones only (the client writes Host
+    and Content-Length)."""
+    return b"".join(
+        [
+            name + b": " + value + b"\r\n"
+            for name, value in request.headers
+            if name.lower() not in REQUEST_SKIP
+        ]
+    )
 
 
 class ClientConnection(asyncio.Protocol):
@@ -234,162 +235,6 @@ class ClientConnection(asyncio.Protocol):
                     return
         finally:
             self.busy = False
-
-
-class UpstreamGone(Exception):
-    """The instance closed or refused the connection before answering: the request was not served."""
-
-
-class UpstreamBroken(Exception):
-    """The instance's answer broke off or was not valid HTTP."""
-
-
-class UpstreamConnection(asyncio.Protocol):
-    """One keep-alive connection to an instance: one request at a time."""
-
-    def __init__(self, pool: UpstreamPool, port: int) -> None:
-        self.pool = pool
-        self.port = port
-        self.parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.waiter: asyncio.Future | None = None
-        self.received = False
-        self.head = False
-        self.idle_since = 0.0
-        self._headers: Headers = []
-        self._body: list[bytes] = []
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.pool.forget(self)
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(UpstreamBroken("the connection broke mid-answer") if self.received
-                                 else UpstreamGone())  # fmt: skip
-
-    def data_received(self, data: bytes) -> None:
-        self.received = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as error:
-            self._finish(UpstreamBroken(f"its answer is not valid HTTP ({error})"))
-
-    def on_message_begin(self) -> None:
-        self._headers, self._body = [], []
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        if self.head:
-            # A HEAD answer has no body, which the response parser cannot know: done, not reused.
-            self._finish((self.parser.get_status_code(), self._headers, b"", False))
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        if not self.head:
-            status = self.parser.get_status_code()
-            if status < 200:  # an interim answer (103 Early Hints): the real one follows
-                return
-            self._finish((status, self._headers, b"".join(self._body), self.parser.should_keep_alive()))
-
-    def _finish(self, result) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            if isinstance(result, Exception):
-                waiter.set_exception(result)
-            else:
-                waiter.set_result(result)
-        if isinstance(result, Exception) or not result[3]:
-            self.close()
-
-    def send(self, data: bytes, head: bool) -> asyncio.Future:
-        transport = self.transport
-        if self.closed or transport is None or transport.is_closing():
-            raise UpstreamGone()  # the instance closed it between two requests
-        self.waiter = self.pool.loop.create_future()
-        self.received = False
-        self.head = head
-        try:
-            transport.write(data)
-        except RuntimeError as error:  # uvloop: the handle closed under us
-            self.close()
-            raise UpstreamGone() from error
-        return self.waiter
-
-    def timed_out(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(TimeoutError())
-        self.close()
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-
-class UpstreamPool:
-    """Idle keep-alive connections per instance port, newest first, dropped before the instance would."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, keepalive_s: float) -> None:
-        self.loop = loop
-        self.host = host
-        self.keepalive_s = keepalive_s
-        self.idle: dict[int, list[UpstreamConnection]] = {}
-
-    async def get(self, port: int) -> UpstreamConnection:
-        idle = self.idle.get(port)
-        if idle:
-            cutoff = self.loop.time() - self.keepalive_s
-            while idle:
-                connection = idle.pop()
-                closing = connection.closed or connection.transport.is_closing()  # type: ignore[union-attr]
-                if connection.idle_since > cutoff and not closing:
-                    return connection
-                connection.close()
-        try:
-            _, connection = await self.loop.create_connection(
-                lambda: UpstreamConnection(self, port), self.host, port
-            )
-        except OSError as error:
-            raise UpstreamGone() from error
-        return connection  # type: ignore[return-value]
-
-    def put(self, connection: UpstreamConnection) -> None:
-        if connection.closed:
-            return
-        connection.waiter = None
-        connection.idle_since = self.loop.time()
-        self.idle.setdefault(connection.port, []).append(connection)
-
-    def forget(self, connection: UpstreamConnection) -> None:
-        idle = self.idle.get(connection.port)
-        if idle and connection in idle:
-            idle.remove(connection)
-
-    def sweep(self, live_ports: set[int]) -> None:
-        """Close connections idle too long, or to instances that no longer take requests."""
-        cutoff = self.loop.time() - self.keepalive_s
-        for port, idle in list(self.idle.items()):
-            for connection in [c for c in idle if port not in live_ports or c.idle_since <= cutoff]:
-                connection.close()  # connection_lost forgets it
-                if connection in idle:
-                    idle.remove(connection)
-            if not idle:
-                del self.idle[port]
-
-    def close(self) -> None:
-        for idle in list(self.idle.values()):
-            for connection in list(idle):
-                connection.close()
-        self.idle.clear()
 
 
 class ProxyServer:

@@ -1,4 +1,5 @@
-"""delivery.http1: framing, reuse, limits, timeouts and failures against a scripted loopback server."""
+"""delivery.http1: framing, reuse, limits, timeouts and failures against a scripted loopback server;
+`exchange`, HEAD and NotAnswered as the activator's proxy uses them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 import uvloop
 
-from knative_standins.delivery.http1 import ConnectionLost, Http1Client, InvalidResponse
+from knative_standins.delivery.http1 import ConnectionLost, Http1Client, InvalidResponse, NotAnswered
 
 OK = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
 # Each test runs on the stdlib loop and on uvloop (the dispatcher's), whose transports differ.
@@ -182,10 +183,13 @@ def test_connection_lost_before_and_during_the_answer():
     async def scenario(server: Server) -> None:
         client = Http1Client(timeout_s=5, max_connections=2)
         url = f"http://127.0.0.1:{server.port}/"
-        with pytest.raises(ConnectionLost):
+        # Closed without a byte of an answer: NotAnswered (a proxy may send it elsewhere).
+        with pytest.raises(NotAnswered):
             await client.request(b"POST", url, b"", b"x")
-        with pytest.raises(ConnectionLost):
+        # Cut off mid-answer: ConnectionLost, and not NotAnswered.
+        with pytest.raises(ConnectionLost) as cut:
             await client.request(b"POST", url, b"", b"x")
+        assert not isinstance(cut.value, NotAnswered)
         assert await client.request(b"POST", url, b"", b"x") == (202, b"")
         client.close()
 
@@ -269,3 +273,69 @@ def test_idle_connections_are_closed_after_keepalive():
 
     server = serve(lambda seen: OK, scenario)
     assert server.connections == 2
+
+
+def test_exchange_sends_the_target_as_given_and_returns_the_header_lines():
+    answer = b"HTTP/1.1 201 Created\r\nX-One: 1\r\nContent-Length: 2\r\nx-two: 2\r\n\r\nok"
+    results = []
+
+    async def scenario(server: Server) -> None:
+        client = Http1Client(timeout_s=5, max_connections=2)
+        deadline = client.loop.time() + 5
+        for method, body in ((b"GET", b""), (b"DELETE", b"d"), (b"POST", b"")):
+            results.append(
+                await client.exchange(
+                    method, "127.0.0.1", server.port, b"/a%20b?c=%2F", b"X-Asked: yes\r\n", body, deadline
+                )
+            )
+        client.close()
+
+    server = serve(lambda seen: answer, scenario)
+    headers = [(b"X-One", b"1"), (b"Content-Length", b"2"), (b"x-two", b"2")]
+    assert results == [(201, headers, b"ok")] * 3
+    get, delete, post = server.requests
+    assert get.head.startswith(b"GET /a%20b?c=%2F HTTP/1.1\r\n")
+    assert get.header(b"host") == f"127.0.0.1:{server.port}".encode()
+    assert get.header(b"x-asked") == b"yes"
+    # No Content-Length on a bodiless GET (RFC 9110 8.6); one with a body, or for a POST.
+    assert get.header(b"content-length") is None
+    assert delete.header(b"content-length") == b"1" and delete.body == b"d"
+    assert post.header(b"content-length") == b"0"
+    assert server.connections == 1
+
+
+def test_a_head_answer_has_no_body_and_its_connection_is_not_reused():
+    # The Content-Length of a HEAD answer is the one a GET would get: no body bytes follow.
+    head_answer = b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    answers = iter([head_answer, OK])
+    results = []
+
+    async def scenario(server: Server) -> None:
+        client = Http1Client(timeout_s=2, max_connections=2)
+        deadline = client.loop.time() + 2
+        for method in (b"HEAD", b"GET"):
+            results.append(await client.exchange(method, "127.0.0.1", server.port, b"/", b"", b"", deadline))
+        client.close()
+
+    server = serve(lambda seen: next(answers), scenario)
+    assert results == [(200, [(b"Content-Length", b"5")], b""), (202, [(b"Content-Length", b"0")], b"")]
+    assert [seen.connection for seen in server.requests] == [0, 1]
+
+
+def test_close_idle_keeps_the_origins_asked_for_and_forgets_the_others():
+    async def scenario(server: Server) -> None:
+        client = Http1Client(timeout_s=5, max_connections=2)
+        deadline = client.loop.time() + 5
+        for host in ("127.0.0.1", "localhost"):  # two origins on the one server
+            assert (await client.exchange(b"GET", host, server.port, b"/", b"", b"", deadline))[0] == 202
+        client.close_idle({("127.0.0.1", server.port)})
+        kept = client._pools[("http", "127.0.0.1", server.port)]
+        assert list(client._pools) == [("http", "127.0.0.1", server.port)] and len(kept.idle) == 1
+        # The kept connection is reused; the forgotten origin opens a new pool and connection.
+        for host in ("127.0.0.1", "localhost"):
+            assert (await client.exchange(b"GET", host, server.port, b"/", b"", b"", deadline))[0] == 202
+        client.close()
+        assert not client._pools
+
+    server = serve(lambda seen: OK, scenario)
+    assert [seen.connection for seen in server.requests] == [0, 1, 0, 2]

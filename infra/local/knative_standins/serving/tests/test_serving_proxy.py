@@ -1,4 +1,5 @@
-"""The activator's HTTP/1.1 framing (proxy.py) with a real activator and the tiny function.
+"""The activator's HTTP/1.1 framing (proxy.py, delivery/http1.py toward the instance) with a real
+activator and the tiny function.
 
 One activator (min-scale 1) for the module; raw sockets where the client must do something
 urllib does not (chunked bodies, Expect: 100-continue, pipelining, garbage, HTTP/1.0).
@@ -113,3 +114,28 @@ def test_the_requests_are_counted_for_the_decider_and_metrics(running) -> None:
     assert ok_count(metrics) == before + 3
     assert "activator_request_concurrency" in metrics
     assert running.status()["in_flight"] == 0
+
+
+def test_a_head_answer_keeps_its_length_has_no_body_and_the_connection_stays_open(running) -> None:
+    raw = exchange(
+        running,
+        b"HEAD /work HTTP/1.1\r\nHost: x\r\n\r\nGET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"\r\nContent-Length: 42" in head
+    # No body after the HEAD answer: the next bytes are the GET's answer on the same connection.
+    assert [status for status, _, _ in answers(rest)] == [200]
+
+
+def unanswered(running) -> int:
+    return json.loads(answers(exchange(running, b"GET /stats HTTP/1.0\r\n\r\n"))[0][2])["unanswered"]
+
+
+def test_an_instance_that_closes_without_answering_is_tried_again_a_cut_answer_is_not(running) -> None:
+    before = unanswered(running)
+    (dropped,) = answers(exchange(running, b"GET /drop HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    assert dropped[0] == 503 and "closed the connection three times" in json.loads(dropped[2])["detail"]
+    assert unanswered(running) == before + 3  # not processed, so sent again: three attempts
+    (cut,) = answers(exchange(running, b"GET /cut HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+    assert cut[0] == 502 and cut[1]["content-type"] == "application/problem+json"
+    assert unanswered(running) == before + 4  # an answer had begun: never sent twice

@@ -2,8 +2,10 @@
 
 GET/POST /work?sleep=S answers after S seconds with its pid and the concurrency it saw;
 /readyz answers 200 once STARTUP_DELAY seconds have passed; /stats reports the largest number
-of requests it ever had in flight. SIGTERM stops it the way gunicorn does: no new connections,
-in-flight requests finish, then exit. FAIL=1 makes it exit at once with code 3.
+of requests it ever had in flight, and how many it refused to answer: /drop closes the connection
+without a byte of an answer, /cut after half of one. HEAD gets a GET's header lines, no body.
+SIGTERM stops it the way gunicorn does: no new connections, in-flight requests finish, then exit.
+FAIL=1 makes it exit at once with code 3.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ if os.environ.get("FAIL") == "1":
 
 time.sleep(float(os.environ.get("STARTUP_DELAY", "0")))
 lock = threading.Lock()
-state = {"in_flight": 0, "max_in_flight": 0, "served": 0}
+state = {"in_flight": 0, "max_in_flight": 0, "served": 0, "unanswered": 0}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -51,6 +53,13 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/stats":
             with lock:
                 return self._answer(200, {**state, "pid": os.getpid()})
+        if url.path in ("/drop", "/cut"):
+            with lock:
+                state["unanswered"] += 1
+            if url.path == "/cut":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+            self.close_connection = True
+            return None
         with lock:
             state["in_flight"] += 1
             state["max_in_flight"] = max(state["max_in_flight"], state["in_flight"])
@@ -63,6 +72,12 @@ class Handler(BaseHTTPRequestHandler):
 
     do_GET = _handle
     do_POST = _handle
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "42")  # what a GET's body would be
+        self.end_headers()
 
 
 server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
