@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "infra" / "tests" / "serving"))
+sys.path.insert(0, str(REPO / "infra" / "local" / "knative_standins" / "serving" / "tests"))
 
 from serving_helpers import activator  # noqa: E402
 
