@@ -253,6 +253,33 @@ def latency_summary(delays_s: Sequence[float]) -> tuple[float | None, float | No
     return _ms(percentile(delays_s, 50)), _ms(percentile(delays_s, 99))
 
 
+def delay_by_minute(delays: Sequence[tuple[float, float]], minute_s: float = 60.0) -> str:
+    """Event -> stored row p50/p99 (ms) per minute of the load, by the event's own time.
+
+    `delays` are (stored at, delay) in seconds, as the report reads them. One p99 over a whole run
+    hides when the time went: on a fresh stack the first minute pays the cold starts and the JVMs'
+    (Kafka's, Flink's) warm-up, and this table shows that minute apart from the rest.
+    """
+    if not delays:
+        return "no stored events"
+    sent = [(stored_at - delay, delay) for stored_at, delay in delays]
+    origin = min(t for t, _ in sent)
+    minutes: dict[int, list[float]] = {}
+    for t, delay in sent:
+        minutes.setdefault(int((t - origin) // minute_s), []).append(delay)
+    rows = [
+        (
+            f"{m * minute_s:g}-{(m + 1) * minute_s:g} s",
+            len(values),
+            _ms(percentile(values, 50)),
+            _ms(percentile(values, 99)),
+            _ms(max(values)),
+        )
+        for m, values in sorted(minutes.items())
+    ]
+    return markdown_table(("events sent in", "events", "p50 ms", "p99 ms", "max ms"), rows)
+
+
 def check_scaled(series: Mapping[str, Series], busy: Phase, functions: Sequence[str]) -> list[Check]:
     """Each named function had at least one instance while the load ran."""
     checks = []

@@ -59,6 +59,7 @@ from .analysis import (
     check_scaled,
     cold_start_summary,
     cold_start_table,
+    delay_by_minute,
     histogram_quantile,
     info,
     instances_table,
@@ -527,7 +528,9 @@ def _markdown(
             "## Event -> stored row",
             "",
             f"{len(delays)} events stored; delay from the event's time to its row "
-            f"p50 {p50} ms, p99 {p99} ms.",
+            f"p50 {p50} ms, p99 {p99} ms. By minute of the load (the event's own time):",
+            "",
+            delay_by_minute(delays),
             "",
             *(demo.cpu.section if demo.cpu else []),
             "## Checks",

@@ -14,6 +14,7 @@ from loadtest.autoscale.analysis import (
     check_cold_starts_ready,
     check_scaled,
     cold_start_summary,
+    delay_by_minute,
     first_zero_after,
     memory_figures,
     memory_goal,
@@ -140,3 +141,26 @@ def test_memory_table_rows_and_an_empty_run():
     assert "| gateway | 2 | 55 | 90 | - | 0 | met |" in table  # no idle reading: the first one
     assert "goal idle < 80 MiB" in table
     assert memory_table({}) == "_no instance memory was read_"
+
+
+@pytest.mark.parametrize(
+    ("delays", "rows"),
+    [
+        ([], None),
+        # (stored at, delay): events sent at 1000, 1030 (first minute), 1070 (second minute)
+        (
+            [(1000.5, 0.5), (1032.0, 2.0), (1070.1, 0.1)],
+            ["| 0-60 s | 2 | 1250 | 1985 | 2000 |", "| 60-120 s | 1 | 100 | 100 | 100 |"],
+        ),
+        # the minute is the event's own time, not when it was stored: sent at 1059, stored at 1065
+        ([(1000.0, 0.0), (1065.0, 6.0)], ["| 0-60 s | 2 | 3000 | 5940 | 6000 |"]),
+    ],
+)
+def test_delay_by_minute(delays: list[tuple[float, float]], rows: list[str] | None) -> None:
+    table = delay_by_minute(delays)
+    if rows is None:
+        assert table == "no stored events"
+        return
+    lines = table.splitlines()
+    assert lines[0] == "| events sent in | events | p50 ms | p99 ms | max ms |"
+    assert lines[2:] == rows
