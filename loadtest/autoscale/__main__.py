@@ -12,7 +12,10 @@ Knative (infra/cluster) through that cluster's nginx and reads real Knative's au
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 
 from loadtest.cli import add_seconds, options_from, setup_logging
@@ -95,6 +98,31 @@ def _status_urls(stack) -> dict[str, str]:
     }
 
 
+def per_client_limit(rate: str) -> float | None:
+    """nginx's limit_req rate ("20r/s", "600r/m") as requests per second; None if unreadable."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*r/([sm])\s*", rate)
+    if not match:
+        return None
+    return float(match.group(1)) / (60.0 if match.group(2) == "m" else 1.0)
+
+
+def check_under_client_limit(rate: float, environ: Mapping[str, str] = os.environ) -> None:
+    """Stop before a step or spike the local edge would cut: the demo is one client (one token),
+    and nginx refuses a client's requests above RATE_PER_CLIENT with 429, so a faster load
+    measures the limit, not the path (a 36 req/s run here: 20 r/s admitted, 20,138 refused)."""
+    from ripple_stack.components.nginx import selected_profile
+
+    profile, values = selected_profile(environ)
+    limit = per_client_limit(values.get("RATE_PER_CLIENT", ""))
+    if limit is not None and rate >= limit:
+        raise SystemExit(
+            f"--step-rate / --spike-rate {rate:g} req/s is at or above nginx's per-client limit "
+            f"({values['RATE_PER_CLIENT']}, profile {profile}), and the demo is one client: the excess "
+            "would be refused with 429. Offer the events in larger batches instead (--batch, up to "
+            "the gateway's MAX_BATCH_EVENTS) or raise RIPPLE_NGINX_RATE_PER_CLIENT before make up."
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser(DemoOptions())
     arguments = parser.parse_args(argv)
@@ -120,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                 mode="cluster",
             )
         else:
+            check_under_client_limit(max(options.step_rate, options.spike_rate))
             directory, result = run_demo(
                 config,
                 options,

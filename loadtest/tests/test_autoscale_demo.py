@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.autoscale import demo as demo_module
+from loadtest.autoscale.__main__ import check_under_client_limit, per_client_limit
 from loadtest.autoscale.demo import DemoOptions, run_demo
 from loadtest.autoscale.observe import InstanceReader
 from loadtest.scenarios.config import LoadConfig
@@ -117,3 +118,18 @@ def test_the_report_shows_memory_per_instance_against_the_goal(walked):
     run = json.loads((directory / "run.json").read_text())
     assert run["memory"]["event-store"]["peak"] == 52.5
     assert run["memory_samples"][0][1:] == ["event-store", "event-store-1", 52.5]
+
+
+@pytest.mark.parametrize(
+    ("rate", "per_second"),
+    [("20r/s", 20.0), ("600r/m", 10.0), (" 2.5r/s ", 2.5), ("fast", None), ("", None)],
+)
+def test_per_client_limit(rate: str, per_second: float | None) -> None:
+    assert per_client_limit(rate) == per_second
+
+
+def test_check_under_client_limit_stops_a_load_one_client_cannot_send() -> None:
+    check_under_client_limit(18.0, {})  # strict: 20 r/s per client
+    with pytest.raises(SystemExit, match=r"36 req/s is at or above nginx's per-client limit \(20r/s"):
+        check_under_client_limit(36.0, {})
+    check_under_client_limit(36.0, {"RIPPLE_NGINX_RATE_PER_CLIENT": "40r/s"})
