@@ -44,8 +44,8 @@ import requests
 from cloudevents.http import CloudEvent
 from gateway_testkit import ORDER_TYPE, TopicReader, new_id, order, record_headers
 
+from knative_standins.delivery.sender import HttpSender
 from knative_standins.kafkasource.convert import Record, to_http
-from knative_standins.kafkasource.sender import HttpSender
 from ripple_cloudevents import to_binary_request
 from ripple_stack.settings import load_settings
 
@@ -254,7 +254,7 @@ def test_ripple_senders_encode_as_a_conformant_sdk_decodes(stack, client_home):
     """ripple's HTTP senders, read by the 2.x Python SDK's receiver: every attribute as it was.
 
     1. ripple_cloudevents.to_binary_request (order-alerts -> Broker, Trigger dispatcher, replay);
-    2. the KafkaSource stand-in (convert.to_http, then its aiohttp HttpSender) delivering the
+    2. the KafkaSource stand-in (convert.to_http, then delivery.sender's HttpSender) delivering the
        record the gateway wrote for an event published through the edge.
     """
     python = _python_sdk2(client_home)[0]
@@ -317,8 +317,8 @@ def test_ripple_senders_encode_as_a_conformant_sdk_decodes(stack, client_home):
         )
 
         async def deliver() -> int | None:
-            async with HttpSender(timeout_s=30, namespace="ripple", max_connections=1) as sender:
-                return (await sender.post(url, event)).status
+            async with HttpSender(30, 1, {"Prefer": "reply", "Kn-Namespace": "ripple"}) as sender:
+                return (await sender.post(url, event.headers, event.body)).status
 
         assert asyncio.run(deliver()) == 202
         outcomes = [json.loads(receiver.stdout.readline()) for _ in range(2)]

@@ -1,12 +1,13 @@
 """A small pooled keep-alive HTTP/1.1 client on asyncio protocols and httptools' C parser.
 
-The KafkaSource dispatcher POSTs every event with it (kafkasource/sender.py). aiohttp's
-ClientSession spent ~30 % of the dispatcher's CPU building request and response objects, header
-multidicts, stream readers and timers for each request (loadtest/dispatcher/profiles/README.md);
-here a request is one buffer written on an idle connection of its origin's pool, the response
-is framed by httptools (Content-Length, chunked, or until the server closes) and its body kept as
-bytes. The activator (serving/activator.py) forwards requests to its function's instances with it
-too (`exchange`: the request target as received, the answer's header lines, a deadline of its own).
+Both dispatchers (KafkaSource and Trigger) POST every event with it (sender.py). aiohttp's
+ClientSession spent ~30 % of the KafkaSource dispatcher's CPU building request and response
+objects, header multidicts, stream readers and timers for each request
+(loadtest/dispatcher/profiles/README.md); here a request is one buffer written on an idle
+connection of its origin's pool, the response is framed by httptools (Content-Length, chunked, or
+until the server closes) and its body kept as bytes. The activator (serving/activator.py)
+forwards requests to its function's instances with it too (`exchange`: the request target as
+received, the answer's header lines, a deadline of its own).
 
 What it does, all a dispatcher needs: one request at a time per connection (no pipelining),
 http and https, at most `max_connections` connections per origin (further requests wait for one

@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 from ..delivery.policy import backoff_s, dead_letter_backoff_s, is_retryable, is_success
+from ..delivery.sender import HttpSender
 from .convert import HttpEvent, with_error_headers
 from .manifest import Delivery
 from .metrics import DispatcherMetrics
-from .sender import HttpSender
 
 log = logging.getLogger("ripple.kafkasource")
 
@@ -82,7 +82,7 @@ class Deliverer:
         started = time.monotonic()
         retries = 0
         while True:
-            response = await self.sender.post(self.sink_url, event)
+            response = await self.sender.post(self.sink_url, event.headers, event.body)
             if response.status is not None and is_success(response.status):
                 delivered, latency = self._hot_metrics(topic)
                 delivered.inc()
@@ -117,7 +117,7 @@ class Deliverer:
         dead = with_error_headers(event, self.sink_url, response.status, response.body)
         attempt = 0
         while True:
-            answer = await self.sender.post(self.dead_letter_url, dead)
+            answer = await self.sender.post(self.dead_letter_url, dead.headers, dead.body)
             if answer.status is not None and is_success(answer.status):
                 self.metrics.dead_lettered.labels(*labels).inc()
                 self.metrics.latency.labels(*labels).observe(time.monotonic() - started)

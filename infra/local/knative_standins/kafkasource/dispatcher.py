@@ -41,13 +41,13 @@ from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from ..delivery.sender import HttpSender
 from .convert import Record, to_http
 from .deliver import Deliverer, wait_event
 from .manifest import KafkaSource
 from .metrics import DispatcherMetrics
 from .offsets import OffsetTracker, PartitionOffsets
 from .orderings import ordering_of
-from .sender import HttpSender
 
 log = logging.getLogger("ripple.kafkasource")
 T = TypeVar("T")
@@ -197,7 +197,10 @@ class Dispatcher:
         )
         self._listener = Rebalance(self, loop, consumer)
         sender = HttpSender(
-            self.source.delivery.timeout_s, self.source.namespace, max_connections=self.config.max_in_flight
+            self.source.delivery.timeout_s,
+            self.config.max_in_flight,
+            # As Knative's dispatcher sends them, after the event's own headers.
+            {"Prefer": "reply", "Kn-Namespace": self.source.namespace},
         )
         async with sender:
             self.deliverer = Deliverer(

@@ -1,4 +1,4 @@
-"""kafkasource.sender and deliver: what goes on the wire and how answers and failures come back.
+"""delivery.sender and kafkasource.deliver: what goes on the wire and how answers and failures come back.
 
 A loopback server answers with a scripted list; the Deliverer runs over the real sender, so the
 retry classification, dead letters and the `knativeerror*` headers are checked end to end.
@@ -14,11 +14,11 @@ import pytest
 import uvloop
 from prometheus_client import CollectorRegistry
 
+from knative_standins.delivery.sender import HttpSender, Response
 from knative_standins.delivery.spec import Delivery
 from knative_standins.kafkasource.convert import HttpEvent
 from knative_standins.kafkasource.deliver import Deliverer
 from knative_standins.kafkasource.metrics import DispatcherMetrics
-from knative_standins.kafkasource.sender import HttpSender, Response
 
 EVENT = HttpEvent(
     {
@@ -31,6 +31,8 @@ EVENT = HttpEvent(
     },
     b'{"orderId": "o-1"}',
 )
+# What the KafkaSource dispatcher adds, as Knative's dispatcher sends them.
+KNATIVE_HEADERS = {"Prefer": "reply", "Kn-Namespace": "ripple"}
 
 
 def answer(status: int, body: bytes = b"", extra: bytes = b"") -> bytes:
@@ -75,8 +77,11 @@ def on_server(
 
 def test_post_sends_the_event_in_binary_mode_with_knatives_headers():
     async def scenario(url: str) -> list[Response]:
-        async with HttpSender(5, "ripple", max_connections=4) as sender:
-            return [await sender.post(url, EVENT), await sender.post(url, HttpEvent(EVENT.headers, None))]
+        async with HttpSender(5, 4, KNATIVE_HEADERS) as sender:
+            return [
+                await sender.post(url, EVENT.headers, EVENT.body),
+                await sender.post(url, EVENT.headers, None),
+            ]
 
     results, received = on_server([answer(202), answer(503, b"busy")], scenario)
     assert results == [Response(202, b""), Response(503, b"busy")]
@@ -91,11 +96,11 @@ def test_post_sends_the_event_in_binary_mode_with_knatives_headers():
 
 def test_failures_without_an_answer_are_a_response_without_status():
     async def scenario(url: str) -> list[Response]:
-        async with HttpSender(5, "ripple", max_connections=4) as sender:
-            lost = await sender.post(url, EVENT)
-            refused = await sender.post("http://127.0.0.1:1/", EVENT)
-        async with HttpSender(0.2, "ripple", max_connections=4) as sender:
-            timed_out = await sender.post(url, EVENT)
+        async with HttpSender(5, 4, KNATIVE_HEADERS) as sender:
+            lost = await sender.post(url, EVENT.headers, EVENT.body)
+            refused = await sender.post("http://127.0.0.1:1/", EVENT.headers, EVENT.body)
+        async with HttpSender(0.2, 4, KNATIVE_HEADERS) as sender:
+            timed_out = await sender.post(url, EVENT.headers, EVENT.body)
         return [lost, refused, timed_out]
 
     (lost, refused, timed_out), _ = on_server([None, b""], scenario)
@@ -106,10 +111,10 @@ def test_failures_without_an_answer_are_a_response_without_status():
 
 
 def test_a_header_with_a_line_break_is_refused():
-    sender = HttpSender(5, "ripple", max_connections=1)
+    sender = HttpSender(5, 1, KNATIVE_HEADERS)
     with pytest.raises(ValueError):
-        sender.head(HttpEvent({**EVENT.headers, "content-type": "text/plain\r\nX-Injected: 1"}, b""))
-    assert sender.head(EVENT).endswith(b"Prefer: reply\r\nKn-Namespace: ripple\r\n")
+        sender.head({**EVENT.headers, "content-type": "text/plain\r\nX-Injected: 1"})
+    assert sender.head(EVENT.headers).endswith(b"Prefer: reply\r\nKn-Namespace: ripple\r\n")
 
 
 def deliver(
@@ -119,7 +124,7 @@ def deliver(
 
     async def scenario(url: str) -> bool:
         delivery = Delivery(retry=retry, backoff_delay_s=0.001)
-        async with HttpSender(5, "ripple", max_connections=4) as sender:
+        async with HttpSender(5, 4, KNATIVE_HEADERS) as sender:
             deliverer = Deliverer(
                 sender,
                 url + "sink",
