@@ -9,7 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from loadtest.scenarios.stats import FAIL, INFO, PASS, SKIP, Check, Phase, markdown_table, percentile
+from loadtest.scenarios.stats import (
+    FAIL,
+    INFO,
+    PASS,
+    SKIP,
+    Check,
+    Phase,
+    PhaseSummary,
+    markdown_table,
+    percentile,
+)
 
 Series = Sequence[tuple[float, float]]
 
@@ -246,6 +256,21 @@ def _goal(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return "met" if seconds < COLD_START_GOAL_S else "NOT met"
+
+
+def check_step_admitted(step: PhaseSummary, most_refused: float = 0.01) -> Check:
+    """The step is the load the run measures: if the edge refused a share of it (429), the figures
+    are nginx's limit, not the path's (a 36 req/s step as one client: 20 r/s admitted)."""
+    name = "the step's load was admitted by the edge"
+    if step.requests == 0:
+        return Check(name, SKIP, "no requests in the step")
+    share = step.rejected_429 / step.requests
+    return Check(
+        name,
+        PASS if share <= most_refused else FAIL,
+        f"{step.rejected_429} of {step.requests} requests refused with 429 ({share:.1%}, at most "
+        f"{most_refused:.0%}); {step.accepted_events} events accepted in {step.seconds:.0f} s",
+    )
 
 
 def latency_summary(delays_s: Sequence[float]) -> tuple[float | None, float | None]:

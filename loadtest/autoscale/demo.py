@@ -57,6 +57,7 @@ from .analysis import (
     check_back_to_zero,
     check_cold_starts_ready,
     check_scaled,
+    check_step_admitted,
     cold_start_summary,
     cold_start_table,
     delay_by_minute,
@@ -443,6 +444,7 @@ def _report(
     outcomes = demo.driver.snapshot()
     rows = timeline(outcomes, samples, t0, demo.t_end)
     summaries = [summarize(phase, outcomes, samples) for phase in phases]
+    checks.append(check_step_admitted(summaries[0]))
     plot_demo(
         directory / "autoscale.png", rows, ready, desired, delays, t0, phases, f"autoscale demo {run_id}"
     )

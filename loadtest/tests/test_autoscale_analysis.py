@@ -13,6 +13,7 @@ from loadtest.autoscale.analysis import (
     check_back_to_zero,
     check_cold_starts_ready,
     check_scaled,
+    check_step_admitted,
     cold_start_summary,
     delay_by_minute,
     first_zero_after,
@@ -24,7 +25,7 @@ from loadtest.autoscale.analysis import (
 )
 from loadtest.autoscale.demo import BatchShop
 from loadtest.autoscale.observe import read_cold_starts
-from loadtest.scenarios.stats import FAIL, PASS, SKIP, Phase
+from loadtest.scenarios.stats import FAIL, PASS, SKIP, Phase, PhaseSummary
 
 STEP = Phase("step", 100.0, 160.0)
 # ready instances of one function: 0 before the step, 1 at 105, 2 at 120, 3 at 130, then steady
@@ -164,3 +165,24 @@ def test_delay_by_minute(delays: list[tuple[float, float]], rows: list[str] | No
     lines = table.splitlines()
     assert lines[0] == "| events sent in | events | p50 ms | p99 ms | max ms |"
     assert lines[2:] == rows
+
+
+def _step(requests: int, refused: int) -> PhaseSummary:
+    accepted = requests - refused
+    return PhaseSummary(
+        "step", 600.0, requests, requests / 600, accepted, accepted * 56, refused, 0, 0,
+        None, None, None, None, None, None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("requests", "refused", "result"),
+    [
+        (0, 0, SKIP),
+        (5401, 0, PASS),
+        (10831, 41, PASS),  # the 2,016 events/s run: a few 429s at second boundaries
+        (32118, 20138, FAIL),  # 36 req/s as one client: nginx's 20 r/s measured, not the path
+    ],
+)
+def test_check_step_admitted(requests: int, refused: int, result: str) -> None:
+    assert check_step_admitted(_step(requests, refused)).result == result
