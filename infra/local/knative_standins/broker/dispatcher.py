@@ -2,9 +2,9 @@
 
 As eventing-rabbitmq's pkg/dispatcher: the Trigger's queue is consumed with manual acks and a
 prefetch of `parallelism` (the rabbitmq.eventing.knative.dev/parallelism annotation), each
-message is delivered by one of `parallelism` workers as a binary-mode CloudEvent, retried per
-the delivery spec (which failures are retried and how long to wait: the KafkaSource stand-in's
-delivery module, the same Knative rules), and then:
+message is delivered (at most `parallelism` at a time) as a binary-mode CloudEvent, retried per
+the delivery spec (which failures are retried and how long to wait: the delivery package's
+policy, the KafkaSource stand-in's rules), and then:
 - 2xx: the message is acked;
 - failed for good, with a dead-letter sink: the event, with knativeerrordest, knativeerrorcode and
   knativeerrordata, is published to the Trigger's dead-letter exchange (confirmed), then acked.
@@ -18,33 +18,35 @@ acks a dead-letter-queue message even when the dead-letter sink failed; ripple r
 instead of losing them. Reply events from the subscriber are not sent back to the Broker.
 
 Threads: the main thread owns the pika connection (not thread-safe): it consumes, acks and
-publishes. Workers do the HTTP deliveries and hand their outcome back with
-add_callback_threadsafe. The metrics server has its own thread.
+publishes. The deliveries run as tasks of one event loop on a thread of their own (uvloop when
+installed), over the delivery package's pooled keep-alive HTTP/1.1 sender (delivery/sender.py, the
+KafkaSource dispatcher's): prefetch bounds them to `parallelism` per queue, as `parallelism`
+worker threads posting with `requests` did until the profile showed that thread pool and
+`requests` were most of the dispatcher's CPU (loadtest/broker/profiles/README.md). A task hands its
+outcome back with add_callback_threadsafe. The metrics server has its own thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any
 
 import pika
 import pika.exceptions
-import requests
 from cloudevents.http import CloudEvent
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
-from ripple_cloudevents import to_binary_request
-
 from ..delivery.errors import with_error_extensions
 from ..delivery.policy import backoff_s, dead_letter_backoff_s, is_retryable, is_success
+from ..delivery.sender import HttpSender, Response
 from .manifest import Notifications, Trigger
-from .message import NotACloudEvent, from_message, to_message
+from .message import NotACloudEvent, from_message, to_binary_request_of, to_message
 from .metrics import DispatcherMetrics
 from .topology import dead_letter_exchange_name, dead_letter_queue_name, declare_trigger, queue_name
 
@@ -53,29 +55,13 @@ AMQP_FAILURES = (pika.exceptions.AMQPError, OSError)
 DEPTH_INTERVAL_S = 2.0
 
 
-@dataclass(frozen=True)
-class Outcome:
-    status: int | None  # None: no response (timeout, connection refused)
-    body: bytes | None
-
-
-class Sender:
-    """POSTs CloudEvents in HTTP binary mode; one keep-alive session per worker thread."""
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self._local = threading.local()
-
-    def post(self, url: str, event: CloudEvent) -> Outcome:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-        headers, body = to_binary_request(event)  # attribute values percent-encoded (HTTP binding)
-        try:
-            response = session.post(url, data=body, headers=headers, timeout=self.timeout_s)
-        except requests.RequestException:
-            return Outcome(None, None)
-        return Outcome(response.status_code, response.content)
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed (as the KafkaSource dispatcher and the activator run), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 class TriggerDispatcher:
@@ -87,7 +73,7 @@ class TriggerDispatcher:
         subscriber_url: str,
         dead_letter_url: str | None,
         metrics: DispatcherMetrics,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.broker = notifications.broker
         self.trigger = trigger
@@ -98,34 +84,52 @@ class TriggerDispatcher:
         self.subscriber_url = subscriber_url
         self.dead_letter_url = dead_letter_url
         self.metrics = metrics
-        self.sender = Sender(self.delivery.timeout_s)
         self.sleep = sleep
         self.parallelism = trigger.parallelism
-        # Main queue and dead-letter queue each have `parallelism` messages in flight at most.
-        self.pool = ThreadPoolExecutor(max_workers=2 * self.parallelism, thread_name_prefix="deliver")
+        # Main queue and dead-letter queue each have `parallelism` messages in flight at most
+        # (their prefetch): as many connections as the 2 * parallelism worker threads had.
+        self.sender = HttpSender(self.delivery.timeout_s, 2 * self.parallelism)
+        self.loop: asyncio.AbstractEventLoop | None = None  # the deliveries' (start_deliveries)
+        self._loop_thread: threading.Thread | None = None
+        self._tasks: set[asyncio.Task] = set()
         self.in_flight = 0  # of the current session's connection (_counted)
         self._counted: BlockingConnection | None = None
         self._lock = threading.Lock()
         self.stop = threading.Event()
 
-    # --- delivery (worker threads) ----------------------------------------------------------
+    # The hot series, looked up once (on first use, so that they appear when they did before).
+    @functools.cached_property
+    def _delivered(self) -> Any:
+        return self.metrics.delivered.labels(self.trigger.name)
 
-    def deliver(self, url: str, event: CloudEvent) -> Outcome:
-        """Deliver with the delivery spec's retries; the last outcome."""
-        outcome = self.sender.post(url, event)
+    @functools.cached_property
+    def _latency(self) -> Any:
+        return self.metrics.latency.labels(self.trigger.name)
+
+    # --- delivery (tasks of the deliveries' event loop) -------------------------------------
+
+    async def _post(self, url: str, headers: Mapping[str, str], body: bytes | None) -> Response:
+        try:
+            return await self.sender.post(url, headers, body)
+        except ValueError as error:  # a header with a line break: a failed attempt, as with requests
+            return Response(None, None, f"ValueError: {error}")
+
+    async def deliver(self, url: str, headers: Mapping[str, str], body: bytes | None) -> Response:
+        """Deliver an event's request with the delivery spec's retries; the last answer."""
+        response = await self._post(url, headers, body)
         retries = 0
         while (
-            not is_success(outcome.status or 0)
-            and is_retryable(outcome.status)
+            not is_success(response.status or 0)
+            and is_retryable(response.status)
             and retries < self.delivery.retry
         ):
             retries += 1
             self.metrics.retried.labels(self.trigger.name).inc()
-            self.sleep(backoff_s(self.delivery, retries))
-            outcome = self.sender.post(url, event)
-        return outcome
+            await self.sleep(backoff_s(self.delivery, retries))
+            response = await self._post(url, headers, body)
+        return response
 
-    def _work(
+    async def _work(
         self,
         connection: BlockingConnection,
         channel: BlockingChannel,
@@ -136,27 +140,33 @@ class TriggerDispatcher:
     ) -> None:
         started = time.monotonic()
         try:
-            event = from_message(headers, body)
+            request_headers, request_body = to_binary_request_of(headers, body)
         except NotACloudEvent as error:
             log.warning("dropping a message that is not a CloudEvent: %s", error)
             self.metrics.discarded.labels(self.trigger.name, "not-a-cloudevent").inc()
             self._hand_back(connection, functools.partial(channel.basic_ack, tag))
             return
-        outcome = self.deliver(self.subscriber_url, event)
-        self.metrics.latency.labels(self.trigger.name).observe(time.monotonic() - started)
-        if is_success(outcome.status or 0):
-            self.metrics.delivered.labels(self.trigger.name).inc()
+        response = await self.deliver(self.subscriber_url, request_headers, request_body)
+        self._latency.observe(time.monotonic() - started)
+        if is_success(response.status or 0):
+            self._delivered.inc()
             self._hand_back(connection, functools.partial(channel.basic_ack, tag))
             return
-        log.warning("delivery to %s failed for good (status %s)", self.subscriber_url, outcome.status)
+        log.warning(
+            "delivery to %s failed for good (status %s) %s",
+            self.subscriber_url,
+            response.status,
+            response.error,
+        )
         if self.dead_letter_url is None:
             self.metrics.discarded.labels(self.trigger.name, "no-dead-letter-sink").inc()
             self._hand_back(connection, functools.partial(channel.basic_ack, tag))
             return
-        dead = with_error_extensions(event, self.subscriber_url, outcome.status, outcome.body)
+        event = from_message(headers, body)
+        dead = with_error_extensions(event, self.subscriber_url, response.status, response.body)
         self._hand_back(connection, functools.partial(self._dead_letter, channel, publisher, tag, dead))
 
-    def _work_dead_letter(
+    async def _work_dead_letter(
         self,
         connection: BlockingConnection,
         channel: BlockingChannel,
@@ -165,19 +175,68 @@ class TriggerDispatcher:
         body: bytes,
     ) -> None:
         try:
-            event = from_message(headers, body)
+            request_headers, request_body = to_binary_request_of(headers, body)
         except NotACloudEvent:
             self._hand_back(connection, functools.partial(channel.basic_ack, tag))
             return
-        outcome = self.deliver(self.dead_letter_url or "", event)
-        if is_success(outcome.status or 0):
+        response = await self.deliver(self.dead_letter_url or "", request_headers, request_body)
+        if is_success(response.status or 0):
             self.metrics.dead_lettered.labels(self.trigger.name).inc()
             self._hand_back(connection, functools.partial(channel.basic_ack, tag))
             return
         self.metrics.dead_letter_failures.labels(self.trigger.name).inc()
         # Kept, not dropped: wait, then give it back to the dead-letter queue for another try.
-        self.sleep(dead_letter_backoff_s(self.delivery, 1))
+        await self.sleep(dead_letter_backoff_s(self.delivery, 1))
         self._hand_back(connection, functools.partial(channel.basic_nack, tag, requeue=True))
+
+    def _start(self, work: Callable[..., Coroutine[Any, Any, None]], arguments: tuple) -> None:
+        """On the loop: one delivery as a task, referenced until it is done."""
+        assert self.loop is not None
+        task = self.loop.create_task(work(*arguments))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # unsettled: RabbitMQ redelivers
+            log.error("a delivery failed unexpectedly", exc_info=task.exception())
+
+    def start_deliveries(self) -> None:
+        """Run the deliveries' event loop on a thread of its own, the sender open on it."""
+        loop = self.loop = new_event_loop()
+        ready = threading.Event()
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self.sender.__aenter__())
+            ready.set()
+            loop.run_forever()
+
+        self._loop_thread = threading.Thread(target=serve, name="deliver", daemon=True)
+        self._loop_thread.start()
+        ready.wait()
+
+    def stop_deliveries(self, timeout_s: float = 5.0) -> None:
+        """Cancel the deliveries still running (their messages, unsettled, are RabbitMQ's again
+        once the connection is closed), close the sender's connections and stop the loop."""
+        loop, thread = self.loop, self._loop_thread
+        if loop is None or thread is None:
+            return
+
+        async def finish() -> None:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.sender.__aexit__(None, None, None)
+
+        with contextlib.suppress(TimeoutError):
+            asyncio.run_coroutine_threadsafe(finish(), loop).result(timeout_s)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout_s)
+        if not thread.is_alive():
+            loop.close()
+        self.loop = self._loop_thread = None
 
     def _hand_back(self, connection: BlockingConnection, action: Callable[[], None]) -> None:
         def run() -> None:
@@ -214,10 +273,11 @@ class TriggerDispatcher:
             return
         channel.basic_ack(tag)
 
-    def _submit(self, work: Callable[..., None], *arguments: object) -> None:
+    def _submit(self, work: Callable[..., Coroutine[Any, Any, None]], *arguments: object) -> None:
         with self._lock:
             self.in_flight += 1
-        self.pool.submit(work, *arguments)
+        assert self.loop is not None, "start_deliveries first"
+        self.loop.call_soon_threadsafe(self._start, work, arguments)
 
     def _session(self) -> None:
         connection = pika.BlockingConnection(self.parameters)
@@ -273,6 +333,7 @@ class TriggerDispatcher:
 
     def run(self) -> None:
         """Consume until stop is set; reconnect (once a second) whenever RabbitMQ goes away."""
+        self.start_deliveries()
         while not self.stop.is_set():
             try:
                 self._session()
@@ -282,4 +343,4 @@ class TriggerDispatcher:
                 # Deliveries of the lost session cannot settle (their hand-back fails and only
                 # counts down): RabbitMQ redelivers them to the next session.
                 self.stop.wait(1.0)
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.stop_deliveries()
