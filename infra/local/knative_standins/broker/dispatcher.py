@@ -37,6 +37,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+import cloudevents.exceptions
 import pika
 import pika.exceptions
 from cloudevents.http import CloudEvent
@@ -52,6 +53,10 @@ from .topology import dead_letter_exchange_name, dead_letter_queue_name, declare
 
 log = logging.getLogger("ripple.broker.dispatcher")
 AMQP_FAILURES = (pika.exceptions.AMQPError, OSError)
+# A message no attempt can deliver: no CloudEvent attributes, or ones the SDK refuses (an unknown
+# specversion, an attribute named like its own fields). Acked and counted as discarded: left
+# unsettled, it would hold one of the queue's prefetch slots until the next reconnect.
+UNDELIVERABLE = (NotACloudEvent, cloudevents.exceptions.GenericException)
 DEPTH_INTERVAL_S = 2.0
 
 
@@ -141,7 +146,7 @@ class TriggerDispatcher:
         started = time.monotonic()
         try:
             request_headers, request_body = to_binary_request_of(headers, body)
-        except NotACloudEvent as error:
+        except UNDELIVERABLE as error:
             log.warning("dropping a message that is not a CloudEvent: %s", error)
             self.metrics.discarded.labels(self.trigger.name, "not-a-cloudevent").inc()
             self._hand_back(connection, functools.partial(channel.basic_ack, tag))
@@ -176,7 +181,7 @@ class TriggerDispatcher:
     ) -> None:
         try:
             request_headers, request_body = to_binary_request_of(headers, body)
-        except NotACloudEvent:
+        except UNDELIVERABLE:
             self._hand_back(connection, functools.partial(channel.basic_ack, tag))
             return
         response = await self.deliver(self.dead_letter_url or "", request_headers, request_body)

@@ -207,6 +207,32 @@ def test_a_2xx_acks_the_message_after_the_binary_mode_post(dispatcher, subscribe
     )
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"id": "1", "source": "/s", "type": "t"},  # no specversion: not a CloudEvent
+        {"specversion": "2.0", "id": "1", "source": "/s", "type": "t"},  # one the SDK refuses
+    ],
+)
+def test_an_undeliverable_message_is_acked_and_counted_discarded_not_left_unsettled(
+    dispatcher, subscriber, headers
+):
+    dispatcher.subscriber_url = f"http://127.0.0.1:{subscriber.server_port}/"
+    dispatcher.start_deliveries()
+    channel, publisher = Channel(), Channel()
+    connection = LiveConnection()
+    dispatcher._counted = connection
+    dispatcher._submit(dispatcher._work, connection, channel, publisher, 9, headers, b"{}")
+    assert channel.settled.wait(10)
+    assert channel.calls == [("ack", 9)] and subscriber.received == []
+    assert (
+        dispatcher.metrics.registry.get_sample_value(
+            "ripple_trigger_events_discarded_total", {"trigger": "t", "reason": "not-a-cloudevent"}
+        )
+        == 1
+    )
+
+
 def test_failed_for_good_without_a_dead_letter_sink_acks_and_counts_it_discarded(dispatcher, subscriber):
     subscriber.status = 400  # not retryable
     channel, _ = work(dispatcher, f"http://127.0.0.1:{subscriber.server_port}/", None)
