@@ -44,6 +44,7 @@ from cloudevents.http import CloudEvent
 from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
 from ..delivery.errors import with_error_extensions
+from ..delivery.loop import new_event_loop
 from ..delivery.policy import backoff_s, dead_letter_backoff_s, is_retryable, is_success
 from ..delivery.sender import HttpSender, Response
 from .manifest import Notifications, Trigger
@@ -58,15 +59,6 @@ AMQP_FAILURES = (pika.exceptions.AMQPError, OSError)
 # unsettled, it would hold one of the queue's prefetch slots until the next reconnect.
 UNDELIVERABLE = (NotACloudEvent, cloudevents.exceptions.GenericException)
 DEPTH_INTERVAL_S = 2.0
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop when installed (as the KafkaSource dispatcher and the activator run), else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 class TriggerDispatcher:

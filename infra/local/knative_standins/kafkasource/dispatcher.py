@@ -41,6 +41,7 @@ from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from ..delivery import loop as event_loop
 from ..delivery.sender import HttpSender
 from .convert import Record, to_http
 from .deliver import Deliverer, wait_event
@@ -163,11 +164,7 @@ class Dispatcher:
         """Dispatch until SIGTERM or SIGINT, on uvloop when it is installed (as the activator):
         libuv's loop and transports cost less CPU per delivery than asyncio's selector loop
         (loadtest/dispatcher/profiles/README.md, 2026-12-03)."""
-        try:
-            import uvloop
-        except ImportError:  # an image without it: the stdlib loop, same behaviour
-            uvloop = None
-        (uvloop.run if uvloop else asyncio.run)(self._main())
+        event_loop.run(self._main())
 
     async def _kafka(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a KafkaConsumer call on the consumer's own thread (one at a time)."""

@@ -32,6 +32,7 @@ import aiohttp
 from aiohttp import web
 
 from .. import ConfigError
+from ..delivery import loop as event_loop
 from ..delivery.http1 import Http1Client, HttpClientError, NotAnswered
 from ..env import whole_number
 from . import proxy
@@ -238,11 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"activator: {error}", file=sys.stderr)
         return 2
-    try:
-        import uvloop  # the activator is on every request's path: a cheaper loop matters
-    except ImportError:
-        uvloop = None
-    (uvloop.run if uvloop else asyncio.run)(Activator(spec, pod_start_s).run())
+    event_loop.run(Activator(spec, pod_start_s).run())  # uvloop: the activator is on every request's path
     return 0
 
 
