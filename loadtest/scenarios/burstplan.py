@@ -12,6 +12,7 @@ every verdict are unit-tested (loadtest/tests/test_scenarios_burstplan.py).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -353,6 +354,49 @@ def delay_table(found: Delays) -> str:
     return markdown_table(
         ("orders placed in", "flagged", "notified", "p50 s", "p99 s", "max s"),
         [(r.name, r.orders, r.notified, r.p50_s, r.p99_s, r.max_s) for r in rows],
+    )
+
+
+@dataclass(frozen=True)
+class MailRate:
+    """How fast mails were accepted during one phase of the run."""
+
+    phase: str
+    seconds: float
+    mails: int
+    per_s: float
+    best_10s_per_s: float  # the most mails in a 10 s window inside the phase, per second
+
+
+def mail_rates(sent_at: Iterable[float], phases: Sequence[tuple[str, float, float]]) -> list[MailRate]:
+    """Mails accepted per phase (by `sent_at`, wall-clock seconds) and the best 10 s of each.
+
+    The delay table says how long orders waited; this says how fast the path drained them while
+    a burst's load ran and after it stopped: whether a wait was the path's own pace or the CPU the
+    rest of the stack took beside it (the store path and Flink are busy only while load arrives).
+    The best window lies inside its phase (a phase shorter than 10 s: the phase itself), so a
+    burst's figure is not the backlog drained in the gap after it.
+    """
+    times = sorted(sent_at)
+    rows = []
+    for name, start, end in phases:
+        first, last = bisect_left(times, start), bisect_left(times, end)
+        window = min(10.0, end - start)
+        best = max(
+            (bisect_left(times, min(times[i] + window, end)) - i for i in range(first, last)), default=0
+        )
+        seconds = max(0.0, end - start)
+        mails = last - first
+        per_s = mails / seconds if seconds else 0.0
+        best_per_s = best / window if window > 0 else 0.0
+        rows.append(MailRate(name, round(seconds, 1), mails, round(per_s, 1), round(best_per_s, 1)))
+    return rows
+
+
+def mail_rate_table(rows: Sequence[MailRate]) -> str:
+    return markdown_table(
+        ("phase", "s", "mails accepted", "mails/s", "best 10 s, mails/s"),
+        [(r.phase, r.seconds, r.mails, r.per_s, r.best_10s_per_s) for r in rows],
     )
 
 

@@ -5,8 +5,9 @@ settings, so a scenario report says where the CPU went. Before the load starts a
 drain, every supervised program's process tree is read from /proc (user + system ticks of the
 tree, exited children included: instances the activator stopped count for their function, a
 PostgreSQL backend for PostgreSQL) and the whole machine's busy time from /proc/stat. The table
-gives each program's share; the machine's line shows how much CPU went to anything else (another
-job on a shared machine shows up there, not in the programs' rows).
+gives each program's share, then the scenario's own process (its load driver threads and probes,
+which share the machine with the stack), and the machine's line shows how much CPU went to anything
+else (the kernel's own threads, another job on a shared machine).
 
 A program restarted during the run (a fault killed it) counts from its new start only: the
 killed process's CPU went to supervisord. Its row says so.
@@ -37,6 +38,13 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
 
 
+def own_cpu_seconds() -> float:
+    """This process's CPU seconds, every thread (the load driver's workers, the probes) and any
+    child it started (a load generator run as a program)."""
+    own = tree_cpu_seconds(os.getpid())
+    return time.process_time() if own is None else own
+
+
 def snapshot(pids: Mapping[str, int]) -> Snapshot:
     """The CPU so far of each program (supervisord's name -> pid; a pid of 0 is not running)."""
     taken: Snapshot = {}
@@ -64,9 +72,12 @@ def usage(before: Snapshot, after: Snapshot) -> list[Usage]:
     return sorted(rows, key=lambda row: (-row.cpu_s, row.program))
 
 
-def cpu_section(rows: list[Usage], machine_s: float, wall_s: float, events: int, cores: int) -> str:
+def cpu_section(
+    rows: list[Usage], machine_s: float, wall_s: float, events: int, cores: int, driver_s: float | None = None
+) -> str:
     """The report's markdown section (pure): programs above 1 % of the machine's busy time,
-    the rest summed, then what the machine spent outside the stack's programs."""
+    the rest summed, the scenario's own process (load, probes) when measured, then what the
+    machine spent outside all of them."""
     programs_s = sum(row.cpu_s for row in rows)
     per_event = (lambda s: f"{1000 * s / events:.2f}") if events else (lambda s: "-")
     lines = [
@@ -89,11 +100,17 @@ def cpu_section(rows: list[Usage], machine_s: float, wall_s: float, events: int,
     if small:
         rest = sum(row.cpu_s for row in small)
         lines.append(f"| {len(small)} other programs | {rest:.1f} | {per_event(rest)} | |")
-    outside = max(0.0, machine_s - programs_s)
+    outside = max(0.0, machine_s - programs_s - (driver_s or 0.0))
+    driver_row = (
+        [f"| the scenario's own process (load, probes) | {driver_s:.1f} | {per_event(driver_s)} | |"]
+        if driver_s is not None
+        else []
+    )
     busy = f"{100 * machine_s / (wall_s * cores):.0f} % of {cores} cores" if wall_s > 0 else ""
     lines += [
         f"| **the stack's programs** | **{programs_s:.1f}** | **{per_event(programs_s)}** | |",
-        f"| anything else on the machine (the load driver, other jobs) | {outside:.1f} | | |",
+        *driver_row,
+        f"| anything else on the machine (kernel, other jobs) | {outside:.1f} | | |",
         f"| the machine, busy | {machine_s:.1f} | | {busy} |",
     ]
     return "\n".join(lines) + "\n"
@@ -114,12 +131,12 @@ class Meter:
 
     def __init__(self, pids: Callable[[], Mapping[str, int]]) -> None:
         self._pids = pids
-        self._before: tuple[Snapshot, float, float] | None = None
+        self._before: tuple[Snapshot, float, float, float] | None = None
         self._section: list[str] = []
 
-    def _read(self) -> tuple[Snapshot, float, float] | None:
+    def _read(self) -> tuple[Snapshot, float, float, float] | None:
         try:
-            return snapshot(self._pids()), machine_busy_seconds(), time.time()
+            return snapshot(self._pids()), machine_busy_seconds(), time.time(), own_cpu_seconds()
         except Exception:  # a report section, never a reason to fail the run
             return None
 
@@ -134,7 +151,8 @@ class Meter:
         before = self._before
         rows = usage(before[0], after[0])
         wall_s = after[2] - before[2]
-        self._section = [cpu_section(rows, after[1] - before[1], wall_s, events, os.cpu_count() or 1)]
+        machine_s, driver_s = after[1] - before[1], after[3] - before[3]
+        self._section = [cpu_section(rows, machine_s, wall_s, events, os.cpu_count() or 1, driver_s)]
 
     @property
     def section(self) -> list[str]:

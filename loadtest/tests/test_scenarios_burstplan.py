@@ -14,6 +14,7 @@ from loadtest.scenarios.burstplan import (
     STOP,
     BurstOptions,
     FaultAt,
+    MailRate,
     PathReading,
     check_back_to_zero,
     check_delay,
@@ -21,6 +22,7 @@ from loadtest.scenarios.burstplan import (
     delay_table,
     delays,
     hop_rows,
+    mail_rates,
     parse_mail_head,
     plan,
 )
@@ -248,3 +250,44 @@ def test_hop_rows_time_each_hop_over_the_orders_that_passed_it(stamps, hop, expe
     assert len(rows) == len(HOPS)
     row = rows[hop]
     assert (row.orders, row.p50_s, row.p99_s, row.max_s) == expected
+
+
+PHASES = [("burst 1", 100.0, 120.0), ("idle 1", 120.0, 150.0), ("drain", 150.0, 160.0)]
+
+
+@pytest.mark.parametrize(
+    ("sent_at", "expected"),
+    [
+        pytest.param(
+            [],
+            [
+                MailRate("burst 1", 20.0, 0, 0.0, 0.0),
+                MailRate("idle 1", 30.0, 0, 0.0, 0.0),
+                MailRate("drain", 10.0, 0, 0.0, 0.0),
+            ],
+            id="no mails",
+        ),
+        pytest.param(
+            # 2/s through the burst, then a backlog of 60 drained in 3 s of the gap.
+            [100.0 + i / 2 for i in range(40)] + [121.0 + i / 20 for i in range(60)],
+            [
+                MailRate("burst 1", 20.0, 40, 2.0, 2.0),
+                MailRate("idle 1", 30.0, 60, 2.0, 6.0),
+                MailRate("drain", 10.0, 0, 0.0, 0.0),
+            ],
+            # The burst's best 10 s are its own 2/s, not the backlog drained right after it.
+            id="the gap drains faster than the burst",
+        ),
+        pytest.param(
+            [99.9, 160.0, 165.0],  # before the first phase, at the last one's end, after it
+            [
+                MailRate("burst 1", 20.0, 0, 0.0, 0.0),
+                MailRate("idle 1", 30.0, 0, 0.0, 0.0),
+                MailRate("drain", 10.0, 0, 0.0, 0.0),
+            ],
+            id="outside every phase",
+        ),
+    ],
+)
+def test_mail_rates_count_each_phase_and_its_best_10_s(sent_at, expected) -> None:
+    assert mail_rates(sent_at, PHASES) == expected

@@ -52,8 +52,15 @@ def test_the_section_names_programs_per_event_and_the_rest_of_the_machine():
     assert "| trigger-notifier (restarted: from its new start) | 20.0 | 2.00 | 20.0 % |" in section
     assert "| 1 other programs | 0.5 | 0.05 | |" in section  # below 1 % of the machine's busy CPU
     assert "| **the stack's programs** | **80.5** | **8.05** | |" in section
-    assert "| anything else on the machine (the load driver, other jobs) | 19.5 | | |" in section
+    assert "| anything else on the machine (kernel, other jobs) | 19.5 | | |" in section
     assert "| the machine, busy | 100.0 | | 50 % of 2 cores |" in section
+
+
+def test_the_scenario_process_gets_its_own_row_and_leaves_the_rest_to_anything_else():
+    rows = [Usage("notifier", 60.0, False)]
+    section = cpu_section(rows, machine_s=100.0, wall_s=100.0, events=10_000, cores=2, driver_s=15.0)
+    assert "| the scenario's own process (load, probes) | 15.0 | 1.50 | |" in section
+    assert "| anything else on the machine (kernel, other jobs) | 25.0 | | |" in section
 
 
 def test_no_events_accepted_gives_no_per_event_figure():
@@ -74,6 +81,7 @@ def test_meter_reads_the_programs_between_start_and_stop() -> None:
     meter.stop(events=1000)
     assert meter.section and "## Where the CPU went" in meter.section[0]
     assert "per event accepted (1000)" in meter.section[0]
+    assert "| the scenario's own process (load, probes) |" in meter.section[0]
 
 
 def test_meter_leaves_the_section_out_when_it_cannot_read() -> None:
