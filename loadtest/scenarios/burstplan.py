@@ -381,11 +381,11 @@ def mail_rates(sent_at: Iterable[float], phases: Sequence[tuple[str, float, floa
     rows = []
     for name, start, end in phases:
         first, last = bisect_left(times, start), bisect_left(times, end)
-        window = min(10.0, end - start)
+        seconds = max(0.0, end - start)
+        window = min(10.0, seconds)
         best = max(
             (bisect_left(times, min(times[i] + window, end)) - i for i in range(first, last)), default=0
         )
-        seconds = max(0.0, end - start)
         mails = last - first
         per_s = mails / seconds if seconds else 0.0
         best_per_s = best / window if window > 0 else 0.0

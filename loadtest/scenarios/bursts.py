@@ -436,7 +436,7 @@ class BurstDrill(Drill):
                 "## How fast the path mailed, phase by phase",
                 "",
                 "Mails the SMTP server accepted in each phase (by `notifications.sent_at`), and the best "
-                "10 s starting in it: while a burst's load runs the store path and Flink share the CPU with "
+                "10 s inside it: while a burst's load runs the store path and Flink share the CPU with "
                 "the alert path; in the gaps it drains alone.",
                 "",
                 mail_rate_table(self.found_rates),
