@@ -28,6 +28,7 @@ from knative_standins.broker.message import NotACloudEvent, from_message, to_mes
 from knative_standins.broker.topology import binding_arguments, exchange_name, queue_arguments, queue_name
 from knative_standins.delivery.policy import backoff_s
 from knative_standins.kafkasource.manifest import load as load_kafkasource
+from knative_standins.pod_cpu import PodCpu
 from loadtest.measure import free_port
 from ripple_events.samples import ORDER_FLAGGED, cloud_event
 from ripple_stack.components.brokers import broker_components
@@ -85,6 +86,9 @@ def test_the_notifications_broker_and_its_triggers():
     assert triggers["notifier"].filters == {"type": "dev.ripple.shop.order.flagged"}
     assert triggers["notifier"].subscriber.ref_name == "notifier"
     assert triggers["notifier"].parallelism == 64  # sized for the alert rate (triggers.yaml)
+    # The alert path's pods weigh more than event-store's (100m) when CPU is short (issue 19).
+    assert triggers["notifier"].cpu == PodCpu(250, 1000)
+    assert broker.cpu == PodCpu(100, 1000)
     # One Trigger: the history reaches event-store from ripple.shop.alerts (triggers.yaml says why).
     assert sorted(triggers) == ["notifier"]
     delivery = notifications.broker.delivery  # for a Trigger without its own
@@ -148,6 +152,23 @@ TRIGGER = trigger("{ref: {apiVersion: serving.knative.dev/v1, kind: Service, nam
             "must be a CloudEvent attribute name",
         ),
         (BROKER + TRIGGER + "  filters: [{exact: {type: a}}]\n", "unknown or unsupported field"),
+        (
+            BROKER
+            + TRIGGER.replace(
+                "namespace: ns}",
+                "namespace: ns, annotations: {rabbitmq.eventing.knative.dev/cpu-request: lots}}",
+            ),
+            "must be a quantity",
+        ),
+        (
+            BROKER
+            + TRIGGER.replace(
+                "namespace: ns}",
+                "namespace: ns, annotations: {rabbitmq.eventing.knative.dev/cpu-request: '2', "
+                "rabbitmq.eventing.knative.dev/cpu-limit: '1'}}",
+            ),
+            "must not exceed the cpu-limit",
+        ),
         (BROKER + TRIGGER + "  delivery: {retry: -1}\n", "retry: must be a whole number"),
     ],
 )
@@ -160,6 +181,7 @@ def test_defaults_follow_eventing_rabbitmq(tmp_path):
     notifications = load(tmp_path, BROKER + TRIGGER)
     (trigger,) = notifications.triggers
     assert trigger.parallelism == 1 and trigger.filters == {}
+    assert trigger.cpu == notifications.broker.cpu == PodCpu()  # no annotations: a BestEffort pod
     assert notifications.broker.config.queue_type == "quorum"
     delivery = notifications.delivery_of(trigger)  # neither Trigger nor Broker has one
     assert delivery.retry == 0 and delivery.dead_letter_sink is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,14 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ripple_stack.component import PrerequisiteError, Program, let_reach, require_file
+from knative_standins.pod_cpu import PodCpu
+from ripple_stack.component import UNDECLARED_CPU, PrerequisiteError, Program, let_reach, require_file
 from ripple_stack.components import all_components
 from ripple_stack.components.functions import KnativeFunction, ManifestError
 from ripple_stack.components.kafka import declared_topics, server_properties
 from ripple_stack.components.prometheus import scrape_config
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import SECRET_NAMES, ConfigError, Settings, load_settings
-from ripple_stack.supervisor import render_config
+from ripple_stack.supervisor import JOIN_POD, render_config
 
 
 @pytest.fixture
@@ -58,6 +60,21 @@ def test_supervisor_config_escapes_percent_and_groups_programs(settings):
     assert "[group:flink]\nprograms=flink-taskmanager" in config
     assert 'environment=X="50%%"' in config
     assert "command=sh -c 'echo a b'" in config
+
+
+def test_a_program_with_a_pod_cgroup_joins_it_before_it_runs(settings, tmp_path):
+    program = Program(name="kafka", command=["kafka-server", "--config", "a b"])
+    procs = tmp_path / "ripple" / "kafka" / "cgroup.procs"
+    config = render_config(settings, {"kafka": [program]}, cgroups={"kafka": procs})
+    (line,) = [line for line in config.splitlines() if line.startswith("command=")]
+    # sh writes its own pid ($$) to $0, then execs the program with its arguments unchanged.
+    assert shlex.split(line.removeprefix("command=")) == ["sh", "-c", JOIN_POD, str(procs), *program.command]
+    procs.parent.mkdir(parents=True)
+    procs.touch()
+    result = subprocess.run(["sh", "-c", JOIN_POD, str(procs), "sh", "-c", 'echo "$$ $1"', "-", "x y"],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    pid, argument = result.stdout.split(" ", 1)
+    assert procs.read_text().strip() == pid and argument.strip() == "x y"
 
 
 def write_service(tmp_path: Path, env: list[dict]) -> Path:
@@ -151,3 +168,27 @@ def test_prometheus_reads_the_activators_every_2_s_as_the_cluster_demo_does(sett
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     checked = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_programs_weigh_what_their_cluster_manifests_request(settings):
+    secrets = {name: "x" for name in SECRET_NAMES}
+    pods: dict[str, set[PodCpu]] = {}
+    for component in all_components():
+        for program in component.programs(settings, secrets):
+            pods.setdefault(program.pod_name, set()).add(program.cpu)
+    assert all(len(cpus) == 1 for cpus in pods.values()), "a pod's programs disagree on its CPU"
+    cpu = {pod: cpus.pop() for pod, cpus in pods.items()}
+    assert cpu["kafka"] == PodCpu(500)  # infra/kafka/cluster.yaml
+    assert cpu["postgres"] == PodCpu(500)  # infra/postgres/cluster.yaml
+    assert cpu["rabbitmq"] == PodCpu(500, 1000)  # infra/rabbitmq/cluster.yaml
+    assert cpu["flink-taskmanager"] == cpu["flink-jobmanager"] == PodCpu(1000, 1000)  # request = limit
+    assert cpu["edge"] == PodCpu(510)  # nginx 500m + exporter 10m; nginx's container has no limit
+    assert cpu["activator"] == PodCpu(300)  # one pod for every function's activator
+    assert cpu["kafka-source-dispatcher"] == PodCpu(1000, 2000)  # one pod for every KafkaSource
+    assert cpu["trigger-notifier"] == PodCpu(250, 1000)  # knative/notifications/triggers.yaml
+    assert cpu["prometheus"] == UNDECLARED_CPU
+    # The functions' instances get theirs from knative/<name>/service.yaml, through the activator.
+    spec = {c.name: c.spec(settings, secrets) for c in all_components() if isinstance(c, KnativeFunction)}
+    assert (spec["event-store"].cpu_request_milli, spec["event-store"].cpu_limit_milli) == (100, 1000)
+    assert (spec["notifier"].cpu_request_milli, spec["notifier"].cpu_limit_milli) == (250, 1000)
+    assert (spec["gateway"].cpu_request_milli, spec["gateway"].cpu_limit_milli) == (1000, None)

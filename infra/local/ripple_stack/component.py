@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from knative_standins.pod_cpu import CpuQuantityError, PodCpu
+
 from .settings import Settings
+
+# The CPU of a program whose cluster manifest declares none (Prometheus, the mail sink, the local
+# dashboard): a small server's request, so that it is neither starved (a BestEffort pod's weight of
+# 2) nor weighed like the servers that declare one.
+UNDECLARED_CPU = PodCpu(request_milli=100)
 
 # Progress messages go through this, so the CLI decides where they are shown.
 Say = Callable[[str], None]
@@ -38,6 +45,14 @@ class Program:
     run_as_when_root: str | None = None
     stop_signal: str = "TERM"
     stop_wait_s: int = 30
+    # Its pod's CPU request and limit (knative_standins.pod_cpu), from the manifest a cluster
+    # applies; programs naming the same `pod` share one cgroup, as one pod's processes do.
+    cpu: PodCpu = UNDECLARED_CPU
+    pod: str = ""
+
+    @property
+    def pod_name(self) -> str:
+        return self.pod or self.name
 
 
 def python_program(
@@ -51,6 +66,22 @@ def python_program(
         env={"PYTHONUNBUFFERED": "1", **(env or {})},
         **options,
     )
+
+
+def manifest_cpu(manifest: Path, kind: str, *keys: str) -> PodCpu:
+    """The CPU `resources` at `keys` in the `kind` document of a cluster manifest of infra/."""
+    import yaml
+
+    for document in yaml.safe_load_all(manifest.read_text()):
+        if isinstance(document, dict) and document.get("kind") == kind:
+            value: Any = document
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+            try:
+                return PodCpu.from_resources(value, f"{manifest} {kind} {'.'.join(keys)}")
+            except CpuQuantityError as error:
+                raise PrerequisiteError(f"{error}; fix the manifest.") from None
+    raise PrerequisiteError(f"{manifest} has no {kind}: restore it from git.")
 
 
 @dataclass(frozen=True)

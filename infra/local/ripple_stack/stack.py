@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import pwd
 import re
 import shutil
 import socket
@@ -12,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .component import Component, PrerequisiteError, Program, Say
+from knative_standins.pod_cpu import PodCgroups
+
+from .component import Component, PrerequisiteError, Program, Say, running_as_root
 from .components import all_components
 from .secrets import load_secrets
 from .settings import PORTS, ConfigError, Settings
@@ -137,7 +140,8 @@ class Stack:
             component.prepare(settings, secrets, self.say)
         groups = {c.name: c.programs(settings, secrets) for c in self.components}
         deferred = frozenset(c.name for c in self.components if c.start_tier > 0)
-        fresh = self.supervisor.ensure_running(render_config(settings, groups, deferred))
+        cgroups = self._pod_cgroups(groups)
+        fresh = self.supervisor.ensure_running(render_config(settings, groups, deferred, cgroups))
         if fresh:
             self.say("started supervisord; starting " + ", ".join(g for g in groups if g not in deferred))
         for tier in sorted({c.start_tier for c in self.components}):
@@ -150,6 +154,22 @@ class Stack:
                         self.say(f"starting {component.name}")
                     self.supervisor.rpc.startProcessGroup(component.name, False)
             self.wait_ready(members, secrets)
+
+    def _pod_cgroups(self, groups: dict[str, list[Program]]) -> dict[str, Path]:
+        """Each program's pod cgroup, weighted by its manifest's CPU request (pod_cpu.py)."""
+        pods = PodCgroups()
+        if pods.unavailable:
+            self.say(f"programs run without their manifests' CPU requests as weights: {pods.unavailable}")
+            return {}
+        cgroups: dict[str, Path] = {}
+        for program in (p for programs in groups.values() for p in programs):
+            owner = None
+            if program.run_as_when_root and running_as_root():
+                owner = pwd.getpwnam(program.run_as_when_root).pw_uid
+            procs = pods.prepare(program.pod_name, program.cpu, owner)
+            if procs is not None:
+                cgroups[program.name] = procs
+        return cgroups
 
     def _process_states(self) -> dict[str, str]:
         states: dict[str, list[str]] = {}
@@ -255,6 +275,7 @@ class Stack:
         if self.supervisor.is_running():
             self.say("stopping every component (data is kept)…")
             self.supervisor.shutdown()
+        PodCgroups().remove_all()
         self.say("stack is down")
 
     def clean(self) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import xmlrpc.client
+from collections.abc import Mapping
 from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
@@ -25,10 +26,19 @@ def config_path(settings: Settings) -> Path:
     return settings.run_dir / "supervisord.conf"
 
 
+# Joins the pod's cgroup ($0, its cgroup.procs), then becomes the program: the PID supervisord
+# signals is the program's own. A refusal is said in the program's log and changes nothing else.
+JOIN_POD = 'echo $$ 2>/dev/null > "$0" || echo "not in the cgroup of $0" >&2; exec "$@"'
+
+
 def render_config(
-    settings: Settings, groups: dict[str, list[Program]], deferred: frozenset[str] = frozenset()
+    settings: Settings,
+    groups: dict[str, list[Program]],
+    deferred: frozenset[str] = frozenset(),
+    cgroups: Mapping[str, Path] | None = None,
 ) -> str:
-    """supervisord.conf with one [group:x] per component and one [program:y] per process."""
+    """supervisord.conf with one [group:x] per component and one [program:y] per process; a
+    program with an entry in `cgroups` (program name -> its pod's cgroup.procs) starts in it."""
     config = configparser.RawConfigParser()
     config.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
     config["unix_http_server"] = {"file": str(socket_path(settings)), "chmod": "0700"}
@@ -48,8 +58,11 @@ def render_config(
     for group, programs in groups.items():
         config[f"group:{group}"] = {"programs": ",".join(p.name for p in programs)}
         for program in programs:
+            command = program.command
+            if cgroups and program.name in cgroups:
+                command = ["sh", "-c", JOIN_POD, str(cgroups[program.name]), *command]
             section = {
-                "command": shlex.join(program.command),
+                "command": shlex.join(command),
                 "directory": str(program.cwd or settings.home),
                 # Deferred groups wait for what they need (`make up` starts them tier by tier).
                 "autostart": "false" if group in deferred else "true",

@@ -5,7 +5,8 @@ is the model of what the local data plane runs, and refuses what it would silent
 Broker of another class, a filter on something other than exact attributes, an annotation it does
 not know, a Trigger naming a Broker that does not exist. Defaults mirror eventing-rabbitmq
 (pkg/reconciler/trigger: a Trigger without `delivery` uses its Broker's; the parallelism annotation
-defaults to 1; queue type defaults to quorum).
+defaults to 1; queue type defaults to quorum; the cpu-request / cpu-limit annotations give the
+ingress's and each dispatcher's pod its CPU, none when absent).
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ import yaml
 
 from .. import ConfigError
 from ..delivery.spec import Delivery, Destination, ManifestReader
+from ..pod_cpu import NO_CPU, CpuQuantityError, PodCpu
 
 BROKER_CLASS_ANNOTATION = "eventing.knative.dev/broker.class"
 BROKER_CLASS = "RabbitMQBroker"
 PARALLELISM_ANNOTATION = "rabbitmq.eventing.knative.dev/parallelism"
+CPU_REQUEST_ANNOTATION = "rabbitmq.eventing.knative.dev/cpu-request"
+CPU_LIMIT_ANNOTATION = "rabbitmq.eventing.knative.dev/cpu-limit"
+CPU_ANNOTATIONS = {CPU_REQUEST_ANNOTATION, CPU_LIMIT_ANNOTATION}
 CONFIG_API_VERSION = "eventing.knative.dev/v1alpha1"
 QUORUM, CLASSIC = "quorum", "classic"
 # eventing-rabbitmq's dispatcher has no per-attempt timeout unless `delivery.timeout` is set
@@ -50,6 +55,7 @@ class Broker:
     namespace: str
     config: BrokerConfig
     delivery: Delivery | None
+    cpu: PodCpu = NO_CPU  # the ingress pod's
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Trigger:
     subscriber: Destination
     delivery: Delivery | None
     parallelism: int = 1
+    cpu: PodCpu = NO_CPU  # the dispatcher pod's
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ def _config(document: dict, reader: _Reader) -> BrokerConfig:
 
 
 def _broker(document: dict, reader: _Reader, configs: dict[tuple[str, str], BrokerConfig]) -> Broker:
-    name, namespace, annotations = reader.metadata(document, {BROKER_CLASS_ANNOTATION})
+    name, namespace, annotations = reader.metadata(document, {BROKER_CLASS_ANNOTATION, *CPU_ANNOTATIONS})
     if annotations.get(BROKER_CLASS_ANNOTATION) != BROKER_CLASS:
         raise reader.fail(f"metadata.annotations.{BROKER_CLASS_ANNOTATION}", f"must be {BROKER_CLASS}")
     spec = reader.mapping(document["spec"], "spec", {"config", "delivery"}, {"config"})
@@ -148,11 +155,11 @@ def _broker(document: dict, reader: _Reader, configs: dict[tuple[str, str], Brok
     if config is None:
         raise reader.fail("spec.config.name", f"there is no RabbitmqBrokerConfig {ref['name']!r} in knative/")
     delivery = reader.delivery(spec["delivery"], "spec.delivery") if "delivery" in spec else None
-    return Broker(reader.path, name, namespace, config, delivery)
+    return Broker(reader.path, name, namespace, config, delivery, _cpu(annotations, reader))
 
 
 def _trigger(document: dict, reader: _Reader) -> Trigger:
-    name, namespace, annotations = reader.metadata(document, {PARALLELISM_ANNOTATION})
+    name, namespace, annotations = reader.metadata(document, {PARALLELISM_ANNOTATION, *CPU_ANNOTATIONS})
     spec = reader.mapping(
         document["spec"], "spec", {"broker", "filter", "subscriber", "delivery"}, {"broker", "subscriber"}
     )
@@ -180,7 +187,25 @@ def _trigger(document: dict, reader: _Reader) -> Trigger:
         subscriber=reader.destination(spec["subscriber"], "spec.subscriber"),
         delivery=reader.delivery(spec["delivery"], "spec.delivery") if "delivery" in spec else None,
         parallelism=int(raw),
+        cpu=_cpu(annotations, reader),
     )
+
+
+def _cpu(annotations: dict[str, str], reader: _Reader) -> PodCpu:
+    """The pod's CPU from eventing-rabbitmq's resource annotations (utils/resource_requirements.go)."""
+    resources: dict[str, dict[str, str]] = {"requests": {}, "limits": {}}
+    for annotation, kind in ((CPU_REQUEST_ANNOTATION, "requests"), (CPU_LIMIT_ANNOTATION, "limits")):
+        if annotation in annotations:
+            resources[kind]["cpu"] = annotations[annotation]
+    try:
+        cpu = PodCpu.from_resources(resources, "")
+    except CpuQuantityError:
+        raise reader.fail(
+            "metadata.annotations", "a CPU annotation must be a quantity: 250m, 0.5, 1"
+        ) from None
+    if cpu.limit_milli is not None and cpu.request_milli > cpu.limit_milli:
+        raise reader.fail(f"metadata.annotations.{CPU_REQUEST_ANNOTATION}", "must not exceed the cpu-limit")
+    return cpu
 
 
 def load_all(paths: list[Path]) -> list[Notifications]:

@@ -35,6 +35,7 @@ from .. import ConfigError
 from ..delivery import loop as event_loop
 from ..delivery.http1 import Http1Client, HttpClientError, NotAnswered
 from ..env import whole_number
+from ..pod_cpu import PodCgroups
 from . import proxy
 from .instances import READY, STARTING
 from .manifest import FunctionSpec
@@ -62,7 +63,7 @@ def problem(status: int, title: str, detail: str, retry_after: int | None = None
 
 
 class Activator:
-    def __init__(self, spec: FunctionSpec, pod_start_s: float = 0.0) -> None:
+    def __init__(self, spec: FunctionSpec, pod_start_s: float = 0.0, pods: PodCgroups | None = None) -> None:
         self.spec = spec
         self.upstream: Http1Client | None = None  # set by run(): it needs the running loop
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by run()
@@ -71,7 +72,7 @@ class Activator:
         self.metrics.target = spec.revision.target_value
         self.metrics.max_scale = spec.revision.effective_max_scale
         self.throttler = Throttler(spec.revision.container_concurrency)
-        self.scaler = Scaler(spec, self.metrics, self.throttler, pod_start_s)
+        self.scaler = Scaler(spec, self.metrics, self.throttler, pod_start_s, pods)
         self.timeout_s = spec.revision.timeout_s
 
     # --- the data path ---
@@ -239,7 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"activator: {error}", file=sys.stderr)
         return 2
-    event_loop.run(Activator(spec, pod_start_s).run())  # uvloop: the activator is on every request's path
+    pods = PodCgroups()
+    if pods.unavailable:
+        log(f"instances get no CPU weight from the manifest's request: {pods.unavailable}")
+    else:
+        pods.remove_stale(f"{spec.name}-")  # instances of an activator that was killed
+    activator = Activator(spec, pod_start_s, None if pods.unavailable else pods)
+    event_loop.run(activator.run())  # uvloop: the activator is on every request's path
     return 0
 
 

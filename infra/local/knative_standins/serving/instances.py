@@ -4,7 +4,9 @@ What a Knative pod of the revision is locally: started with the container's comm
 env plus `PORT`, probed on the manifest's readinessProbe path until it answers 200, and stopped
 the way a pod is: no new requests first, then SIGTERM once its in-flight requests are done, then
 SIGKILL after the grace period. Each instance runs in its own process group (so the TERM reaches
-an `sh -c` wrapper's children) and dies with the activator if the activator is killed.
+an `sh -c` wrapper's children) and dies with the activator if the activator is killed; given its
+pod's cgroup (pod_cpu.py), it joins it before the command runs, so the manifest's CPU request and
+limit weigh on it from its first instruction, imports included.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import aiohttp
 
+from ..pod_cpu import join
+
 STARTING, READY, DRAINING, STOPPED, FAILED = "starting", "ready", "draining", "stopped", "failed"
 # Probe fast while starting: every poll interval is added to the cold start.
 READINESS_POLL_S = 0.02
@@ -29,6 +33,15 @@ def _die_with_parent() -> None:
     # PR_SET_PDEATHSIG: a SIGKILLed activator must not leave instances holding their ports.
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def _before_exec(cgroup_procs: Path | None):
+    def run() -> None:
+        _die_with_parent()
+        if cgroup_procs is not None:
+            join(cgroup_procs)  # a refusal leaves it where the activator is, as without cgroups
+
+    return run
 
 
 class Instance:
@@ -49,7 +62,14 @@ class Instance:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    async def start(self, command: list[str], cwd: str, env: dict[str, str], log_path: Path) -> None:
+    async def start(
+        self,
+        command: list[str],
+        cwd: str,
+        env: dict[str, str],
+        log_path: Path,
+        cgroup_procs: Path | None = None,
+    ) -> None:
         self.started_at, self.started_mono = time.time(), time.monotonic()
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
@@ -64,7 +84,7 @@ class Instance:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_before_exec(cgroup_procs),
             )
 
     async def wait_ready(self, session: aiohttp.ClientSession, path: str) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..pod_cpu import CpuQuantityError, PodCpu
 from .config import AutoscalerConfig, RevisionSpec, ServingConfigError, revision_spec
 
 
@@ -37,6 +38,10 @@ class FunctionSpec:
     log_dir: str
     cold_start_log: str
     revision: RevisionSpec
+    # The container's CPU request and limit (millicores; 0 / None: none), applied to each instance
+    # as kubelet applies them to a pod (pod_cpu.py).
+    cpu_request_milli: int = 0
+    cpu_limit_milli: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -117,6 +122,10 @@ def function_spec(
         raise ManifestError(f"{where}: the container needs command/args to run locally")
     revision = revision_spec(manifest, where, config)
     probe = (container.get("readinessProbe") or {}).get("httpGet") or {}
+    try:
+        cpu = PodCpu.from_resources(container.get("resources"), f"{where} resources")
+    except CpuQuantityError as error:
+        raise ManifestError(str(error)) from None
     return FunctionSpec(
         name=manifest["metadata"]["name"],
         namespace=manifest["metadata"].get("namespace", "default"),
@@ -132,4 +141,6 @@ def function_spec(
         log_dir=str(log_dir),
         cold_start_log=str(log_dir / "cold-starts.jsonl"),
         revision=revision,
+        cpu_request_milli=cpu.request_milli,
+        cpu_limit_milli=cpu.limit_milli,
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 
+from ..pod_cpu import PodCgroups, PodCpu
 from .decider import DeciderState, decide
 from .instances import DRAINING, FAILED, READY, STARTING, STOPPED, Instance
 from .manifest import FunctionSpec
@@ -65,9 +66,18 @@ class Load:
 
 class Scaler:
     def __init__(
-        self, spec: FunctionSpec, metrics: ServingMetrics, throttler: Throttler, pod_start_s: float = 0.0
+        self,
+        spec: FunctionSpec,
+        metrics: ServingMetrics,
+        throttler: Throttler,
+        pod_start_s: float = 0.0,
+        pods: PodCgroups | None = None,
     ) -> None:
         self.spec = spec
+        # Each instance's own cgroup, weighted by the manifest's CPU request (None: not applied).
+        self.pods = pods
+        self.pod_cpu = PodCpu(spec.cpu_request_milli, spec.cpu_limit_milli)
+        self.pod_starts = 0
         # RIPPLE_SERVING_POD_START_MS (activator.py): what a pod spends before its container's exec.
         self.pod_start_s = pod_start_s
         self.revision = spec.revision
@@ -179,8 +189,12 @@ class Scaler:
             # sandbox and checks its image before the container's process starts; a held request
             # waits for that too. Scaled down meanwhile: the check after start() stops it.
             await asyncio.sleep(self.pod_start_s)
+        # A cgroup per start, as each pod has its own: the one before may still be emptying.
+        self.pod_starts += 1
+        pod = f"{instance.name}-{self.pod_starts}"
+        cgroup = self.pods.prepare(pod, self.pod_cpu) if self.pods else None
         try:
-            await instance.start(self.spec.command, self.spec.cwd, self.spec.env, log_path)
+            await instance.start(self.spec.command, self.spec.cwd, self.spec.env, log_path, cgroup)
         except OSError as error:
             self._failed(instance, f"{instance.name} could not be started: {error}")
             return
@@ -189,6 +203,8 @@ class Scaler:
             return
         assert self.session is not None and instance.process is not None
         watcher = asyncio.get_running_loop().create_task(instance.process.wait())
+        if self.pods:
+            watcher.add_done_callback(lambda _: self.pods.remove(pod))  # type: ignore[union-attr]
         if await instance.wait_ready(self.session, self.spec.readiness_path):
             if instance.state != STARTING:  # scaled down while it started
                 await watcher

@@ -14,13 +14,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from knative_standins.broker.manifest import Broker, ManifestError, Trigger, knative_manifests, load_all
+from knative_standins.pod_cpu import PodCpu
 
 from ..component import PortComponent, PrerequisiteError, Program, python_program
 from ..settings import REPO_ROOT, Settings
 from .functions import KNATIVE_DIR, standin_addresses
 
 
-def _program(name: str, settings: Settings, secrets: Mapping[str, str], *arguments: str) -> Program:
+def _program(
+    name: str, settings: Settings, secrets: Mapping[str, str], cpu: PodCpu, *arguments: str
+) -> Program:
     return python_program(
         name,
         "knative_standins.broker",
@@ -35,6 +38,8 @@ def _program(name: str, settings: Settings, secrets: Mapping[str, str], *argumen
         },
         # In-flight deliveries settle within 15 s; anything unsettled is redelivered by RabbitMQ.
         stop_wait_s=20,
+        # The pod's CPU from the manifest's eventing-rabbitmq annotations (none: a BestEffort pod).
+        cpu=cpu,
     )
 
 
@@ -53,7 +58,14 @@ class BrokerIngress(PortComponent):
     def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
         return [
             _program(
-                self.name, settings, secrets, "ingress", self.broker.name, "--port", str(self.port(settings))
+                self.name,
+                settings,
+                secrets,
+                self.broker.cpu,
+                "ingress",
+                self.broker.name,
+                "--port",
+                str(self.port(settings)),
             )
         ]
 
@@ -79,7 +91,7 @@ class TriggerDispatcher(PortComponent):
             "--metrics-port",
             str(self.port(settings)),
         )
-        return [_program(self.name, settings, secrets, *arguments)]
+        return [_program(self.name, settings, secrets, self.trigger.cpu, *arguments)]
 
 
 def broker_components() -> tuple[list[BrokerIngress], list[TriggerDispatcher]]:

@@ -19,11 +19,39 @@ from pathlib import Path
 
 import yaml
 
-from ..component import Component, Program, Say, ScrapeTarget, maven_fetch, python_program, run
+from knative_standins.pod_cpu import CpuQuantityError, PodCpu, millicores
+
+from ..component import (
+    Component,
+    PrerequisiteError,
+    Program,
+    Say,
+    ScrapeTarget,
+    maven_fetch,
+    python_program,
+    run,
+)
 from ..settings import REPO_ROOT, Settings
 
 POM = REPO_ROOT / "flink" / "pom.xml"
 REQUIREMENTS = REPO_ROOT / "flink" / "requirements.txt"
+DEPLOYMENT_MANIFEST = REPO_ROOT / "infra" / "flink" / "flinkdeployment.yaml"
+
+
+def flink_cpu(role: str) -> PodCpu:
+    """The `jobManager` or `taskManager` pod's CPU of the FlinkDeployment: the operator requests
+    `resource.cpu` and limits it to the same (kubernetes.*.cpu.limit-factor, default 1.0)."""
+    where = f"{DEPLOYMENT_MANIFEST} spec.{role}.resource.cpu"
+    for document in yaml.safe_load_all(DEPLOYMENT_MANIFEST.read_text()):
+        if isinstance(document, dict) and document.get("kind") == "FlinkDeployment":
+            cpu = ((document.get("spec") or {}).get(role) or {}).get("resource", {}).get("cpu")
+            if cpu is not None:
+                try:
+                    milli = millicores(cpu, where)
+                except CpuQuantityError as error:
+                    raise PrerequisiteError(f"{error}; fix the manifest.") from None
+                return PodCpu(milli, milli)
+    raise PrerequisiteError(f"{where} is missing: restore {DEPLOYMENT_MANIFEST} from git.")
 
 
 class Flink(Component):
@@ -172,12 +200,14 @@ class Flink(Component):
             Program(
                 name="flink-jobmanager",
                 command=daemon("jobmanager.sh", "flink_jobmanager_metrics"),
+                cpu=flink_cpu("jobManager"),
                 env=env,
                 stop_wait_s=30,
             ),
             Program(
                 name="flink-taskmanager",
                 command=daemon("taskmanager.sh", "flink_taskmanager_metrics"),
+                cpu=flink_cpu("taskManager"),
                 env=env,
                 stop_wait_s=30,
             ),

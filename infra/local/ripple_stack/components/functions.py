@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from knative_standins.delivery.addresses import Addresses
+from knative_standins.pod_cpu import PodCpu
 from knative_standins.serving.config import LOCAL_MAX_SCALE, load_autoscaler_config
 from knative_standins.serving.manifest import (
     FunctionSpec,
@@ -41,6 +42,10 @@ FIRST_FUNCTION_PORT = 18400
 # reads real Knative's (loadtest/autoscale/cluster.py): at 5 s a decision showed in the autoscale
 # fidelity series up to 5 s late (issue 18). Measured: rendering /metrics costs 30-56 us of CPU.
 SERVING_SCRAPE_INTERVAL_S = 2
+# Every function's activator shares one pod, as Knative runs one activator Deployment: its request
+# from serving's config/core/deployments/activator.yaml (300m). Its 1-core limit is not applied:
+# here it also does the queue-proxy's work, which on a cluster runs in each function's pod.
+ACTIVATOR_CPU = PodCpu(300)
 
 __all__ = ["FIRST_FUNCTION_PORT", "KnativeFunction", "ManifestError", "knative_functions"]
 
@@ -115,6 +120,8 @@ class KnativeFunction(Component):
                 env={"RIPPLE_SERVING_SPEC_DIGEST": digest},
                 # In-flight requests finish, then every instance gets its SIGTERM and grace period.
                 stop_wait_s=int(spec.revision.timeout_s) + 40,
+                cpu=ACTIVATOR_CPU,
+                pod="activator",
             )
         ]
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import yaml
 
-from ..component import Component, Program, Say, maven_fetch, run
+from ..component import Component, Program, Say, manifest_cpu, maven_fetch, run
 from ..settings import REPO_ROOT, Settings
 
 POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
 # Strimzi KafkaTopic manifests: the topics a cluster gets, and the ones created locally.
 TOPICS_MANIFEST = REPO_ROOT / "infra" / "kafka" / "topics.yaml"
+CLUSTER_MANIFEST = REPO_ROOT / "infra" / "kafka" / "cluster.yaml"
 # The single-node KRaft configuration, shared with the cluster's backing Kafka (placeholders in braces).
 SERVER_PROPERTIES = REPO_ROOT / "infra" / "kafka" / "server.properties"
 
@@ -117,7 +118,9 @@ class Kafka(Component):
     def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
         return [
             Program(
-                name="kafka", command=self._java(settings, "kafka.Kafka", str(self.config_file(settings)))
+                name="kafka",
+                command=self._java(settings, "kafka.Kafka", str(self.config_file(settings))),
+                cpu=manifest_cpu(CLUSTER_MANIFEST, "KafkaNodePool", "spec", "resources"),
             )
         ]
 

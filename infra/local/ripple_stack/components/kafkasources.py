@@ -13,10 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from knative_standins.kafkasource.manifest import ManifestError, load
+from knative_standins.pod_cpu import PodCpu
 
 from ..component import PortComponent, PrerequisiteError, Program, python_program
 from ..settings import REPO_ROOT, Settings
 from .functions import KNATIVE_DIR, standin_addresses
+
+# Every KafkaSource's dispatcher shares one pod, as eventing-kafka-broker runs one
+# kafka-source-dispatcher for all sources: its resources from data-plane/config/source/500-dispatcher.yaml.
+DISPATCHER_CPU = PodCpu(1000, 2000)
 
 FIRST_DISPATCHER_PORT = 18500
 
@@ -52,6 +57,8 @@ class KafkaSourceDispatcher(PortComponent):
                 "--metrics-port",
                 str(self.port(settings)),
                 cwd=REPO_ROOT,
+                cpu=DISPATCHER_CPU,
+                pod="kafka-source-dispatcher",
                 env={
                     "RIPPLE_DISPATCHER_HOST": settings.host,
                     **standin_addresses(settings).to_env(),

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from knative_standins.pod_cpu import PodCpu
+
 from ..component import (
     Component,
     PrerequisiteError,
@@ -46,6 +48,7 @@ NJS_SCRIPT = NGINX_DIR / "edge.js"
 MTAIL_DIR = NGINX_DIR / "mtail"
 PROFILES_DIR = NGINX_DIR / "profiles"
 GATEWAY_MANIFEST = REPO_ROOT / "knative" / "gateway" / "service.yaml"
+EDGE_MANIFEST = REPO_ROOT / "infra" / "edge" / "edge.yaml"
 DEFAULT_PROFILE = "strict"
 # The gateway's own default (contract): used while its manifest does not set MAX_BODY_BYTES.
 DEFAULT_MAX_BODY_BYTES = 1048576
@@ -93,6 +96,22 @@ def selected_profile(environ: Mapping[str, str] = os.environ) -> tuple[str, dict
         if override:
             values[key] = override
     return name, values
+
+
+def edge_cpu(manifest: Path = EDGE_MANIFEST) -> PodCpu:
+    """The edge pod's CPU (infra/edge/edge.yaml): its containers' requests summed, as kubelet sizes
+    the pod's cgroup; limited only when every container is."""
+    pods = [
+        PodCpu.from_resources(container.get("resources"), f"{manifest} container {container.get('name')}")
+        for document in yaml.safe_load_all(manifest.read_text())
+        if isinstance(document, dict) and document.get("kind") == "Deployment"
+        for container in document["spec"]["template"]["spec"].get("containers", [])
+    ]
+    if not pods:
+        raise PrerequisiteError(f"{manifest} has no Deployment: restore it from git.")
+    limits = [pod.limit_milli for pod in pods]
+    limit = None if None in limits else sum(limit for limit in limits if limit)
+    return PodCpu(sum(pod.request_milli for pod in pods), limit)
 
 
 def gateway_max_body_bytes(manifest: Path = GATEWAY_MANIFEST) -> int:
@@ -317,9 +336,13 @@ class Nginx(Component):
                 name="nginx",
                 command=[*nginx_command(self.config_file(settings)), "-g", "daemon off;"],
                 stop_signal="QUIT",
+                cpu=edge_cpu(),
+                pod="edge",
             ),
             Program(
                 name="nginx-exporter",
+                cpu=edge_cpu(),
+                pod="edge",
                 command=[
                     "prometheus-nginx-exporter",
                     f"-nginx.scrape-uri={status}",

@@ -7,8 +7,17 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..component import Component, Program, Say, let_reach, require_file, run, running_as_root
-from ..settings import Settings
+from ..component import (
+    Component,
+    Program,
+    Say,
+    let_reach,
+    manifest_cpu,
+    require_file,
+    run,
+    running_as_root,
+)
+from ..settings import REPO_ROOT, Settings
 
 # Debian's packages put the server outside PATH, one directory per major version (Debian 12
 # ships 15). The newest installed one is used; its data directory records the version, and a
@@ -17,6 +26,7 @@ _INSTALLED = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lamb
 POSTGRES_BIN = _INSTALLED[-1].parent if _INSTALLED else Path("/usr/lib/postgresql/15/bin")
 # The system account Debian's package creates; the server refuses to run as root.
 POSTGRES_OS_USER = "postgres"
+CLUSTER_MANIFEST = REPO_ROOT / "infra" / "postgres" / "cluster.yaml"
 
 
 def _as_server_user(command: list[str]) -> list[str]:
@@ -68,6 +78,7 @@ class Postgres(Component):
         return [
             Program(
                 name="postgres",
+                cpu=manifest_cpu(CLUSTER_MANIFEST, "Cluster", "spec", "resources"),
                 command=[
                     str(POSTGRES_BIN / "postgres"),
                     "-D",

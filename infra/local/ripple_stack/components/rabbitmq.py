@@ -21,10 +21,13 @@ from ..component import (
     ScrapeTarget,
     http_status,
     let_reach,
+    manifest_cpu,
     require_file,
     running_as_root,
 )
-from ..settings import Settings
+from ..settings import REPO_ROOT, Settings
+
+CLUSTER_MANIFEST = REPO_ROOT / "infra" / "rabbitmq" / "cluster.yaml"
 
 # Debian installs the real scripts here; /usr/sbin/rabbitmq-server is a wrapper that insists on
 # /var/lib/rabbitmq and /var/log/rabbitmq, which the project does not use.
@@ -95,6 +98,7 @@ class RabbitMQ(Component):
             Program(
                 name="rabbitmq",
                 command=[str(RABBITMQ_BIN / "rabbitmq-server")],
+                cpu=manifest_cpu(CLUSTER_MANIFEST, "RabbitmqCluster", "spec", "resources"),
                 env=self.environment(settings),
                 cwd=self.data_dir(settings),
                 run_as_when_root=RABBITMQ_OS_USER,
