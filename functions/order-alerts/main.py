@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from cloudevents.http import CloudEvent
@@ -52,11 +51,6 @@ ORDER_TO_ALERT = Histogram(
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
 )
 PUBLISHER = or_exit("order-alerts", lambda: AlertPublisher(CONFIG))
-# Its own pool, not asyncio's default (cores + 4 = 6 threads on 2 cores): an alert spends most of
-# its time waiting for Kafka and the Broker, so 6 at a time capped an instance at 6 / ~0.1 s under
-# load, below the ~115 alerts/s of a burst (issue 19: 60-90 alerts/s, the activator's request
-# latency 0.5-1.9 s, while the Broker confirmed in 20-35 ms p50).
-WORKERS = ThreadPoolExecutor(CONFIG.workers, thread_name_prefix="alert")
 
 engine = LazyEngine(CONFIG)
 
@@ -73,26 +67,24 @@ async def handle(event: CloudEvent) -> None:
     except PermanentError as error:
         HANDLED.labels("rejected").inc()
         raise problem(422, "unprocessable-order", "Order cannot be processed", str(error)) from None
-    # The orders above the threshold write PostgreSQL and wait for Kafka's acknowledgement and the
-    # Broker's confirm, all blocking clients: on a worker thread, so the loop keeps answering.
-    await asyncio.get_running_loop().run_in_executor(WORKERS, raise_alert, event)
+    # The few orders above the threshold write PostgreSQL and wait for Kafka's acknowledgement,
+    # both blocking clients: on a worker thread, so the loop keeps answering the others.
+    await asyncio.to_thread(raise_alert, event)
 
 
 def raise_alert(event: CloudEvent) -> None:
     try:
-        # The connection goes back to the pool while Kafka and the Broker confirm (the longest
-        # wait), so ALERT_WORKERS alerts in flight share DB_POOL_SIZE connections; the mark takes
-        # one again (a second liveness ping, ~0.1 ms).
+        # One pooled connection (one checkout, one liveness ping) for the alert row and, once Kafka
+        # and the Broker confirmed it, its mark, as the notifier's outbox does.
         with engine().connect() as connection:
             alert = record_alert(connection, event, CONFIG.threshold)
-        if alert is None:  # unreachable after above_threshold; kept for the function's own contract
-            HANDLED.labels("below_threshold").inc()
-            return
-        if alert.emitted:
-            HANDLED.labels("duplicate").inc()
-            return
-        PUBLISHER.publish(alert_message(alert, CONFIG.alert_source))
-        with engine().connect() as connection:
+            if alert is None:  # unreachable after above_threshold; kept for the function's own contract
+                HANDLED.labels("below_threshold").inc()
+                return
+            if alert.emitted:
+                HANDLED.labels("duplicate").inc()
+                return
+            PUBLISHER.publish(alert_message(alert, CONFIG.alert_source))
             mark_emitted(connection, alert)
         delay = order_delay_s(event, datetime.now(UTC))
         if delay is not None:

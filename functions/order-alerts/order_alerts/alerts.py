@@ -93,7 +93,7 @@ MARK_EMITTED = update(order_alerts).where(*_KEY).values(emitted_at=func.now())
 def record_alert(connection: Connection, event: AnyCloudEvent, threshold: float) -> Alert | None:
     """The alert for this order (created once per tenant/order), or None below the threshold.
 
-    In a transaction of its own on `connection`.
+    In a transaction of its own on `connection` (which the caller keeps for mark_emitted).
     """
     tenant, order_id, amount, currency = order_of(event)
     limit = Decimal(str(threshold))

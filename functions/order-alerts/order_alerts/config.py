@@ -12,7 +12,6 @@
 | POSTGRES_DB / POSTGRES_USER | ripple / ripple | database and user |
 | POSTGRES_PASSWORD | (required) | from the Secret key RIPPLE_POSTGRES_PASSWORD |
 | DB_POOL_SIZE | 8 | connections kept open |
-| ALERT_WORKERS | 32 | flagged orders one instance handles at once (threads waiting on Kafka and the Broker) |
 | DB_CONNECT_TIMEOUT_S | 5 | seconds before an unreachable PostgreSQL fails the request with 503 |
 """
 
@@ -34,7 +33,6 @@ class Config(DatabaseConfig):
     alert_source: str
     bootstrap_servers: tuple[str, ...]
     ack_timeout_s: float
-    workers: int
 
     MANIFEST = "knative/order-alerts/service.yaml"
 
@@ -49,5 +47,4 @@ class Config(DatabaseConfig):
             alert_source=env.get("ALERT_SOURCE", "/ripple/order-alerts"),
             bootstrap_servers=tuple(s.strip() for s in servers.split(",") if s.strip()),
             ack_timeout_s=env_number(env, "KAFKA_ACK_TIMEOUT_S", 10),
-            workers=int(env_number(env, "ALERT_WORKERS", 32, minimum=1)),
         )
