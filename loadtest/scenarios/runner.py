@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from knative_standins import pod_cpu
 from ripple_dashboard.links import dashboard_link, dashboard_live_link
 
 from . import cpu
@@ -504,6 +505,7 @@ def _add_notes(drill: Drill) -> None:
         f"run id {drill.run_id}: events have source {drill.source}; products are named {drill.run_id}-<sku>"
     )
     run.notes.append(drill.load_note())
+    run.notes.append(pod_cpu.applied())
     if scenario.retries:
         run.notes.append(
             "requests answered 429/503 or not at all are retried once, with the same event ids, "

@@ -209,6 +209,15 @@ class PodCgroups:
                 self.parent.rmdir()
 
 
+def applied(mount: Path = Path("/sys/fs/cgroup"), parent: str = PARENT) -> str:
+    """One line for a report: whether the running stack's programs sit in pod cgroups."""
+    for root in (mount / "cpu" / parent, mount / parent):
+        pods = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        if pods:
+            return f"the pods' CPU requests applied as cgroup weights ({len(pods)} pod cgroups under {root})"
+    return "the pods' CPU requests not applied (no pod cgroups: RIPPLE_POD_CPU=off, or not root)"
+
+
 def join(procs: Path, pid: int | None = None) -> bool:
     """Move `pid` (this process by default) into the cgroup whose `cgroup.procs` this is."""
     try:

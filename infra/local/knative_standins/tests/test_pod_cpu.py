@@ -13,6 +13,7 @@ from knative_standins.pod_cpu import (
     PodCgroups,
     PodCpu,
     _base,
+    applied,
     join,
     millicores,
     quota_us,
@@ -126,6 +127,12 @@ def test_a_process_joins_its_pods_cgroup_with_the_requests_weight():
     finally:
         pods.remove_all()
     assert not pods.parent.exists()
+
+
+def test_a_report_says_whether_the_pods_cpu_was_applied(tmp_path: Path):
+    assert "not applied" in applied(tmp_path)
+    (tmp_path / "cpu" / "ripple" / "kafka").mkdir(parents=True)
+    assert applied(tmp_path).startswith("the pods' CPU requests applied as cgroup weights (1 pod cgroups")
 
 
 def test_join_reports_a_refusal(tmp_path: Path):
