@@ -134,12 +134,9 @@ class PodCgroups:
         cores: int | None = None,
     ) -> None:
         self.version = 0
-        self.parent = Path()
+        self.parent = Path(mount / "none" / parent)  # where it would be: nothing exists there
         self.cores = cores or os.cpu_count() or 1
         self.unavailable: str | None = None
-        if env.get(SWITCH, "on").strip().lower() in ("off", "0", "false", "no"):
-            self.unavailable = f"{SWITCH}=off"
-            return
         try:
             own = Path("/proc/self/cgroup").read_text()
         except OSError:
@@ -152,6 +149,9 @@ class PodCgroups:
             self.parent = mount / _base(_own_cgroup(own, None), parent) / parent
         else:
             self.unavailable = f"no cgroup cpu controller under {mount}"
+            return
+        if env.get(SWITCH, "on").strip().lower() in ("off", "0", "false", "no"):
+            self.unavailable = f"{SWITCH}=off"
             return
         try:
             self._make(self.parent, PodCpu(self.cores * 1000), is_parent=True)
@@ -202,19 +202,25 @@ class PodCgroups:
                     child.rmdir()
 
     def remove_all(self) -> None:
-        """Remove every empty pod cgroup and then the parent (`make down`)."""
-        self.remove_stale()
-        if not self.unavailable:
-            with contextlib.suppress(OSError):
-                self.parent.rmdir()
+        """Remove every empty pod cgroup and then the parent (`make down`; also when switched off,
+        so a stack started with it on leaves nothing behind)."""
+        if not self.parent.is_dir():
+            return
+        for child in self.parent.iterdir():
+            if child.is_dir():
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+        with contextlib.suppress(OSError):
+            self.parent.rmdir()
 
 
 def applied(mount: Path = Path("/sys/fs/cgroup"), parent: str = PARENT) -> str:
     """One line for a report: whether the running stack's programs sit in pod cgroups."""
     for root in (mount / "cpu" / parent, mount / parent):
-        pods = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        # Only pods with processes count: cgroups outlive a stack that ran with the switch off.
+        pods = [p for p in root.iterdir() if _read(p / "cgroup.procs").strip()] if root.is_dir() else []
         if pods:
-            return f"the pods' CPU requests applied as cgroup weights ({len(pods)} pod cgroups under {root})"
+            return f"the pods' CPU requests applied as cgroup weights ({len(pods)} pods under {root})"
     return "the pods' CPU requests not applied (no pod cgroups: RIPPLE_POD_CPU=off, or not root)"
 
 

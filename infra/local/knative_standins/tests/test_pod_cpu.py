@@ -89,10 +89,16 @@ def test_a_process_in_a_pod_puts_new_pods_beside_its_own(own, expected):
     assert _base(own, "ripple") == expected
 
 
-def test_switched_off_applies_nothing(tmp_path):
+def test_switched_off_applies_nothing_but_still_cleans_up(tmp_path):
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.shares").write_text("1024")
+    left = tmp_path / "cpu" / "ripple" / "notifier-1-1"  # from a stack that ran with it on
+    left.mkdir(parents=True)
     pods = PodCgroups(mount=tmp_path, env={"RIPPLE_POD_CPU": "off"})
     assert pods.unavailable == "RIPPLE_POD_CPU=off"
     assert pods.prepare("notifier-1", PodCpu(250)) is None
+    pods.remove_all()
+    assert not (tmp_path / "cpu" / "ripple").exists()
 
 
 def test_no_cpu_controller_says_so(tmp_path):
@@ -132,7 +138,10 @@ def test_a_process_joins_its_pods_cgroup_with_the_requests_weight():
 def test_a_report_says_whether_the_pods_cpu_was_applied(tmp_path: Path):
     assert "not applied" in applied(tmp_path)
     (tmp_path / "cpu" / "ripple" / "kafka").mkdir(parents=True)
-    assert applied(tmp_path).startswith("the pods' CPU requests applied as cgroup weights (1 pod cgroups")
+    (tmp_path / "cpu" / "ripple" / "kafka" / "cgroup.procs").write_text("")
+    assert "not applied" in applied(tmp_path)  # left behind, empty
+    (tmp_path / "cpu" / "ripple" / "kafka" / "cgroup.procs").write_text("4242\n")
+    assert applied(tmp_path).startswith("the pods' CPU requests applied as cgroup weights (1 pods")
 
 
 def test_join_reports_a_refusal(tmp_path: Path):
