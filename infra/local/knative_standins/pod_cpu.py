@@ -193,8 +193,9 @@ class PodCgroups:
                 (self.parent / pod).rmdir()
 
     def remove_stale(self, prefix: str = "") -> None:
-        """Remove the empty pod cgroups whose names start with `prefix` (all of them by default)."""
-        if self.unavailable or not self.parent.is_dir():
+        """Remove the empty pod cgroups whose names start with `prefix` (all of them by default);
+        also when switched off, so a stack that ran with it on leaves nothing behind."""
+        if not self.parent.is_dir():
             return
         for child in self.parent.iterdir():
             if child.is_dir() and child.name.startswith(prefix):
@@ -202,14 +203,8 @@ class PodCgroups:
                     child.rmdir()
 
     def remove_all(self) -> None:
-        """Remove every empty pod cgroup and then the parent (`make down`; also when switched off,
-        so a stack started with it on leaves nothing behind)."""
-        if not self.parent.is_dir():
-            return
-        for child in self.parent.iterdir():
-            if child.is_dir():
-                with contextlib.suppress(OSError):
-                    child.rmdir()
+        """Remove every empty pod cgroup and then the parent (`make down`)."""
+        self.remove_stale()
         with contextlib.suppress(OSError):
             self.parent.rmdir()
 
