@@ -123,6 +123,19 @@ def _base(own: str, parent: str) -> str:
     return "/".join(parts[: parts.index(parent)]) if parent in parts else own
 
 
+def _locate(mount: Path, parent: str) -> tuple[int, Path] | None:
+    """(cgroup version, the parent's path) on this machine; None without a cpu controller."""
+    try:
+        own = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        own = ""
+    if (mount / "cpu" / "cpu.shares").exists():
+        return 1, mount / "cpu" / _base(_own_cgroup(own, "cpu"), parent) / parent
+    if "cpu" in _read(mount / "cgroup.controllers").split():
+        return 2, mount / _base(_own_cgroup(own, None), parent) / parent
+    return None
+
+
 class PodCgroups:
     """The pods' parent cgroup on this machine; `unavailable` is None when it can be used."""
 
@@ -137,19 +150,11 @@ class PodCgroups:
         self.parent = Path(mount / "none" / parent)  # where it would be: nothing exists there
         self.cores = cores or os.cpu_count() or 1
         self.unavailable: str | None = None
-        try:
-            own = Path("/proc/self/cgroup").read_text()
-        except OSError:
-            own = ""
-        if (mount / "cpu" / "cpu.shares").exists():
-            self.version = 1
-            self.parent = mount / "cpu" / _base(_own_cgroup(own, "cpu"), parent) / parent
-        elif "cpu" in _read(mount / "cgroup.controllers").split():
-            self.version = 2
-            self.parent = mount / _base(_own_cgroup(own, None), parent) / parent
-        else:
+        located = _locate(mount, parent)
+        if located is None:
             self.unavailable = f"no cgroup cpu controller under {mount}"
             return
+        self.version, self.parent = located
         if env.get(SWITCH, "on").strip().lower() in ("off", "0", "false", "no"):
             self.unavailable = f"{SWITCH}=off"
             return

@@ -68,20 +68,30 @@ def python_program(
     )
 
 
-def manifest_cpu(manifest: Path, kind: str, *keys: str) -> PodCpu:
-    """The CPU `resources` at `keys` in the `kind` document of a cluster manifest of infra/."""
+def manifest_document(manifest: Path, kind: str) -> dict:
+    """The first `kind` document of a cluster manifest of infra/."""
     import yaml
 
     for document in yaml.safe_load_all(manifest.read_text()):
         if isinstance(document, dict) and document.get("kind") == kind:
-            value: Any = document
-            for key in keys:
-                value = value.get(key) if isinstance(value, dict) else None
-            try:
-                return PodCpu.from_resources(value, f"{manifest} {kind} {'.'.join(keys)}")
-            except CpuQuantityError as error:
-                raise PrerequisiteError(f"{error}; fix the manifest.") from None
+            return document
     raise PrerequisiteError(f"{manifest} has no {kind}: restore it from git.")
+
+
+def declared_cpu(resources: Any, where: str) -> PodCpu:
+    """A container's `resources` as its pod's CPU; a bad quantity stops `make up` saying where."""
+    try:
+        return PodCpu.from_resources(resources, where)
+    except CpuQuantityError as error:
+        raise PrerequisiteError(f"{error}; fix the manifest.") from None
+
+
+def manifest_cpu(manifest: Path, kind: str, *keys: str) -> PodCpu:
+    """The CPU `resources` at `keys` in the `kind` document of a cluster manifest of infra/."""
+    value: Any = manifest_document(manifest, kind)
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return declared_cpu(value, f"{manifest} {kind} {'.'.join(keys)}")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from knative_standins.pod_cpu import CpuQuantityError, PodCpu, millicores
+from knative_standins.pod_cpu import PodCpu
 
 from ..component import (
     Component,
@@ -27,6 +27,8 @@ from ..component import (
     Program,
     Say,
     ScrapeTarget,
+    declared_cpu,
+    manifest_document,
     maven_fetch,
     python_program,
     run,
@@ -42,16 +44,11 @@ def flink_cpu(role: str) -> PodCpu:
     """The `jobManager` or `taskManager` pod's CPU of the FlinkDeployment: the operator requests
     `resource.cpu` and limits it to the same (kubernetes.*.cpu.limit-factor, default 1.0)."""
     where = f"{DEPLOYMENT_MANIFEST} spec.{role}.resource.cpu"
-    for document in yaml.safe_load_all(DEPLOYMENT_MANIFEST.read_text()):
-        if isinstance(document, dict) and document.get("kind") == "FlinkDeployment":
-            cpu = ((document.get("spec") or {}).get(role) or {}).get("resource", {}).get("cpu")
-            if cpu is not None:
-                try:
-                    milli = millicores(cpu, where)
-                except CpuQuantityError as error:
-                    raise PrerequisiteError(f"{error}; fix the manifest.") from None
-                return PodCpu(milli, milli)
-    raise PrerequisiteError(f"{where} is missing: restore {DEPLOYMENT_MANIFEST} from git.")
+    spec = manifest_document(DEPLOYMENT_MANIFEST, "FlinkDeployment").get("spec") or {}
+    cpu = ((spec.get(role) or {}).get("resource") or {}).get("cpu")
+    if cpu is None:
+        raise PrerequisiteError(f"{where} is missing: restore {DEPLOYMENT_MANIFEST} from git.")
+    return declared_cpu({"limits": {"cpu": cpu}}, where)  # a limit alone is also the request
 
 
 class Flink(Component):

@@ -32,8 +32,10 @@ from ..component import (
     Program,
     Say,
     ScrapeTarget,
+    declared_cpu,
     http_status,
     let_reach,
+    manifest_document,
     require_binary,
     require_file,
     run,
@@ -101,17 +103,11 @@ def selected_profile(environ: Mapping[str, str] = os.environ) -> tuple[str, dict
 def edge_cpu(manifest: Path = EDGE_MANIFEST) -> PodCpu:
     """The edge pod's CPU (infra/edge/edge.yaml): its containers' requests summed, as kubelet sizes
     the pod's cgroup; limited only when every container is."""
-    pods = [
-        PodCpu.from_resources(container.get("resources"), f"{manifest} container {container.get('name')}")
-        for document in yaml.safe_load_all(manifest.read_text())
-        if isinstance(document, dict) and document.get("kind") == "Deployment"
-        for container in document["spec"]["template"]["spec"].get("containers", [])
-    ]
-    if not pods:
-        raise PrerequisiteError(f"{manifest} has no Deployment: restore it from git.")
-    limits = [pod.limit_milli for pod in pods]
+    containers = manifest_document(manifest, "Deployment")["spec"]["template"]["spec"]["containers"]
+    cpus = [declared_cpu(c.get("resources"), f"{manifest} container {c.get('name')}") for c in containers]
+    limits = [cpu.limit_milli for cpu in cpus]
     limit = None if None in limits else sum(limit for limit in limits if limit)
-    return PodCpu(sum(pod.request_milli for pod in pods), limit)
+    return PodCpu(sum(cpu.request_milli for cpu in cpus), limit)
 
 
 def gateway_max_body_bytes(manifest: Path = GATEWAY_MANIFEST) -> int:
@@ -330,18 +326,19 @@ class Nginx(Component):
 
     def programs(self, settings: Settings, secrets: Mapping[str, str]) -> list[Program]:
         status = f"http://{settings.host}:{settings.ports['nginx_status']}/stub_status"
+        edge = edge_cpu()
         return [
             # QUIT lets workers finish the requests they hold.
             Program(
                 name="nginx",
                 command=[*nginx_command(self.config_file(settings)), "-g", "daemon off;"],
                 stop_signal="QUIT",
-                cpu=edge_cpu(),
+                cpu=edge,
                 pod="edge",
             ),
             Program(
                 name="nginx-exporter",
-                cpu=edge_cpu(),
+                cpu=edge,
                 pod="edge",
                 command=[
                     "prometheus-nginx-exporter",
