@@ -88,7 +88,7 @@ def test_the_notifications_broker_and_its_triggers():
     assert triggers["notifier"].parallelism == 64  # sized for the alert rate (triggers.yaml)
     # The alert path's pods weigh more than event-store's (100m) when CPU is short (issue 19).
     assert triggers["notifier"].cpu == PodCpu(250, 1000)
-    assert broker.cpu == PodCpu(100, 1000)
+    assert broker.cpu == PodCpu(500, 1000)  # every alert waits for its answer: as much as RabbitMQ
     # One Trigger: the history reaches event-store from ripple.shop.alerts (triggers.yaml says why).
     assert sorted(triggers) == ["notifier"]
     delivery = notifications.broker.delivery  # for a Trigger without its own

@@ -13,7 +13,7 @@ import yaml
 
 from knative_standins.pod_cpu import PodCpu
 from ripple_stack.component import UNDECLARED_CPU, PrerequisiteError, Program, let_reach, require_file
-from ripple_stack.components import all_components
+from ripple_stack.components import all_components, flink
 from ripple_stack.components.functions import KnativeFunction, ManifestError
 from ripple_stack.components.kafka import declared_topics, server_properties
 from ripple_stack.components.prometheus import scrape_config
@@ -181,14 +181,47 @@ def test_programs_weigh_what_their_cluster_manifests_request(settings):
     assert cpu["kafka"] == PodCpu(500)  # infra/kafka/cluster.yaml
     assert cpu["postgres"] == PodCpu(500)  # infra/postgres/cluster.yaml
     assert cpu["rabbitmq"] == PodCpu(500, 1000)  # infra/rabbitmq/cluster.yaml
-    assert cpu["flink-taskmanager"] == cpu["flink-jobmanager"] == PodCpu(1000, 1000)  # request = limit
+    # resource.cpu x kubernetes.<role>.cpu.limit-factor (infra/flink/flinkdeployment.yaml)
+    assert cpu["flink-taskmanager"] == cpu["flink-jobmanager"] == PodCpu(250, 1000)
     assert cpu["edge"] == PodCpu(510)  # nginx 500m + exporter 10m; nginx's container has no limit
-    assert cpu["activator"] == PodCpu(300)  # one pod for every function's activator
+    # One pod for every function's activator: 300m, plus a queue-proxy's 25m per possible instance.
+    max_scales = {
+        "gateway": 10,
+        "event-store": 5,
+        "order-alerts": 5,
+        "notifier": 7,
+        "query": 5,
+        "dead-letters": 5,
+    }
+    assert cpu["activator"] == PodCpu(300 + 25 * sum(max_scales.values()))
     assert cpu["kafka-source-dispatcher"] == PodCpu(1000, 2000)  # one pod for every KafkaSource
     assert cpu["trigger-notifier"] == PodCpu(250, 1000)  # knative/notifications/triggers.yaml
+    assert cpu["broker-notifications"] == PodCpu(500, 1000)  # knative/notifications/broker.yaml
     assert cpu["prometheus"] == UNDECLARED_CPU
     # The functions' instances get theirs from knative/<name>/service.yaml, through the activator.
     spec = {c.name: c.spec(settings, secrets) for c in all_components() if isinstance(c, KnativeFunction)}
     assert (spec["event-store"].cpu_request_milli, spec["event-store"].cpu_limit_milli) == (100, 1000)
     assert (spec["notifier"].cpu_request_milli, spec["notifier"].cpu_limit_milli) == (250, 1000)
     assert (spec["gateway"].cpu_request_milli, spec["gateway"].cpu_limit_milli) == (1000, None)
+
+
+@pytest.mark.parametrize(
+    ("factor", "limit"), [(None, PodCpu(500, 500)), ("2", PodCpu(500, 1000)), ("0.5", None), ("x", None)]
+)
+def test_flink_pods_limit_their_request_times_the_limit_factor(tmp_path, monkeypatch, factor, limit):
+    manifest = tmp_path / "flinkdeployment.yaml"
+    configuration = {} if factor is None else {"kubernetes.taskmanager.cpu.limit-factor": factor}
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "FlinkDeployment",
+                "spec": {"flinkConfiguration": configuration, "taskManager": {"resource": {"cpu": 0.5}}},
+            }
+        )
+    )
+    monkeypatch.setattr(flink, "DEPLOYMENT_MANIFEST", manifest)
+    if limit is None:
+        with pytest.raises(PrerequisiteError, match="limit-factor"):
+            flink.flink_cpu("taskManager")
+    else:
+        assert flink.flink_cpu("taskManager") == limit

@@ -42,13 +42,27 @@ DEPLOYMENT_MANIFEST = REPO_ROOT / "infra" / "flink" / "flinkdeployment.yaml"
 
 def flink_cpu(role: str) -> PodCpu:
     """The `jobManager` or `taskManager` pod's CPU of the FlinkDeployment: the operator requests
-    `resource.cpu` and limits it to the same (kubernetes.*.cpu.limit-factor, default 1.0)."""
+    `resource.cpu` and limits it to that times `kubernetes.<role>.cpu.limit-factor` (Flink's
+    KubernetesConfigOptions, default 1.0: the limit is the request)."""
     where = f"{DEPLOYMENT_MANIFEST} spec.{role}.resource.cpu"
     spec = manifest_document(DEPLOYMENT_MANIFEST, "FlinkDeployment").get("spec") or {}
     cpu = ((spec.get(role) or {}).get("resource") or {}).get("cpu")
     if cpu is None:
         raise PrerequisiteError(f"{where} is missing: restore {DEPLOYMENT_MANIFEST} from git.")
-    return declared_cpu({"limits": {"cpu": cpu}}, where)  # a limit alone is also the request
+    factor_key = f"kubernetes.{role.lower()}.cpu.limit-factor"
+    factor = (spec.get("flinkConfiguration") or {}).get(factor_key, "1.0")
+    try:
+        limit_factor = float(factor)
+    except (TypeError, ValueError):
+        limit_factor = 0.0
+    if limit_factor < 1.0:
+        raise PrerequisiteError(
+            f"{DEPLOYMENT_MANIFEST} flinkConfiguration {factor_key} is {factor!r}: give a number"
+            " of at least 1.0 (the limit over the request)."
+        )
+    request = declared_cpu({"requests": {"cpu": cpu}}, where)
+    limit_milli = round(request.request_milli * limit_factor)
+    return declared_cpu({"requests": {"cpu": cpu}, "limits": {"cpu": f"{limit_milli}m"}}, where)
 
 
 class Flink(Component):

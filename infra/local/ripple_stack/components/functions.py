@@ -21,7 +21,7 @@ from pathlib import Path
 
 from knative_standins.delivery.addresses import Addresses
 from knative_standins.pod_cpu import PodCpu
-from knative_standins.serving.config import LOCAL_MAX_SCALE, load_autoscaler_config
+from knative_standins.serving.config import LOCAL_MAX_SCALE, load_autoscaler_config, revision_spec
 from knative_standins.serving.manifest import (
     FunctionSpec,
     ManifestError,
@@ -44,8 +44,24 @@ FIRST_FUNCTION_PORT = 18400
 SERVING_SCRAPE_INTERVAL_S = 2
 # Every function's activator shares one pod, as Knative runs one activator Deployment: its request
 # from serving's config/core/deployments/activator.yaml (300m). Its 1-core limit is not applied:
-# here it also does the queue-proxy's work, which on a cluster runs in each function's pod.
-ACTIVATOR_CPU = PodCpu(300)
+# here it also does the queue-proxy's work, which on a cluster runs in each function's pod, with
+# the queue-proxy container's own request (config-deployment's queue-sidecar-cpu-request, 25m per
+# pod). So the pod also weighs 25m for every instance the functions may run (their max-scale):
+# at 300m alone it waited ~14 times as long for the CPU as it ran in the issue-19 burst, every
+# function's requests with it.
+ACTIVATOR_REQUEST_MILLI = 300
+QUEUE_PROXY_REQUEST_MILLI = 25
+
+
+def activator_cpu() -> PodCpu:
+    """The activator pod's CPU: the activator's request plus a queue-proxy's per possible instance."""
+    config = load_autoscaler_config()
+    instances = sum(
+        revision_spec(load_manifest(path), str(path), config).effective_max_scale
+        for path in service_manifests()
+    )
+    return PodCpu(ACTIVATOR_REQUEST_MILLI + QUEUE_PROXY_REQUEST_MILLI * instances)
+
 
 __all__ = ["FIRST_FUNCTION_PORT", "KnativeFunction", "ManifestError", "knative_functions"]
 
@@ -120,7 +136,7 @@ class KnativeFunction(Component):
                 env={"RIPPLE_SERVING_SPEC_DIGEST": digest},
                 # In-flight requests finish, then every instance gets its SIGTERM and grace period.
                 stop_wait_s=int(spec.revision.timeout_s) + 40,
-                cpu=ACTIVATOR_CPU,
+                cpu=activator_cpu(),
                 pod="activator",
             )
         ]
