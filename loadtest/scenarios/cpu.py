@@ -11,19 +11,28 @@ else (the kernel's own threads, another job on a shared machine).
 
 A program restarted during the run (a fault killed it) counts from its new start only: the
 killed process's CPU went to supervisord. Its row says so.
+
+Beside its CPU, each program's wait for a CPU: the time its threads were runnable but not running
+(the kernel's run-queue delay, /proc/<pid>/task/<tid>/schedstat), read every WAIT_SAMPLE_S while
+the run lasts because a thread that exits takes its own figures with it. On a full machine every
+program waits; one that waits many times as long as it runs is short of CPU weight (its pod's
+request): the issue-19 burst found the Broker ingress waiting 80 s for every second it ran.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from loadtest.measure import CLOCK_TICKS, cpu_ticks, with_descendants
 
 Snapshot = dict[str, tuple[int, float]]  # program -> (pid, CPU seconds of its tree so far)
+Schedstats = dict[int, tuple[int, int]]  # thread id -> (ns on a CPU, ns runnable and waiting)
+WAIT_SAMPLE_S = 5.0  # ~25 ms of CPU per reading of the whole stack
 
 
 def tree_cpu_seconds(pid: int) -> float | None:
@@ -43,6 +52,69 @@ def own_cpu_seconds() -> float:
     child it started (a load generator run as a program)."""
     own = tree_cpu_seconds(os.getpid())
     return time.process_time() if own is None else own
+
+
+def thread_schedstats(pids: Iterable[int]) -> Schedstats:
+    """Every thread's CPU and run-queue nanoseconds so far, for the processes given."""
+    found: Schedstats = {}
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                on_cpu, waiting = task.read_text().split()[:2]
+            except (OSError, ValueError):
+                continue
+            found[int(task.parent.name)] = (int(on_cpu), int(waiting))
+    return found
+
+
+def waited_ns(last: Schedstats | None, now: Schedstats) -> int:
+    """Run-queue nanoseconds between two readings of one program's threads (pure): a thread new
+    since `last` counts from its start; with no `last` (the first reading) nothing counts yet."""
+    if last is None:
+        return 0
+    total = 0
+    for tid, (_, waiting) in now.items():
+        earlier = last.get(tid)
+        total += waiting if earlier is None else max(0, waiting - earlier[1])
+    return total
+
+
+class WaitSampler:
+    """Each program's run-queue wait, summed over its process tree's threads, sampled in a thread."""
+
+    def __init__(self, pids: Callable[[], Mapping[str, int]], interval_s: float = WAIT_SAMPLE_S) -> None:
+        self._pids = pids
+        self._interval_s = interval_s
+        self._last: dict[str, Schedstats] = {}
+        self.waited_s: dict[str, float] = {}
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-wait-sampler", daemon=True)
+
+    def sample(self) -> None:
+        for name, pid in self._pids().items():
+            if not pid:
+                continue
+            now = thread_schedstats(with_descendants([pid]))
+            waited = waited_ns(self._last.get(name), now)
+            self.waited_s[name] = self.waited_s.get(name, 0.0) + waited / 1e9
+            self._last[name] = now
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval_s):
+            try:
+                self.sample()
+            except Exception:  # a reading failed (supervisord busy): the next one catches up
+                continue
+
+    def start(self) -> None:
+        self.sample()
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        self._stopped.set()
+        self._thread.join()
+        self.sample()
+        return self.waited_s
 
 
 def snapshot(pids: Mapping[str, int]) -> Snapshot:
@@ -73,22 +145,45 @@ def usage(before: Snapshot, after: Snapshot) -> list[Usage]:
 
 
 def cpu_section(
-    rows: list[Usage], machine_s: float, wall_s: float, events: int, cores: int, driver_s: float | None = None
+    rows: list[Usage],
+    machine_s: float,
+    wall_s: float,
+    events: int,
+    cores: int,
+    driver_s: float | None = None,
+    waits: Mapping[str, float] | None = None,
 ) -> str:
     """The report's markdown section (pure): programs above 1 % of the machine's busy time,
     the rest summed, the scenario's own process (load, probes) when measured, then what the
-    machine spent outside all of them."""
+    machine spent outside all of them. With `waits` (program -> run-queue seconds), a column
+    gives each program's wait for a CPU and that wait per second it ran."""
     programs_s = sum(row.cpu_s for row in rows)
     per_event = (lambda s: f"{1000 * s / events:.2f}") if events else (lambda s: "-")
+
+    def waited(programs: list[Usage]) -> str:
+        if waits is None:
+            return ""
+        seconds = sum(waits.get(row.program, 0.0) for row in programs)
+        ran = sum(row.cpu_s for row in programs)
+        ratio = f" ({seconds / ran:.1f})" if ran > 0 else ""
+        return f" {seconds:.1f}{ratio} |"
+
+    wait_header = " waited for a CPU, s (per CPU s) |" if waits is not None else ""
+    wait_text = (
+        " The wait for a CPU is the time the program's threads were runnable but not running (the"
+        " kernel's run-queue delay), summed over its threads; in brackets, per second it ran."
+        if waits is not None
+        else ""
+    )
     lines = [
         "## Where the CPU went",
         "",
         f"CPU seconds of each program of the stack (its process tree, exited children included) from "
         f"the start of the load to the end of the drain ({wall_s:.0f} s on {cores} cores = "
-        f"{wall_s * cores:.0f} CPU-s available), and per event accepted ({events}).",
+        f"{wall_s * cores:.0f} CPU-s available), and per event accepted ({events}).{wait_text}",
         "",
-        "| program | CPU s | ms per event | share of the machine's busy CPU |",
-        "|---|---|---|---|",
+        f"| program | CPU s | ms per event | share of the machine's busy CPU |{wait_header}",
+        "|---|---|---|---|" + ("---|" if waits is not None else ""),
     ]
     small = [row for row in rows if machine_s <= 0 or row.cpu_s < 0.01 * machine_s]
     for row in rows:
@@ -96,10 +191,12 @@ def cpu_section(
             continue
         note = " (restarted: from its new start)" if row.restarted else ""
         share = f"{100 * row.cpu_s / machine_s:.1f} %" if machine_s > 0 else "-"
-        lines.append(f"| {row.program}{note} | {row.cpu_s:.1f} | {per_event(row.cpu_s)} | {share} |")
+        lines.append(
+            f"| {row.program}{note} | {row.cpu_s:.1f} | {per_event(row.cpu_s)} | {share} |{waited([row])}"
+        )
     if small:
         rest = sum(row.cpu_s for row in small)
-        lines.append(f"| {len(small)} other programs | {rest:.1f} | {per_event(rest)} | |")
+        lines.append(f"| {len(small)} other programs | {rest:.1f} | {per_event(rest)} | |{waited(small)}")
     outside = max(0.0, machine_s - programs_s - (driver_s or 0.0))
     driver_row = (
         [f"| the scenario's own process (load, probes) | {driver_s:.1f} | {per_event(driver_s)} | |"]
@@ -108,7 +205,7 @@ def cpu_section(
     )
     busy = f"{100 * machine_s / (wall_s * cores):.0f} % of {cores} cores" if wall_s > 0 else ""
     lines += [
-        f"| **the stack's programs** | **{programs_s:.1f}** | **{per_event(programs_s)}** | |",
+        f"| **the stack's programs** | **{programs_s:.1f}** | **{per_event(programs_s)}** | |{waited(rows)}",
         *driver_row,
         f"| anything else on the machine (kernel, other jobs) | {outside:.1f} | | |",
         f"| the machine, busy | {machine_s:.1f} | | {busy} |",
@@ -133,6 +230,7 @@ class Meter:
         self._pids = pids
         self._before: tuple[Snapshot, float, float, float] | None = None
         self._section: list[str] = []
+        self._waits: WaitSampler | None = None
 
     def _read(self) -> tuple[Snapshot, float, float, float] | None:
         try:
@@ -142,9 +240,21 @@ class Meter:
 
     def start(self) -> None:
         self._before = self._read()
+        if self._before is not None:
+            self._waits = WaitSampler(self._pids)
+            try:
+                self._waits.start()
+            except Exception:  # a report column, never a reason to fail the run
+                self._waits = None
 
     def stop(self, events: int) -> None:
         """Read the programs again; `events` accepted in between give the ms-per-event column."""
+        waits = None
+        if self._waits is not None:
+            try:
+                waits = self._waits.stop()
+            except Exception:  # a report column, never a reason to fail the run
+                waits = None
         after = self._read()
         if self._before is None or after is None:
             return
@@ -152,7 +262,7 @@ class Meter:
         rows = usage(before[0], after[0])
         wall_s = after[2] - before[2]
         machine_s, driver_s = after[1] - before[1], after[3] - before[3]
-        self._section = [cpu_section(rows, machine_s, wall_s, events, os.cpu_count() or 1, driver_s)]
+        self._section = [cpu_section(rows, machine_s, wall_s, events, os.cpu_count() or 1, driver_s, waits)]
 
     @property
     def section(self) -> list[str]:

@@ -9,10 +9,13 @@ import pytest
 from loadtest.scenarios.cpu import (
     Meter,
     Usage,
+    WaitSampler,
     cpu_section,
     machine_busy_seconds,
+    thread_schedstats,
     tree_cpu_seconds,
     usage,
+    waited_ns,
 )
 
 
@@ -92,3 +95,42 @@ def test_meter_leaves_the_section_out_when_it_cannot_read() -> None:
     meter.start()
     meter.stop(events=10)
     assert meter.section == []
+
+
+@pytest.mark.parametrize(
+    ("last", "now", "expected"),
+    [
+        pytest.param(None, {1: (10, 50)}, 0, id="first reading: a baseline"),
+        pytest.param({1: (10, 50)}, {1: (20, 80)}, 30, id="same thread"),
+        pytest.param({1: (10, 50)}, {1: (20, 80), 2: (5, 7)}, 37, id="a new thread counts from its start"),
+        pytest.param({1: (10, 50), 2: (5, 7)}, {2: (6, 9)}, 2, id="an exited thread: its last interval lost"),
+        pytest.param({1: (10, 50)}, {1: (10, 40)}, 0, id="never negative (a reused thread id)"),
+    ],
+)
+def test_waited_ns(last, now, expected):
+    assert waited_ns(last, now) == expected
+
+
+def test_thread_schedstats_reads_every_thread_of_a_process():
+    stats = thread_schedstats([os.getpid()])
+    assert os.getpid() in stats  # the main thread's id is the process id
+    assert all(on_cpu >= 0 and waiting >= 0 for on_cpu, waiting in stats.values())
+
+
+def test_the_wait_sampler_sums_a_programs_waits_until_stopped():
+    sampler = WaitSampler(lambda: {"me": os.getpid(), "gone": 0}, interval_s=0.01)
+    sampler.start()
+    sum(range(2_000_000))
+    waits = sampler.stop()
+    assert set(waits) == {"me"} and waits["me"] >= 0.0
+
+
+def test_the_section_gives_each_programs_wait_for_a_cpu_when_sampled():
+    rows = [Usage("broker", 10.0, False), Usage("kafka", 20.0, False), Usage("mtail", 0.1, False)]
+    waits = {"broker": 800.0, "kafka": 100.0, "mtail": 1.0}
+    section = cpu_section(rows, machine_s=100.0, wall_s=100.0, events=1000, cores=2, waits=waits)
+    assert "| share of the machine's busy CPU | waited for a CPU, s (per CPU s) |" in section
+    assert "| broker | 10.0 | 10.00 | 10.0 % | 800.0 (80.0) |" in section
+    assert "| 1 other programs | 0.1 | 0.10 | | 1.0 (10.0) |" in section
+    assert "| **the stack's programs** | **30.1** | **30.10** | | 901.0 (29.9) |" in section
+    assert "waited for a CPU" not in cpu_section(rows, machine_s=100.0, wall_s=100.0, events=1000, cores=2)
