@@ -60,9 +60,8 @@ def flink_cpu(role: str) -> PodCpu:
             f"{DEPLOYMENT_MANIFEST} flinkConfiguration {factor_key} is {factor!r}: give a number"
             " of at least 1.0 (the limit over the request)."
         )
-    request = declared_cpu({"requests": {"cpu": cpu}}, where)
-    limit_milli = round(request.request_milli * limit_factor)
-    return declared_cpu({"requests": {"cpu": cpu}, "limits": {"cpu": f"{limit_milli}m"}}, where)
+    request_milli = declared_cpu({"requests": {"cpu": cpu}}, where).request_milli
+    return PodCpu(request_milli, round(request_milli * limit_factor))
 
 
 class Flink(Component):
