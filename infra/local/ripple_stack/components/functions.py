@@ -10,6 +10,7 @@ secrets). The manifest stays the one source, its autoscaling annotations include
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -53,6 +54,7 @@ ACTIVATOR_REQUEST_MILLI = 300
 QUEUE_PROXY_REQUEST_MILLI = 25
 
 
+@functools.cache  # every function's activator asks; the manifests are read once per process
 def activator_cpu() -> PodCpu:
     """The activator pod's CPU: the activator's request plus a queue-proxy's per possible instance."""
     config = load_autoscaler_config()
