@@ -7,10 +7,11 @@ outbox row in notifications, pending before the send and sent after it (notifier
 dead-letters); 422 for an event that can never be e-mailed. Metrics: notifier/metrics.py.
 
 An asynchronous function (ripple_server.aio: Starlette without Flask, served by uvicorn), like
-event-store and order-alerts: the outbox and the SMTP send are blocking clients and run on a
-worker thread, one hop per delivery. Served as a Flask function through a2wsgi it spent about
-half of its CPU bridging the WSGI thread and the event loop (py-spy, issue 19's bursts:
-loadtest/broker/profiles/), and the notifier is the most CPU-hungry hop of the alert path.
+event-store and order-alerts: the outbox and the SMTP send are blocking clients and run on one of
+the DELIVERIES threads (one per pooled connection), one hop per delivery. Served as a Flask
+function through a2wsgi it spent about half of its CPU bridging the WSGI thread and the event loop
+(py-spy, issue 19's bursts: loadtest/broker/profiles/), and the notifier is the most CPU-hungry hop
+of the alert path.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
+from concurrent.futures import ThreadPoolExecutor
 
 from cloudevents.http import CloudEvent
 from notifier.config import Config
@@ -27,7 +29,7 @@ from notifier.notify import Unrecorded, notify_once
 from ripple_server import aio
 from sqlalchemy.exc import SQLAlchemyError
 
-from ripple_consumer.database import LazyEngine
+from ripple_consumer.database import MAX_OVERFLOW, LazyEngine
 from ripple_consumer.http import problem
 from ripple_settings import or_exit
 
@@ -37,6 +39,10 @@ CONFIG = or_exit("notifier", Config.from_env)
 engine = LazyEngine(CONFIG)
 # Mails the SMTP server accepted whose `sent` PostgreSQL did not commit (notifier/notify.py).
 unrecorded = Unrecorded(engine)
+# The deliveries' threads: one per connection the pool can give (a delivery holds one from its
+# outbox row to its commit). asyncio.to_thread's default executor has CPUs + 4 threads (6 on two
+# cores), which would hold the rest of containerConcurrency's deliveries in its queue.
+DELIVERIES = ThreadPoolExecutor(max_workers=CONFIG.pool_size + MAX_OVERFLOW, thread_name_prefix="notify")
 
 
 @aio.cloud_event
@@ -44,7 +50,7 @@ async def handle(event: CloudEvent) -> None:
     if event["type"] != FLAGGED:
         HANDLED.labels("ignored").inc()
         return
-    await asyncio.to_thread(notify, event)
+    await asyncio.get_running_loop().run_in_executor(DELIVERIES, notify, event)
 
 
 def notify(event: CloudEvent) -> None:

@@ -25,7 +25,10 @@ from ripple_settings import ConfigError, env_number
 
 from .current_schema import postgres_settings
 
-__all__ = ["ConfigError", "DatabaseConfig", "env_number", "make_engine"]
+__all__ = ["MAX_OVERFLOW", "ConfigError", "DatabaseConfig", "env_number", "make_engine"]
+
+# Connections opened beyond DB_POOL_SIZE when every pooled one is taken (closed when returned).
+MAX_OVERFLOW = 2
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ def make_engine(config: DatabaseConfig) -> Engine:
     return create_engine(
         config.database_url,
         pool_size=config.pool_size,
-        max_overflow=2,
+        max_overflow=MAX_OVERFLOW,
         # After a PostgreSQL restart the pooled connections are dead: check before use.
         pool_pre_ping=True,
         pool_timeout=config.connect_timeout_s,

@@ -85,7 +85,7 @@ def test_the_notifications_broker_and_its_triggers():
     triggers = {t.name: t for t in notifications.triggers}
     assert triggers["notifier"].filters == {"type": "dev.ripple.shop.order.flagged"}
     assert triggers["notifier"].subscriber.ref_name == "notifier"
-    assert triggers["notifier"].parallelism == 64  # sized for the alert rate (triggers.yaml)
+    assert triggers["notifier"].parallelism == 128  # the notifier's slots and half again (triggers.yaml)
     # The alert path's pods weigh more than event-store's (100m) when CPU is short (issue 19).
     assert triggers["notifier"].cpu == PodCpu(250, 1000)
     assert broker.cpu == PodCpu(500, 1000)  # every alert waits for its answer: as much as RabbitMQ
