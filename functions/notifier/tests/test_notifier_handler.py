@@ -18,6 +18,7 @@ from cloudevents.http import CloudEvent
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
+from ripple_consumer.database import MAX_OVERFLOW
 from ripple_consumer.http import create_app
 
 pytestmark = pytest.mark.integration
@@ -58,6 +59,13 @@ def flagged(data: object = None, event_type: str = "dev.ripple.shop.order.flagge
 def post(client, event: CloudEvent):
     headers, body = to_binary(event)
     return client.post("/", headers=headers, content=body)
+
+
+def test_one_delivery_thread_per_connection_the_pool_gives(client):
+    # containerConcurrency deliveries at once (knative/notifier/service.yaml), each holding a
+    # pooled connection on a thread: asyncio's default executor (CPUs + 4) would queue the rest.
+    module = client.function_module
+    assert module.DELIVERIES._max_workers == module.CONFIG.pool_size + MAX_OVERFLOW
 
 
 def mails(stack, event_id: str) -> list[email.message.Message]:
