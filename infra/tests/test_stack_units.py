@@ -189,7 +189,7 @@ def test_programs_weigh_what_their_cluster_manifests_request(settings):
         "gateway": 10,
         "event-store": 5,
         "order-alerts": 5,
-        "notifier": 7,
+        "notifier": 4,
         "query": 5,
         "dead-letters": 5,
     }

@@ -285,7 +285,7 @@ def procs(b: Backing, secrets: dict[str, str]) -> list[node.Proc]:
                 "-c",
                 f"unix_socket_directories={b.home / 'postgres-run'}",
                 "-c",
-                "max_connections=200",
+                "max_connections=250",  # as infra/postgres/cluster.yaml
             ],
         ),
         # The notifier's mail goes here (python -m ripple_stack.mailsink, as locally): one .eml

@@ -89,9 +89,10 @@ class Postgres(Component):
                     f"listen_addresses={settings.host}",
                     "-c",
                     f"unix_socket_directories={self.run_dir(settings)}",
-                    # Room for consumers, Flink's JDBC sinks and tests at once.
+                    # Room for consumers, Flink's JDBC sinks and tests at once; as
+                    # infra/postgres/cluster.yaml.
                     "-c",
-                    "max_connections=200",
+                    "max_connections=250",
                 ],
                 run_as_when_root=POSTGRES_OS_USER,
                 # SIGINT is PostgreSQL's "fast" shutdown: clients are cut, data is safe.
