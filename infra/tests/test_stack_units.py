@@ -16,6 +16,7 @@ from ripple_stack.component import UNDECLARED_CPU, PrerequisiteError, Program, l
 from ripple_stack.components import all_components, flink
 from ripple_stack.components.functions import KnativeFunction, ManifestError
 from ripple_stack.components.kafka import declared_topics, server_properties
+from ripple_stack.components.postgres import server_parameters
 from ripple_stack.components.prometheus import scrape_config
 from ripple_stack.secrets import load_secrets
 from ripple_stack.settings import SECRET_NAMES, ConfigError, Settings, load_settings
@@ -225,3 +226,21 @@ def test_flink_pods_limit_their_request_times_the_limit_factor(tmp_path, monkeyp
             flink.flink_cpu("taskManager")
     else:
         assert flink.flink_cpu("taskManager") == limit
+
+
+@pytest.mark.parametrize(
+    ("spec", "arguments"),
+    [
+        ({"postgresql": {"parameters": {"max_connections": "250"}}}, ["-c", "max_connections=250"]),
+        (
+            {"postgresql": {"parameters": {"max_connections": "250", "work_mem": "8MB"}}},
+            ["-c", "max_connections=250", "-c", "work_mem=8MB"],
+        ),
+        ({"postgresql": {}}, []),
+        ({}, []),
+    ],
+)
+def test_the_local_postgres_runs_with_the_cluster_manifests_parameters(tmp_path, spec, arguments):
+    manifest = tmp_path / "cluster.yaml"
+    manifest.write_text(yaml.safe_dump({"kind": "Cluster", "spec": spec}))
+    assert server_parameters(manifest) == arguments

@@ -264,6 +264,18 @@ def _prepare(b: Backing, secrets: dict[str, str]) -> None:
         (imports / f"{name}-realm.json").write_text(json.dumps(realm, indent=2))
 
 
+def _postgres_parameters() -> list[str]:
+    """infra/postgres/cluster.yaml's spec.postgresql.parameters as `-c name=value` arguments: the
+    backing server runs with what CloudNativePG's would (max_connections for the functions' pools)."""
+    import yaml
+
+    for document in yaml.safe_load_all((REPO / "infra" / "postgres" / "cluster.yaml").read_text()):
+        if isinstance(document, dict) and document.get("kind") == "Cluster":
+            parameters = (document.get("spec", {}).get("postgresql") or {}).get("parameters") or {}
+            return [arg for name, value in parameters.items() for arg in ("-c", f"{name}={value}")]
+    return []
+
+
 def procs(b: Backing, secrets: dict[str, str]) -> list[node.Proc]:
     ip = b.ip
     return [
@@ -284,8 +296,7 @@ def procs(b: Backing, secrets: dict[str, str]) -> list[node.Proc]:
                 f"listen_addresses={ip}",
                 "-c",
                 f"unix_socket_directories={b.home / 'postgres-run'}",
-                "-c",
-                "max_connections=250",  # as infra/postgres/cluster.yaml
+                *_postgres_parameters(),
             ],
         ),
         # The notifier's mail goes here (python -m ripple_stack.mailsink, as locally): one .eml

@@ -13,6 +13,7 @@ from ..component import (
     Say,
     let_reach,
     manifest_cpu,
+    manifest_document,
     require_file,
     run,
     running_as_root,
@@ -27,6 +28,14 @@ POSTGRES_BIN = _INSTALLED[-1].parent if _INSTALLED else Path("/usr/lib/postgresq
 # The system account Debian's package creates; the server refuses to run as root.
 POSTGRES_OS_USER = "postgres"
 CLUSTER_MANIFEST = REPO_ROOT / "infra" / "postgres" / "cluster.yaml"
+
+
+def server_parameters(manifest: Path = CLUSTER_MANIFEST) -> list[str]:
+    """The manifest's spec.postgresql.parameters as `-c name=value` arguments (max_connections:
+    room for every function's pool), so the local server runs with what CloudNativePG's does."""
+    spec = manifest_document(manifest, "Cluster").get("spec") or {}
+    parameters = (spec.get("postgresql") or {}).get("parameters") or {}
+    return [argument for name, value in parameters.items() for argument in ("-c", f"{name}={value}")]
 
 
 def _as_server_user(command: list[str]) -> list[str]:
@@ -89,10 +98,7 @@ class Postgres(Component):
                     f"listen_addresses={settings.host}",
                     "-c",
                     f"unix_socket_directories={self.run_dir(settings)}",
-                    # Room for consumers, Flink's JDBC sinks and tests at once; as
-                    # infra/postgres/cluster.yaml.
-                    "-c",
-                    "max_connections=250",
+                    *server_parameters(),
                 ],
                 run_as_when_root=POSTGRES_OS_USER,
                 # SIGINT is PostgreSQL's "fast" shutdown: clients are cut, data is safe.
