@@ -295,6 +295,14 @@ def test_schema_failure_names_the_path(gateway, publisher_token):
     ]
 
 
+def test_a_value_ending_in_a_newline_does_not_pass_an_anchored_pattern(gateway, publisher_token):
+    # `^[A-Z]{3}$` matched "EUR\n" under Python's re before (a data value silently accepted).
+    headers, body = _batch_request([structured(ORDER_TYPE, order() | {"currency": "EUR\n"})])
+    response = post(gateway, body, headers | {"Authorization": f"Bearer {publisher_token}"})
+    assert response.status_code == 422, response.text
+    assert [(e["index"], e["path"]) for e in response.json()["errors"]] == [(0, "/data/currency")]
+
+
 def test_a_rejected_batch_writes_nothing(gateway, publisher_token, orders):
     good = structured(ORDER_TYPE, order())
     headers, body = _batch_request([good, structured(ORDER_TYPE, BAD_ORDER)])
