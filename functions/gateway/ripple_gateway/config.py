@@ -35,7 +35,7 @@ from ripple_settings import ConfigError, env_int
 __all__ = ["Config", "ConfigError", "load_config"]
 
 # Kafka's legal topic characters; the catalog's topic names are appended to the prefix.
-TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,200}$")
+TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{0,200}")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def load_config() -> Config:
             f"({request_timeout + linger}): raise it or lower the others."
         )
     prefix = os.environ.get("KAFKA_TOPIC_PREFIX", "")
-    if not TOPIC_PREFIX.match(prefix):
+    if not TOPIC_PREFIX.fullmatch(prefix):
         raise ConfigError(
             f"KAFKA_TOPIC_PREFIX={prefix!r} is not a topic prefix: use at most 200 of A-Z a-z 0-9 . _ - "
             "(e.g. bench.run1.), or leave it empty."

@@ -40,13 +40,14 @@ BATCH = "application/cloudevents-batch+json"
 JSON = "application/json"
 REQUIRED = ("specversion", "id", "source", "type")
 # CloudEvents 1.0: names are lower-case ASCII letters and digits; 20 characters at most (SHOULD).
-ATTRIBUTE_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+# Checked with fullmatch: `$` also matches before a final newline, and a JSON key can end in one.
+ATTRIBUTE_NAME = re.compile(r"[a-z0-9]{1,20}")
 # CloudEvents Integer: 32-bit signed.
 INT32 = (-(2**31), 2**31 - 1)
 # Event time drives Flink's watermark for every tenant: one event stamped far in the future
 # would make everyone's events "late". Clock skew of a few minutes is tolerated.
 MAX_TIME_AHEAD = timedelta(minutes=5)
-RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # An escaped NUL (\u0000) is valid JSON, but PostgreSQL's text and jsonb cannot hold it: one such
 # string reaching the aggregation's sink stopped the Flink job, so the gateway refuses it.
@@ -145,7 +146,7 @@ def attribute_errors(attributes: Mapping[str, Any], index: int) -> list[dict[str
     for name, value in attributes.items():
         if name in ("data", "data_base64"):
             continue
-        if name not in SPEC_ATTRIBUTES and not ATTRIBUTE_NAME.match(name):
+        if name not in SPEC_ATTRIBUTES and not ATTRIBUTE_NAME.fullmatch(name):
             error(name, f"attribute name {name!r} is invalid: use 1-20 lower-case letters and digits")
         elif type(value) is str:
             # Printable ASCII (the common case) holds no character string_problem refuses.
@@ -182,7 +183,7 @@ def attribute_errors(attributes: Mapping[str, Any], index: int) -> list[dict[str
 
 def _rfc3339(value: str) -> datetime | None:
     """The moment an RFC 3339 timestamp names, or None when it is not one."""
-    if not RFC3339.match(value):
+    if not RFC3339.fullmatch(value):
         return None
     try:
         return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))

@@ -25,7 +25,7 @@ def test_topic_prefix_defaults_to_empty(monkeypatch):
     assert load_config().kafka_topic_prefix == ""
 
 
-@pytest.mark.parametrize("value", ["bench run.", "bench/x.", "é."])
+@pytest.mark.parametrize("value", ["bench run.", "bench/x.", "é.", "bench.\n"])
 def test_topic_prefix_must_be_topic_characters(monkeypatch, value):
     monkeypatch.setenv("KAFKA_TOPIC_PREFIX", value)
     with pytest.raises(ConfigError, match="KAFKA_TOPIC_PREFIX"):

@@ -126,6 +126,28 @@ def test_attribute_errors_name_the_attribute(headers, body, status, path):
     assert [e["path"] for e in problem.body()["errors"]] == [path]
 
 
+STRUCTURED_EVENT = {"specversion": "1.0", "id": "e", "source": "/s", "type": "t", "data": {}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "path"),
+    [
+        # A JSON key can end in a newline: `^...$` with re.match let "ab\n" through as a name.
+        ({"ab\n": "1"}, "/ab\n"),
+        ({"ab": "1"}, None),
+        ({"time": "2026-01-31T12:00:00Z\n"}, "/time"),
+    ],
+)
+def test_structured_attribute_names_and_times_match_whole(extra, path):
+    body = json.dumps(STRUCTURED_EVENT | extra).encode()
+    if path is None:
+        assert events.parse_request({"Content-Type": "application/cloudevents+json"}, body, 9)
+        return
+    problem = problem_of({"Content-Type": "application/cloudevents+json"}, body)
+    assert problem.status == 400
+    assert path in {e["path"] for e in problem.body()["errors"]}
+
+
 def test_batch_reports_every_bad_event():
     good = {"specversion": "1.0", "id": "a", "source": "/s", "type": "t", "data": {}}
     batch = [good, {"id": "b"}, "nonsense", good | {"specversion": "0.3"}]
