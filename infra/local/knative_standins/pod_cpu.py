@@ -123,12 +123,11 @@ def _base(own: str, parent: str) -> str:
     return "/".join(parts[: parts.index(parent)]) if parent in parts else own
 
 
-def _locate(mount: Path, parent: str) -> tuple[int, Path] | None:
-    """(cgroup version, the parent's path) on this machine; None without a cpu controller."""
-    try:
-        own = Path("/proc/self/cgroup").read_text()
-    except OSError:
-        own = ""
+def _locate(mount: Path, parent: str, own: str | None = None) -> tuple[int, Path] | None:
+    """(cgroup version, the parent's path) on this machine; None without a cpu controller.
+    `own`: this process's /proc/self/cgroup (read when None)."""
+    if own is None:
+        own = _read(Path("/proc/self/cgroup"))
     if (mount / "cpu" / "cpu.shares").exists():
         return 1, mount / "cpu" / _base(_own_cgroup(own, "cpu"), parent) / parent
     if "cpu" in _read(mount / "cgroup.controllers").split():
@@ -214,9 +213,13 @@ class PodCgroups:
             self.parent.rmdir()
 
 
-def applied(mount: Path = Path("/sys/fs/cgroup"), parent: str = PARENT) -> str:
-    """One line for a report: whether the running stack's programs sit in pod cgroups."""
-    for root in (mount / "cpu" / parent, mount / parent):
+def applied(mount: Path = Path("/sys/fs/cgroup"), parent: str = PARENT, own: str | None = None) -> str:
+    """One line for a report: whether the running stack's programs sit in pod cgroups. Looked
+    for where PodCgroups puts them from this process's cgroup (_locate), then at the hierarchy's
+    top (a stack started from another cgroup than the report's)."""
+    located = _locate(mount, parent, own)
+    candidates = ([located[1]] if located else []) + [mount / "cpu" / parent, mount / parent]
+    for root in dict.fromkeys(candidates):
         # Only pods with processes count: cgroups outlive a stack that ran with the switch off.
         pods = [p for p in root.iterdir() if _read(p / "cgroup.procs").strip()] if root.is_dir() else []
         if pods:

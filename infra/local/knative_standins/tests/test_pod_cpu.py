@@ -144,5 +144,15 @@ def test_a_report_says_whether_the_pods_cpu_was_applied(tmp_path: Path):
     assert applied(tmp_path).startswith("the pods' CPU requests applied as cgroup weights (1 pods")
 
 
+def test_a_report_finds_the_pods_beside_its_own_nested_cgroup(tmp_path: Path):
+    (tmp_path / "cgroup.controllers").write_text("cpuset cpu io memory\n")
+    pod = tmp_path / "session" / "shell" / "ripple" / "kafka"
+    pod.mkdir(parents=True)
+    (pod / "cgroup.procs").write_text("4242\n")
+    own = "0::/session/shell\n"
+    assert "not applied" in applied(tmp_path)  # not where a process at the top would put them
+    assert applied(tmp_path, own=own).startswith("the pods' CPU requests applied as cgroup weights (1 pods")
+
+
 def test_join_reports_a_refusal(tmp_path: Path):
     assert join(tmp_path / "missing" / "cgroup.procs") is False
