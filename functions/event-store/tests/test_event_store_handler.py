@@ -66,6 +66,19 @@ def test_event_is_stored_once_even_when_redelivered(client, database):
     assert row.extensions == {"tenant": "acme"}
 
 
+def test_an_event_without_data_is_stored_with_json_null(client, database):
+    ce = event()
+    assert post(client, ce, body=b"").status_code == 200
+    (row,) = rows(database, ce)
+    assert row.data is None
+    with database.connect() as connection:
+        kind = connection.execute(
+            text("SELECT jsonb_typeof(data) FROM events WHERE source = :s AND id = :i"),
+            {"s": ce["source"], "i": ce["id"]},
+        ).scalar_one()
+    assert kind == "null"  # JSON null, as SQLAlchemy's JSONB wrote it before
+
+
 def test_data_that_is_not_json_is_refused_for_good(client, database):
     ce = event(datacontenttype="text/plain")
     response = post(client, ce, body=b"not json at all")
