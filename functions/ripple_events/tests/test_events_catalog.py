@@ -15,6 +15,7 @@ import pytest
 
 from ripple_events import load_catalog
 from ripple_events.catalog import CatalogError, parse_catalog, shipped_document
+from ripple_events.samples import order_data
 
 FUNCTIONS = Path(__file__).resolve().parents[2]
 
@@ -38,13 +39,7 @@ def test_failures_are_listed_as_before():
     assert [e["path"] for e in errors] == sorted(e["path"] for e in errors)
 
 
-ORDER = {
-    "orderId": "o-1",
-    "customerId": "c-1",
-    "items": [{"sku": "sku-1", "quantity": 1, "unitPrice": 12.5}],
-    "amount": 12.5,
-    "currency": "EUR",
-}
+ORDER = order_data()
 
 
 @pytest.mark.parametrize(
