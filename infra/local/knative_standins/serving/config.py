@@ -209,6 +209,8 @@ class RevisionSpec:
     tick_interval_s: float
     container_concurrency: int  # 0 = unlimited
     timeout_s: float
+    # activation-scale: the fewest instances a revision runs once it runs any (1 = no such floor).
+    activation_scale: int = 1
 
     @property
     def effective_max_scale(self) -> int:
@@ -221,6 +223,7 @@ _KNOWN_ANNOTATIONS = {
     "min-scale",
     "max-scale",
     "initial-scale",
+    "activation-scale",
     "target",
     "target-utilization-percentage",
     "window",
@@ -298,6 +301,13 @@ def revision_spec(manifest: Mapping, where: str, config: AutoscalerConfig) -> Re
     low_initial = 0 if config.allow_zero_initial_scale else 1
     initial = number("initial-scale", int, low_initial, LOCAL_MAX_SCALE)
     initial_scale = int(config.initial_scale if initial is None else initial)
+    # ValidateAnnotations (pkg/apis/autoscaling/annotation_validation.go): min <= activation <= max.
+    activation = number("activation-scale", int, 2, LOCAL_MAX_SCALE)
+    activation_scale = int(activation or 1)
+    if activation is not None and min_scale > activation_scale:
+        raise fail("activation-scale", activation_scale, f"is below min-scale {min_scale}")
+    if activation is not None and max_scale and activation_scale > max_scale:
+        raise fail("activation-scale", activation_scale, f"is above max-scale {max_scale}")
 
     # ResolveMetricTarget: total is what one pod may carry, target = total x utilization.
     if metric == "rps":
@@ -345,4 +355,5 @@ def revision_spec(manifest: Mapping, where: str, config: AutoscalerConfig) -> Re
         tick_interval_s=config.tick_interval_s,
         container_concurrency=container_concurrency,
         timeout_s=timeout_s,
+        activation_scale=activation_scale,
     )

@@ -53,6 +53,13 @@ def decide(
     panic_pods = math.ceil(panic / spec.target_value)
     desired_stable = int(min(max(stable_pods, max_scale_down), max_scale_up))
     desired_panic = int(min(max(panic_pods, max_scale_down), max_scale_up))
+    # activation-scale: any non-zero answer is at least that many (upstream applies it here,
+    # after the rate bounds, so a revision at zero goes straight to it).
+    if spec.activation_scale > 1:
+        if stable_pods > 0:
+            desired_stable = max(desired_stable, spec.activation_scale)
+        if panic_pods > 0:
+            desired_panic = max(desired_panic, spec.activation_scale)
 
     over_threshold = panic_pods / ready_count >= spec.panic_threshold
     panic_since, max_panic_pods = state.panic_since, state.max_panic_pods

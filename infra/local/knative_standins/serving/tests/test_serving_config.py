@@ -74,6 +74,7 @@ def test_annotations_override_the_cluster_defaults() -> None:
                 "min-scale": "1",
                 "max-scale": "4",
                 "initial-scale": "2",
+                "activation-scale": "3",
                 "window": "30s",
                 "panic-window-percentage": "20",
                 "panic-threshold-percentage": "150",
@@ -85,7 +86,7 @@ def test_annotations_override_the_cluster_defaults() -> None:
         "x.yaml",
         AutoscalerConfig(),
     )
-    assert (spec.min_scale, spec.max_scale, spec.initial_scale) == (1, 4, 2)
+    assert (spec.min_scale, spec.max_scale, spec.initial_scale, spec.activation_scale) == (1, 4, 2, 3)
     assert (spec.stable_window_s, spec.panic_window_s, spec.panic_threshold) == (30, 6, 1.5)
     assert (spec.scale_down_delay_s, spec.scale_to_zero_pod_retention_period_s, spec.timeout_s) == (
         15,
@@ -109,7 +110,10 @@ def test_annotations_override_the_cluster_defaults() -> None:
         ({"max-scale": "-1"}, "autoscaling.knative.dev/max-scale"),
         ({"initial-scale": "0"}, "autoscaling.knative.dev/initial-scale"),
         ({"panic-threshold-percentage": "100"}, "panic-threshold-percentage"),
-        ({"activation-scale": "2"}, "autoscaling.knative.dev/activation-scale"),
+        ({"activation-scale": "1"}, "autoscaling.knative.dev/activation-scale"),
+        ({"activation-scale": "3", "min-scale": "4"}, "autoscaling.knative.dev/activation-scale"),
+        ({"activation-scale": "3", "max-scale": "2"}, "autoscaling.knative.dev/activation-scale"),
+        ({"activation-scale": "two"}, "autoscaling.knative.dev/activation-scale"),
     ],
 )
 def test_unsupported_values_name_the_file_and_the_annotation(annotations, named) -> None:

@@ -55,6 +55,11 @@ SETTLED = DeciderState(initial_reached=True, active_since=-1000.0)
         ("max-scale caps the answer", {"max_scale": 3}, 100, 100, 3, 3, True),
         ("unbounded max-scale is capped locally", {}, 10_000, 10_000, 32, 32, True),
         ("rps target", {"metric": "rps", "target_value": 140.0}, 300, 300, 3, 3, False),
+        # TestAutoscalerActivationScale: no load stays at zero, any load wants activation-scale.
+        ("activation-scale, no load", {"activation_scale": 2}, 0, 0, 0, 0, False),
+        ("activation-scale, from zero", {"activation_scale": 2}, 1, 1, 0, 2, False),
+        ("activation-scale below the need", {"activation_scale": 2}, 50, 50, 5, 5, False),
+        ("activation-scale floors a scale down", {"activation_scale": 3}, 5, 5, 4, 3, False),
     ],
 )
 def test_single_tick(name, spec_changes, stable, panic, ready, want, want_panic) -> None:
