@@ -59,7 +59,10 @@ def _time(event: AnyCloudEvent) -> datetime | None:
 
 
 def to_row(event: AnyCloudEvent) -> dict[str, Any]:
-    return {**envelope_columns(event.get_attributes()), "time": _time(event), "data": _data(event)}
+    """The event's COLUMNS, each value as insert_rows binds it (data and extensions JSON text)."""
+    row = {**envelope_columns(event.get_attributes()), "time": _time(event), "data": _data(event)}
+    row["extensions"] = json.dumps(row["extensions"])
+    return row
 
 
 def insert_rows(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
@@ -69,20 +72,7 @@ def insert_rows(connection: Connection, rows: Sequence[dict[str, Any]]) -> set[t
         f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES {', '.join([_ROW_VALUES] * len(rows))} "
         "ON CONFLICT (source, id) DO NOTHING RETURNING source, id"
     )
-    values = tuple(
-        value
-        for row in rows
-        for value in (
-            row["id"],
-            row["source"],
-            row["type"],
-            row["subject"],
-            row["tenant"],
-            row["time"],
-            row["data"],
-            json.dumps(row["extensions"]),
-        )
-    )
+    values = tuple(row[column] for row in rows for column in COLUMNS)
     return {(source, id_) for source, id_ in connection.exec_driver_sql(sql, values)}
 
 
