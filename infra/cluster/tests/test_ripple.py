@@ -209,7 +209,7 @@ def _measure_scale_to_zero(cluster: Settings) -> None:
     window, grace = _autoscaler(cluster)
     # Start from quiet: on this cluster the Eventing tests feed event-store, order-alerts and the
     # notifier through KafkaSources and the Broker (with retries). The sources have caught up and
-    # stopped (_sources_quiet); the Broker's retries end within its 105 s course; wait until every
+    # stopped (_sources_quiet); the Broker's retries end within its 126 s course; wait until every
     # function is at zero, so that the requests below are the last each one sees.
     idle = {f: _revision(cluster, f) for f in ripple_deploy.FUNCTIONS}
 

@@ -4,7 +4,7 @@
   and once RabbitMQ is back every flagged order is e-mailed exactly once and stored once;
 - RabbitMQ restarted with messages queued: nothing is lost;
 - the notifier failing (its SMTP server down): retries, then a dead letter with the Knative
-  error extensions (on a private Trigger with a short delivery: the live one retries 120 s); a
+  error extensions (on a private Trigger with a short delivery: the live one retries 133 s); a
   notifier that comes back after a few failures sends once;
 - PostgreSQL stopped 60 s (the seed's drill) under a steady flow of alerts: the live Trigger's
   delivery outlasts it, so nothing is dead-lettered and every alert is mailed once and recorded
@@ -293,7 +293,7 @@ def dead_letter(database, event_id: str) -> dict | None:
 @pytest.fixture
 def short_delivery_trigger(stack, tmp_path):
     """A private Broker whose notifier Trigger gives up after 5 quick retries (the live one
-    retries for 120 s): (its ingress URL, its dispatcher's metrics port). Removed afterwards."""
+    retries for 133 s): (its ingress URL, its dispatcher's metrics port). Removed afterwards."""
     broker = f"test-{uuid.uuid4().hex[:6]}"
     live = {d["metadata"]["name"]: d for d in yaml.safe_load_all(TRIGGERS.read_text())}["notifier"]
     functions = {f.name: f.url(stack.settings) for f in knative_functions()}
@@ -467,7 +467,7 @@ def counts_by_event(database, table: str, source: str) -> dict[str, int]:
 def test_a_60_s_postgres_outage_under_load_dead_letters_nothing(stack, ingress_url, database):
     """Issue 19: the seed's drill (PostgreSQL down 60 s) while alerts keep arriving, 20 a second,
     through the live Broker and its Trigger: the notifier answers 503 throughout, the Trigger's
-    delivery (15 linear retries, 120 s) outlasts it, and afterwards every alert is mailed once and
+    delivery (36 linear retries from 0.2 s, 133 s) outlasts it, and afterwards every alert is mailed once and
     recorded `sent` once, with no dead letter. About 100 s. (Alerts posted straight to the Broker
     are not stored: the history reaches event-store from ripple.shop.alerts, triggers.yaml.)"""
     source = f"/test/broker-outage-{uuid.uuid4().hex[:6]}"
