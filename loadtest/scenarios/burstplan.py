@@ -476,3 +476,71 @@ def hop_table(rows: Sequence[HopRow]) -> str:
         ("hop", "orders", "p50 s", "p99 s", "max s"),
         [(r.hop, r.orders, r.p50_s, r.p99_s, r.max_s) for r in rows],
     )
+
+
+# After an outage, when each hop caught up: the stamps past the order's own time, read as seconds
+# after the component was back. The orders placed during the outage are its backlog; those placed
+# after it wait behind that backlog in each queue (Kafka in front of order-alerts, the Broker's
+# queue in front of the notifier), which is where the bursts' delay tail comes from.
+RECOVERY_STAMPS = (STORED, ALERTED, EMITTED, RECORDED, SENT)
+
+
+@dataclass(frozen=True)
+class RecoveryRow:
+    """Flagged orders placed in one window around an outage's end, and when their stamps came."""
+
+    outage: str
+    placed: str  # "during" or "+0-5 s" (seconds after the component was back)
+    orders: int
+    # Median of each RECOVERY_STAMPS stamp, in seconds after the component was back.
+    medians: tuple[float | None, ...]
+    delay_p99_s: float | None  # order placed -> mail accepted
+
+
+def recovery_rows(
+    stamps: Iterable[Sequence[float | None]],
+    outages: Sequence[tuple[str, float, float]],
+    after_s: float = 20.0,
+    step_s: float = 5.0,
+) -> list[RecoveryRow]:
+    """For each outage (label, start, back): the orders placed during it, then those placed in each
+    `step_s` of the `after_s` after it was back; each stamp's median relative to `back`."""
+    orders = [s for s in stamps if s[PLACED] is not None]
+    rows: list[RecoveryRow] = []
+
+    def row(label: str, placed: str, back: float, group: list[Sequence[float | None]]) -> RecoveryRow:
+        def median_after(index: int) -> float | None:
+            values = [s[index] - back for s in group if s[index] is not None]
+            found = percentile(values, 50)
+            return None if found is None else round(found, 1)
+
+        delays = [s[SENT] - s[PLACED] for s in group if s[SENT] is not None]
+        p99 = percentile(delays, 99)
+        return RecoveryRow(
+            label,
+            placed,
+            len(group),
+            tuple(median_after(i) for i in RECOVERY_STAMPS),
+            None if p99 is None else round(p99, 1),
+        )
+
+    for label, start, back in outages:
+        during = [s for s in orders if start <= s[PLACED] < back]
+        if during:
+            rows.append(row(label, "during", back, during))
+        low = 0.0
+        while low < after_s:
+            high = min(low + step_s, after_s)
+            group = [s for s in orders if back + low <= s[PLACED] < back + high]
+            if group:
+                rows.append(row(label, f"+{low:g}-{high:g} s", back, group))
+            low = high
+    return rows
+
+
+def recovery_table(rows: Sequence[RecoveryRow]) -> str:
+    stamp_names = [STAMPS[i].split(" (")[0] for i in RECOVERY_STAMPS]
+    return markdown_table(
+        ("outage", "orders placed", "orders", *stamp_names, "order -> mail p99 s"),
+        [(r.outage, r.placed, r.orders, *r.medians, r.delay_p99_s) for r in rows],
+    )

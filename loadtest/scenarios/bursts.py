@@ -49,6 +49,8 @@ from .burstplan import (
     mail_rates,
     parse_mail_head,
     plan,
+    recovery_rows,
+    recovery_table,
 )
 from .faults import ComponentDown, Fault, Kill, Restart, uninterruptible
 from .probes import Database, Probe, Reading
@@ -430,6 +432,26 @@ class BurstDrill(Drill):
                 "",
                 hop_table(hop_rows(self.found_hops)),
             ]
+            outages = [
+                (fault.label, injected, ready)
+                for fault, _, injected, ready in self.faults
+                if fault.outage and ready is not None
+            ]
+            recovery = recovery_rows(self.found_hops, outages)
+            if recovery:
+                lines += [
+                    "",
+                    "## After each outage, when each hop caught up",
+                    "",
+                    "The flagged orders placed during each outage (its backlog), then those placed in each "
+                    "5 s after the component was back: the median of each stamp in seconds after it was "
+                    "back, and the order -> mail p99. Orders placed after the return wait behind the "
+                    "backlog in each queue (Kafka in front of order-alerts, the Broker's queue in front "
+                    "of the notifier): a stamp that comes long after the return shows which hop was still "
+                    "draining.",
+                    "",
+                    recovery_table(recovery),
+                ]
         if self.found_rates:
             lines += [
                 "",

@@ -25,6 +25,8 @@ from loadtest.scenarios.burstplan import (
     mail_rates,
     parse_mail_head,
     plan,
+    recovery_rows,
+    recovery_table,
 )
 from loadtest.scenarios.shop import BIG_TICKET, CATALOG, ORDER, PAYMENT, Shop
 from loadtest.scenarios.stats import FAIL, INFO, PASS
@@ -291,3 +293,51 @@ PHASES = [("burst 1", 100.0, 120.0), ("idle 1", 120.0, 150.0), ("drain", 150.0, 
 )
 def test_mail_rates_count_each_phase_and_its_best_10_s(sent_at, expected) -> None:
     assert mail_rates(sent_at, PHASES) == expected
+
+
+# --- when each hop caught up after an outage ------------------------------------------------------
+
+# (placed, stored, alert row, confirmed, outbox row, mail accepted); the outage from 100 to 120.
+BACKLOG = (110.0, 121.0, 122.0, 122.1, 126.0, 126.5)  # placed during it: everything after the return
+AFTER_1 = (121.0, 121.1, 124.0, 124.1, 127.0, 127.5)  # placed right after: behind the backlog
+AFTER_2 = (123.0, 123.1, 125.0, 125.1, 129.0, 129.5)
+LATE = (127.0, 127.1, 127.2, 127.3, 127.4, 127.5)  # caught up
+NEVER_MAILED = (128.0, 128.1, 128.2, 128.3, None, None)
+
+
+@pytest.mark.parametrize(
+    ("stamps", "after_s", "expected"),
+    [
+        pytest.param([], 20.0, [], id="no orders: no rows"),
+        pytest.param(
+            [BACKLOG, AFTER_1, AFTER_2, LATE],
+            10.0,
+            [
+                ("during", 1, (1.0, 2.0, 2.1, 6.0, 6.5), 16.5),
+                ("+0-5 s", 2, (2.1, 4.5, 4.6, 8.0, 8.5), 6.5),
+                ("+5-10 s", 1, (7.1, 7.2, 7.3, 7.4, 7.5), 0.5),
+            ],
+            id="the backlog, then the orders behind it, each stamp after the return",
+        ),
+        pytest.param(
+            [NEVER_MAILED, (90.0, 91.0, 91.0, 91.0, 91.0, 91.0), (150.0, 151.0, 151.0, 151.0, 151.0, 151.0)],
+            10.0,
+            [("+5-10 s", 1, (8.1, 8.2, 8.3, None, None), None)],
+            id="stamps never reached stay empty; orders before or long after are left out",
+        ),
+        pytest.param([LATE], 9.0, [("+5-9 s", 1, (7.1, 7.2, 7.3, 7.4, 7.5), 0.5)], id="a short last window"),
+    ],
+)
+def test_recovery_rows_time_the_stamps_from_the_components_return(stamps, after_s, expected) -> None:
+    rows = recovery_rows(stamps, [("postgres stopped 20 s", 100.0, 120.0)], after_s=after_s, step_s=5.0)
+    assert [(r.placed, r.orders, r.medians, r.delay_p99_s) for r in rows] == expected
+    assert all(r.outage == "postgres stopped 20 s" for r in rows)
+
+
+def test_recovery_table_names_the_stamps() -> None:
+    table = recovery_table(recovery_rows([BACKLOG], [("rabbitmq restarted", 100.0, 120.0)]))
+    assert table.splitlines()[0] == (
+        "| outage | orders placed | orders | stored by event-store | alert row | Kafka and Broker confirmed"
+        " | notifier's outbox row | mail accepted | order -> mail p99 s |"
+    )
+    assert "| rabbitmq restarted | during | 1 | 1 | 2 | 2.1 | 6 | 6.5 | 16.5 |" in table
