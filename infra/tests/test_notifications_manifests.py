@@ -86,7 +86,8 @@ def test_the_notifications_broker_and_its_triggers():
     assert triggers["notifier"].filters == {"type": "dev.ripple.shop.order.flagged"}
     assert triggers["notifier"].subscriber.ref_name == "notifier"
     assert triggers["notifier"].parallelism == 128  # the notifier's slots and half again (triggers.yaml)
-    # The alert path's pods weigh more than event-store's (100m) when CPU is short (issue 19).
+    # The Trigger's dispatcher weighs as order-alerts, the notifier and event-store do (250m) and more than a
+    # BestEffort pod when CPU is short (issue 19; triggers.yaml).
     assert triggers["notifier"].cpu == PodCpu(250, 1000)
     assert broker.cpu == PodCpu(500, 1000)  # every alert waits for its answer: as much as RabbitMQ
     # One Trigger: the history reaches event-store from ripple.shop.alerts (triggers.yaml says why).

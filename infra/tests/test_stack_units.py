@@ -201,7 +201,7 @@ def test_programs_weigh_what_their_cluster_manifests_request(settings):
     assert cpu["prometheus"] == UNDECLARED_CPU
     # The functions' instances get theirs from knative/<name>/service.yaml, through the activator.
     spec = {c.name: c.spec(settings, secrets) for c in all_components() if isinstance(c, KnativeFunction)}
-    assert (spec["event-store"].cpu_request_milli, spec["event-store"].cpu_limit_milli) == (100, 1000)
+    assert (spec["event-store"].cpu_request_milli, spec["event-store"].cpu_limit_milli) == (250, 1000)
     assert (spec["notifier"].cpu_request_milli, spec["notifier"].cpu_limit_milli) == (250, 1000)
     assert (spec["gateway"].cpu_request_milli, spec["gateway"].cpu_limit_milli) == (1000, None)
 
