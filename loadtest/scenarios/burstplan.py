@@ -281,19 +281,20 @@ class Delays:
     by_phase: list[DelayRow] = field(default_factory=list)
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def _row(name: str, order_ids: Sequence[str], reading: PathReading) -> DelayRow:
     delays = [sent - reading.flagged[o] for o in order_ids if (sent := reading.sent_at(o)) is not None]
-
-    def rounded(value: float | None) -> float | None:
-        return None if value is None else round(value, 2)
 
     return DelayRow(
         name,
         len(order_ids),
         len(delays),
-        rounded(percentile(delays, 50)),
-        rounded(percentile(delays, 99)),
-        rounded(max(delays) if delays else None),
+        _rounded(percentile(delays, 50), 2),
+        _rounded(percentile(delays, 99), 2),
+        _rounded(max(delays) if delays else None, 2),
     )
 
 
@@ -455,17 +456,14 @@ def hop_rows(stamps: Iterable[Sequence[float | None]]) -> list[HopRow]:
     for start, end in HOPS:
         spans = [s[end] - s[start] for s in orders if s[start] is not None and s[end] is not None]
 
-        def rounded(value: float | None) -> float | None:
-            return None if value is None else round(value, 3)
-
         name = f"{STAMPS[start].split(' (')[0]} -> {STAMPS[end].split(' (')[0]}"
         rows.append(
             HopRow(
                 name,
                 len(spans),
-                rounded(percentile(spans, 50)),
-                rounded(percentile(spans, 99)),
-                rounded(max(spans) if spans else None),
+                _rounded(percentile(spans, 50), 3),
+                _rounded(percentile(spans, 99), 3),
+                _rounded(max(spans) if spans else None, 3),
             )
         )
     return rows
@@ -483,6 +481,8 @@ def hop_table(rows: Sequence[HopRow]) -> str:
 # after it wait behind that backlog in each queue (Kafka in front of order-alerts, the Broker's
 # queue in front of the notifier), which is where the bursts' delay tail comes from.
 RECOVERY_STAMPS = (STORED, ALERTED, EMITTED, RECORDED, SENT)
+RECOVERY_AFTER_S = 20.0  # how long after the return the orders are followed
+RECOVERY_STEP_S = 5.0  # in windows of this many seconds
 
 
 @dataclass(frozen=True)
@@ -500,8 +500,8 @@ class RecoveryRow:
 def recovery_rows(
     stamps: Iterable[Sequence[float | None]],
     outages: Sequence[tuple[str, float, float]],
-    after_s: float = 20.0,
-    step_s: float = 5.0,
+    after_s: float = RECOVERY_AFTER_S,
+    step_s: float = RECOVERY_STEP_S,
 ) -> list[RecoveryRow]:
     """For each outage (label, start, back): the orders placed during it, then those placed in each
     `step_s` of the `after_s` after it was back; each stamp's median relative to `back`."""
@@ -510,18 +510,15 @@ def recovery_rows(
 
     def row(label: str, placed: str, back: float, group: list[Sequence[float | None]]) -> RecoveryRow:
         def median_after(index: int) -> float | None:
-            values = [s[index] - back for s in group if s[index] is not None]
-            found = percentile(values, 50)
-            return None if found is None else round(found, 1)
+            return _rounded(percentile([s[index] - back for s in group if s[index] is not None], 50), 1)
 
         delays = [s[SENT] - s[PLACED] for s in group if s[SENT] is not None]
-        p99 = percentile(delays, 99)
         return RecoveryRow(
             label,
             placed,
             len(group),
             tuple(median_after(i) for i in RECOVERY_STAMPS),
-            None if p99 is None else round(p99, 1),
+            _rounded(percentile(delays, 99), 1),
         )
 
     for label, start, back in outages:

@@ -29,6 +29,8 @@ from ripple_stack.settings import Settings
 from .burstplan import (
     KILL_INSTANCE,
     KILL_PROGRAM,
+    RECOVERY_AFTER_S,
+    RECOVERY_STEP_S,
     RESTART,
     SENT,
     STOP,
@@ -38,6 +40,7 @@ from .burstplan import (
     MailRate,
     PathReading,
     PlannedStep,
+    RecoveryRow,
     check_back_to_zero,
     check_delay,
     check_path,
@@ -207,6 +210,7 @@ class BurstDrill(Drill):
     found_delays: Delays | None = None
     found_hops: list[tuple[float | None, ...]] | None = None
     found_rates: list[MailRate] | None = None
+    found_recovery: list[RecoveryRow] | None = None
 
     def __post_init__(self) -> None:
         burst = self.bursts
@@ -399,6 +403,13 @@ class BurstDrill(Drill):
         outages = [(injected, ready or self.t_end) for f, _, injected, ready in self.faults if f.outage]
         self.found_delays = delays(reading, phases, outages)
         self.found_hops = _safe(self.path.stamps)
+        if self.found_hops:
+            returned = [
+                (fault.label, injected, ready)
+                for fault, _, injected, ready in self.faults
+                if fault.outage and ready is not None
+            ]
+            self.found_recovery = recovery_rows(self.found_hops, returned)
         sent = [stamp[SENT] for stamp in self.found_hops or () if stamp[SENT] is not None]
         self.found_rates = mail_rates(sent, phases) if sent else None
         found += check_delay(self.found_delays, self.bursts.delay_limit_s)
@@ -432,26 +443,20 @@ class BurstDrill(Drill):
                 "",
                 hop_table(hop_rows(self.found_hops)),
             ]
-            outages = [
-                (fault.label, injected, ready)
-                for fault, _, injected, ready in self.faults
-                if fault.outage and ready is not None
+        if self.found_recovery:
+            lines += [
+                "",
+                "## After each outage, when each hop caught up",
+                "",
+                "The flagged orders placed during each outage (its backlog), then those placed in each "
+                f"{RECOVERY_STEP_S:g} s of the {RECOVERY_AFTER_S:g} s after the component was back: the "
+                "median of each stamp in seconds after it was back, and the order -> mail p99. Orders "
+                "placed after the return wait behind the backlog in each queue (Kafka in front of "
+                "order-alerts, the Broker's queue in front of the notifier): a stamp that comes long "
+                "after the return shows which hop was still draining.",
+                "",
+                recovery_table(self.found_recovery),
             ]
-            recovery = recovery_rows(self.found_hops, outages)
-            if recovery:
-                lines += [
-                    "",
-                    "## After each outage, when each hop caught up",
-                    "",
-                    "The flagged orders placed during each outage (its backlog), then those placed in each "
-                    "5 s after the component was back: the median of each stamp in seconds after it was "
-                    "back, and the order -> mail p99. Orders placed after the return wait behind the "
-                    "backlog in each queue (Kafka in front of order-alerts, the Broker's queue in front "
-                    "of the notifier): a stamp that comes long after the return shows which hop was still "
-                    "draining.",
-                    "",
-                    recovery_table(recovery),
-                ]
         if self.found_rates:
             lines += [
                 "",
