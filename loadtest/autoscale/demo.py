@@ -30,7 +30,7 @@ import yaml
 
 from loadtest import isolation
 from loadtest.scenarios import cpu
-from loadtest.scenarios.config import LoadConfig
+from loadtest.scenarios.config import LAG_MEANING, LoadConfig
 from loadtest.scenarios.driver import LoadDriver, Mix
 from loadtest.scenarios.probes import Database, KafkaLag, Probe
 from loadtest.scenarios.runner import Step, walk
@@ -549,7 +549,7 @@ def _markdown(
             "",
             "Top: accepted events per second (and 429s); second: ready instances per function (dashed: "
             "desired); third: event-store consumer lag and this run's stored rows; bottom: event -> row "
-            "delay of the events stored in each second.",
+            "delay of the events stored in each second. " + LAG_MEANING,
             "",
         ]
     )

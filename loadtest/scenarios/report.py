@@ -9,6 +9,7 @@ from pathlib import Path
 
 from loadtest.plots import number, pyplot, save, shade_phase
 
+from .config import LAG_MEANING
 from .stats import (
     TIMELINE_COLUMNS,
     Check,
@@ -67,7 +68,8 @@ def render_markdown(
         lines += ["", "## Timeline", "", f"![timeline]({plot_name})", ""]
         lines.append(
             "Top: answers per second by status; middle: latency p50/p99 (log scale); bottom: "
-            "consumer lag and this run's stored rows. Shaded red: the failure; orange: restarting."
+            "consumer lag and this run's stored rows. Shaded red: the failure; orange: restarting. "
+            + LAG_MEANING
         )
     return "\n".join(lines) + "\n"
 

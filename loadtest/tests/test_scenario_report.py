@@ -186,6 +186,8 @@ def test_report_markdown_has_verdict_table_and_checks() -> None:
     assert "- **FAIL** stored: missing 1" in text
     assert "- a note" in text
     assert "![timeline](timeline.png)" in text
+    # A reader of the lag plot is told that committed offsets lag by up to a commit interval.
+    assert "committed offsets, which the dispatcher advances once a second" in text
 
 
 # --- the shop's events --------------------------------------------------------------------------
