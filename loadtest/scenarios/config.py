@@ -37,7 +37,8 @@ FLINK_JOB = "ripple-aggregates"
 TOPICS = ("ripple.shop.orders", "ripple.shop.payments", "ripple.shop.pageviews")
 
 # What the lag plots show, for the reports' captions. Committed offsets move in steps: the
-# dispatcher commits once a second (the Flink job at each 5 s checkpoint), so up to that much traffic
+# dispatcher commits every RIPPLE_DISPATCHER_COMMIT_INTERVAL_MS (1 s, the stack's setting; the
+# Flink job at each 5 s checkpoint, RIPPLE_CHECKPOINT_INTERVAL), so up to that much traffic
 # reads as lag while nothing waits. Sampled every second too, the two beat: at 1,008 events/s
 # bench-latency's plot showed a sawtooth of ~1,000 records every ~70 s with the delay's p50 flat
 # at 33 ms (traced 2026-12-05 per partition: every partition 0-1 s of its traffic behind).
