@@ -400,15 +400,12 @@ class BurstDrill(Drill):
             return found
         found += check_path(reading)
         phases = [(p.name, p.start, p.end) for p in run.phases]
-        outages = [(injected, ready or self.t_end) for f, _, injected, ready in self.faults if f.outage]
-        self.found_delays = delays(reading, phases, outages)
+        # Each outage: (label, injected, ready again or None if it never was during the run).
+        outages = [(f.label, injected, ready) for f, _, injected, ready in self.faults if f.outage]
+        self.found_delays = delays(reading, phases, [(i, r or self.t_end) for _, i, r in outages])
         self.found_hops = _safe(self.path.stamps)
         if self.found_hops:
-            returned = [
-                (fault.label, injected, ready)
-                for fault, _, injected, ready in self.faults
-                if fault.outage and ready is not None
-            ]
+            returned = [outage for outage in outages if outage[2] is not None]
             self.found_recovery = recovery_rows(self.found_hops, returned)
         sent = [stamp[SENT] for stamp in self.found_hops or () if stamp[SENT] is not None]
         self.found_rates = mail_rates(sent, phases) if sent else None

@@ -49,7 +49,8 @@ class Probe(threading.Thread):
 
 
 class KafkaLag:
-    """Records not yet committed by the event-store dispatcher and by the Flink job (LAG_MEANING)."""
+    """Records not yet committed by the event-store dispatcher and by the Flink job (what that
+    counts: config.LAG_MEANING)."""
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
